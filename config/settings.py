@@ -1,0 +1,259 @@
+"""Typed node settings loaded from a TOML file with environment overrides.
+
+Every value can be overridden with ``CLOUDSTORAGE_<SECTION>_<KEY>`` (for
+example ``CLOUDSTORAGE_NODE_ID=node7`` or ``CLOUDSTORAGE_METADATA_URL=...``).
+Relative paths are taken relative to the current working directory.
+Any problem is reported as a :class:`ConfigError` whose message is one line
+naming the offending setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "CLOUDSTORAGE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or out of range."""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: int | str) -> int:
+    """Parse ``4194304``, ``"4MiB"``, ``"100GB"`` or ``"1.5TiB"`` into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size must not be negative: {value}")
+        return value
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r} (use e.g. 4MiB, 100GB or a byte count)")
+    number, unit, binary = m.groups()
+    base = 1024 if binary or not unit else 1000
+    power = " kmgtp".index(unit.lower() or " ")
+    return int(float(number) * base**power)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    id: str = "node1"
+    zone: str = "default"
+    capacity: int = parse_size("100GiB")
+    data_dir: Path = Path("var/node1")
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    host: str = "127.0.0.1"
+    # The name clients should use; printed in banners and SFTP/API answers.
+    public_host: str = ""
+    web_port: int = 8000
+    s3_port: int = 9000
+    sftp_port: int = 2022
+    transport_port: int = 7000
+    max_header_bytes: int = 16384
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    url: str = "sqlite://var/meta.sqlite3"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    chunk_size: int = parse_size("4MiB")
+    inline_threshold: int = parse_size("3KiB")
+    replication_factor: int = 3
+    write_quorum: int = 2
+    gc_grace_seconds: int = 3600
+    io_threads: int = 8
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    # Either the secret itself or a file holding it; ``cloudstorage init``
+    # creates the file when it does not exist.
+    secret: str = ""
+    secret_file: Path | None = None
+    region: str = "eu-central-1"
+    heartbeat_seconds: float = 2.0
+    down_after_seconds: float = 10.0
+    shutdown_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    allow_signup: bool = True
+    default_quota: int = parse_size("10GiB")
+    max_buckets: int = 10
+    max_access_keys: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+
+    def cluster_secret(self) -> bytes:
+        """The shared cluster secret; raises ConfigError if it is not set."""
+        if self.cluster.secret:
+            return self.cluster.secret.encode()
+        path = self.cluster.secret_file
+        if path is None:
+            raise ConfigError("cluster.secret: not set (set cluster.secret or cluster.secret_file)")
+        try:
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"cluster.secret_file: {path} does not exist (run `cloudstorage init`)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cluster.secret_file: cannot read {path}: {exc.strerror}") from None
+        if len(value) < 16:
+            raise ConfigError(f"cluster.secret_file: {path} holds fewer than 16 characters")
+        return value.encode()
+
+    def ensure_cluster_secret(self) -> None:
+        """Create the cluster secret file if one is configured but missing."""
+        path = self.cluster.secret_file
+        if self.cluster.secret or path is None or path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+
+
+def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
+    where = f"{section}.{name}"
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if kind is int:
+            if name in _SIZE_FIELDS:
+                return parse_size(value)
+            if isinstance(value, bool):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {value!r}")
+            return value
+        if kind in (Path, Path | None):
+            if value in ("", None):
+                return None if kind != Path else Path(".")
+            return Path(str(value))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: unsupported setting type")  # pragma: no cover
+
+
+_SIZE_FIELDS = {"capacity", "chunk_size", "inline_threshold", "default_quota", "max_header_bytes"}
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from ``path`` (optional) and the environment, then validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p}: {exc.strerror}") from None
+
+    sections: dict[str, Any] = {}
+    top_types = _section_types(Settings)
+    for key in raw:
+        if key not in top_types:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(top_types)})")
+    for section, cls in top_types.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{section}: must be a table")
+        types = _section_types(cls)
+        for name in given:
+            if name not in types:
+                raise ConfigError(f"{section}.{name}: unknown setting")
+        values = {n: _coerce(section, n, types[n], v) for n, v in given.items()}
+        for name, kind in types.items():
+            env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+            if env_name in env:
+                values[name] = _coerce(section, name, kind, env[env_name])
+        sections[section] = cls(**values)
+    settings = Settings(**sections)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ConfigError(msg)
+
+    need(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", s.node.id)),
+         f"node.id: {s.node.id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    need(bool(s.node.zone), "node.zone: must not be empty")
+    for name in ("web_port", "s3_port", "sftp_port", "transport_port"):
+        port = getattr(s.listen, name)
+        need(0 <= port <= 65535, f"listen.{name}: {port} is not a TCP port")
+    need(64 * 1024 <= s.storage.chunk_size <= 64 * 1024 * 1024,
+         "storage.chunk_size: must be between 64KiB and 64MiB")
+    need(0 <= s.storage.inline_threshold <= 64 * 1024,
+         "storage.inline_threshold: must be between 0 and 64KiB")
+    need(1 <= s.storage.replication_factor <= 7, "storage.replication_factor: must be 1..7")
+    need(1 <= s.storage.write_quorum <= s.storage.replication_factor,
+         "storage.write_quorum: must be between 1 and storage.replication_factor")
+    need(s.storage.io_threads >= 1, "storage.io_threads: must be at least 1")
+    need(s.metadata.url.startswith(("sqlite://", "postgres://", "postgresql://", "psql://")),
+         f"metadata.url: {s.metadata.url!r} must start with sqlite:// or postgres://")
+    need(s.cluster.heartbeat_seconds > 0, "cluster.heartbeat_seconds: must be positive")
+    need(s.cluster.down_after_seconds > s.cluster.heartbeat_seconds,
+         "cluster.down_after_seconds: must exceed cluster.heartbeat_seconds")
+    need(bool(s.cluster.secret) or s.cluster.secret_file is not None,
+         "cluster.secret: set cluster.secret or cluster.secret_file")
+
+
+def replace(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
+    """A copy of ``settings`` with some fields of some sections replaced (tests, dev)."""
+    updated = {
+        name: dataclasses.replace(getattr(settings, name), **values)
+        for name, values in sections.items()
+    }
+    result = dataclasses.replace(settings, **updated)
+    _validate(result)
+    return result

@@ -1,0 +1,109 @@
+"""Buckets: creation rules, ownership, versioning state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from storage import errors
+from storage.db import Database
+from storage.models import Account, Bucket, MultipartUpload, ObjectVersion
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """What the rest of the core needs to know about a bucket."""
+
+    id: int
+    name: str
+    account_id: str
+    region: str
+    versioning: str  # "", "Enabled" or "Suspended"
+    created_at: datetime
+
+
+def _info(b: Bucket) -> BucketInfo:
+    return BucketInfo(
+        id=b.id, name=b.name, account_id=b.account_id,  # type: ignore[attr-defined]
+        region=b.region, versioning=b.versioning, created_at=b.created_at,
+    )
+
+
+class BucketService:
+    """Create, find, list and delete buckets (names are validated by the caller's
+    protocol, which knows its own naming rules and error format)."""
+
+    def __init__(self, db: Database, *, max_buckets: int = 10) -> None:
+        self._db = db
+        self._max_buckets = max_buckets
+
+    async def create(self, account_id: str, name: str, region: str = "") -> BucketInfo:
+        """Create a bucket owned by ``account_id``."""
+        max_buckets = self._max_buckets
+
+        async def tx() -> BucketInfo:
+            existing = await Bucket.get_or_none(name=name)
+            if existing is not None:
+                if existing.account_id == account_id:  # type: ignore[attr-defined]
+                    raise errors.BucketAlreadyOwnedByYou()
+                raise errors.BucketAlreadyExists()
+            async with in_transaction():
+                if not await Account.exists(id=account_id):
+                    raise errors.StorageError("account does not exist")
+                if await Bucket.filter(account_id=account_id).count() >= max_buckets:
+                    raise errors.TooManyBuckets(
+                        f"You can create up to {max_buckets} buckets per account."
+                    )
+                try:
+                    b = await Bucket.create(name=name, account_id=account_id, region=region)
+                except IntegrityError:
+                    raise errors.BucketAlreadyExists() from None
+            return _info(b)
+
+        return await self._db.run(tx)
+
+    async def get(self, name: str) -> BucketInfo:
+        """The bucket called ``name``; raises NoSuchBucket."""
+
+        async def q() -> BucketInfo:
+            b = await Bucket.get_or_none(name=name)
+            if b is None:
+                raise errors.NoSuchBucket()
+            return _info(b)
+
+        return await self._db.run(q)
+
+    async def list_for(self, account_id: str) -> list[BucketInfo]:
+        """The account's buckets, by name."""
+
+        async def q() -> list[BucketInfo]:
+            return [_info(b) for b in await Bucket.filter(account_id=account_id).order_by("name")]
+
+        return await self._db.run(q)
+
+    async def delete(self, bucket: BucketInfo) -> None:
+        """Delete an empty bucket (no versions, markers or open uploads)."""
+
+        async def tx() -> None:
+            async with in_transaction():
+                if await ObjectVersion.exists(bucket_id=bucket.id) or await MultipartUpload.exists(
+                    bucket_id=bucket.id
+                ):
+                    raise errors.BucketNotEmpty()
+                await Bucket.filter(id=bucket.id).delete()
+
+        await self._db.run(tx)
+
+    async def set_versioning(self, bucket: BucketInfo, status: str) -> BucketInfo:
+        """Set S3 versioning to ``Enabled`` or ``Suspended``."""
+        if status not in ("Enabled", "Suspended"):
+            raise ValueError(f"versioning status must be Enabled or Suspended, not {status!r}")
+
+        async def tx() -> BucketInfo:
+            await Bucket.filter(id=bucket.id).update(versioning=status)
+            return _info(await Bucket.get(id=bucket.id))
+
+        return await self._db.run(tx)

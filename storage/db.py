@@ -1,0 +1,140 @@
+"""The metadata database: Tortoise setup, migrations and units of work.
+
+Tortoise runs on the asyncio side of the :class:`~storage.bridge.AsyncioBridge`.
+Callers pass :meth:`Database.run` a coroutine function that does one whole unit
+of work (usually one transaction); it runs there and its result comes back to
+trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from storage.bridge import AsyncioBridge
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+MODELS_MODULE = "storage.models"
+MIGRATIONS_MODULE = "storage.migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The metadata database cannot be reached or opened (one-line message)."""
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    """The Tortoise configuration for a ``sqlite://`` or ``postgres://`` URL."""
+    return {
+        "connections": {"default": _connection_url(url)},
+        "apps": {
+            "models": {
+                "models": [MODELS_MODULE],
+                "migrations": MIGRATIONS_MODULE,
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _connection_url(url: str) -> str:
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://").split("?", 1)[0]
+        # Several node processes share one SQLite file: WAL (Tortoise's default)
+        # plus a generous busy timeout so writers queue instead of failing.
+        return f"sqlite://{path}?busy_timeout=15000&synchronous=NORMAL"
+    if url.startswith(("postgresql://", "psql://")):
+        return "postgres://" + url.split("://", 1)[1]
+    return url
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+class Database:
+    """One node's handle on the metadata database."""
+
+    def __init__(self, url: str, bridge: AsyncioBridge) -> None:
+        self.url = url
+        self.bridge = bridge
+        self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
+
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect (and by default bring the schema up to date)."""
+        if self.dialect == "sqlite":
+            path = Path(self.url.removeprefix("sqlite://").split("?", 1)[0])
+            if str(path) != ":memory:":
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseUnavailable(
+                        f"metadata database {path}: cannot create its folder: {exc.strerror}"
+                    ) from None
+        try:
+            await self.bridge.publish_context(self._open_async, migrate)
+        except DatabaseUnavailable:
+            raise
+        except (OSError, ConnectionError) as exc:
+            raise DatabaseUnavailable(
+                f"metadata database {describe(self.url)} is unreachable: "
+                f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            ) from None
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"metadata database {describe(self.url)}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def _open_async(self, migrate: bool) -> None:
+        config = tortoise_config(self.url)
+        # Tortoise caches compiled statements by connection *name*; a process
+        # that opens SQLite and then PostgreSQL (the test suite) must not reuse
+        # SQLite's placeholders.
+        EXECUTOR_CACHE.clear()
+        if migrate:
+            await tortoise_migrate(config=config)
+        # The migration API initialises apps without query support: a normal
+        # init afterwards builds the models' querysets and connections.
+        await Tortoise.init(config=config)
+        # Touch the connection now so an unreachable server fails here, once.
+        await connections.get("default").execute_query("SELECT 1")
+
+    async def close(self) -> None:
+        """Close every connection (idempotent)."""
+        # Closing must never mask the error that made us close.
+        with contextlib.suppress(Exception):
+            await self.bridge.publish_context(Tortoise.close_connections)
+
+    async def run(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run one unit of work (a coroutine function using Tortoise) and return its result."""
+        return await self.bridge.run(fn, *args, **kwargs)
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file path of a sqlite URL, else None."""
+    if not url.startswith("sqlite://"):
+        return None
+    return os.fspath(url.removeprefix("sqlite://").split("?", 1)[0])
+
+
+# Used by ``tortoise -c storage.db.TORTOISE_ORM makemigrations`` (the `make
+# migrations` target); the URL only matters for introspection.
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")

@@ -1,0 +1,1 @@
+"""Tortoise migrations of the metadata schema (generated, then reviewed)."""

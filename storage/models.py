@@ -1,0 +1,180 @@
+"""Tortoise models of the shared metadata database.
+
+The database is the cluster's source of truth for everything but chunk bytes.
+Schema changes go through Tortoise migrations in :mod:`storage.migrations`
+(``cloudstorage db makemigrations`` after editing this file).
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Node(Model):
+    """A cluster member: registers itself at start and heartbeats."""
+
+    id = fields.CharField(primary_key=True, max_length=64)
+    zone = fields.CharField(max_length=64)
+    capacity = fields.BigIntField()
+    transport_addr = fields.CharField(max_length=255)
+    web_addr = fields.CharField(max_length=255, default="")
+    s3_addr = fields.CharField(max_length=255, default="")
+    sftp_addr = fields.CharField(max_length=255, default="")
+    started_at = fields.DatetimeField()
+    last_heartbeat = fields.DatetimeField()
+
+    class Meta:
+        table = "nodes"
+
+
+class ClusterLayout(Model):
+    """One version of the partition -> nodes assignment (staged or applied)."""
+
+    version = fields.IntField(primary_key=True)
+    state = fields.CharField(max_length=16)  # "staged" | "applied"
+    layout = fields.JSONField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "cluster_layouts"
+
+
+class Account(Model):
+    """A tenant: owns buckets, keys, usage and a quota."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    email = fields.CharField(max_length=320, unique=True)
+    password_hash = fields.CharField(max_length=255, null=True)
+    plan = fields.CharField(max_length=32, default="free")
+    quota_bytes = fields.BigIntField()
+    used_bytes = fields.BigIntField(default=0)
+    object_count = fields.BigIntField(default=0)
+    is_admin = fields.BooleanField(default=False)
+    status = fields.CharField(max_length=16, default="active")  # active | suspended
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "accounts"
+
+
+class AccessKey(Model):
+    """An S3 key pair.  SigV4 needs the secret itself, so it is stored
+    encrypted with the cluster key rather than hashed."""
+
+    access_key = fields.CharField(primary_key=True, max_length=32)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="access_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=128, default="")
+    secret_enc = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "access_keys"
+
+
+class Bucket(Model):
+    """A bucket. Names are global across the cluster, as in S3."""
+
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=63, unique=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="buckets", on_delete=fields.RESTRICT
+    )
+    region = fields.CharField(max_length=32, default="")
+    # "" = never versioned, "Enabled", "Suspended" -- S3's three states.
+    versioning = fields.CharField(max_length=16, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "buckets"
+
+
+class ObjectVersion(Model):
+    """One version of an object (or a delete marker).
+
+    ``is_latest`` is True for the current version and NULL otherwise: the unique
+    index on (bucket, key, is_latest) then lets the database itself refuse two
+    concurrent writers that both try to become the latest version, on SQLite
+    and PostgreSQL alike (NULLs never collide in a unique index).
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    bucket: fields.ForeignKeyRelation[Bucket] = fields.ForeignKeyField(
+        "models.Bucket", related_name="versions", on_delete=fields.CASCADE
+    )
+    key = fields.TextField()
+    version_id = fields.CharField(max_length=40)
+    is_latest = fields.BooleanField(null=True)
+    is_delete_marker = fields.BooleanField(default=False)
+    size = fields.BigIntField(default=0)
+    etag = fields.CharField(max_length=80, default="")
+    content_type = fields.CharField(max_length=255, default="")
+    user_metadata = fields.JSONField(default=dict)
+    # Content-Encoding, Cache-Control, Content-Disposition, ... as sent.
+    headers = fields.JSONField(default=dict)
+    checksums = fields.JSONField(default=dict)
+    # [[sha256_hex, size], ...] in order; empty when the data is inline.
+    chunks = fields.JSONField(default=list)
+    inline_data = fields.BinaryField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "object_versions"
+        unique_together = (("bucket", "key", "is_latest"), ("bucket", "key", "version_id"))
+
+
+class MultipartUpload(Model):
+    """An S3 multipart upload in progress."""
+
+    upload_id = fields.CharField(primary_key=True, max_length=64)
+    bucket: fields.ForeignKeyRelation[Bucket] = fields.ForeignKeyField(
+        "models.Bucket", related_name="uploads", on_delete=fields.CASCADE
+    )
+    key = fields.TextField()
+    content_type = fields.CharField(max_length=255, default="")
+    user_metadata = fields.JSONField(default=dict)
+    headers = fields.JSONField(default=dict)
+    checksum_algorithm = fields.CharField(max_length=16, default="")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "multipart_uploads"
+
+
+class MultipartPart(Model):
+    """One uploaded part. Re-uploading a part number replaces it."""
+
+    id = fields.BigIntField(primary_key=True)
+    upload: fields.ForeignKeyRelation[MultipartUpload] = fields.ForeignKeyField(
+        "models.MultipartUpload", related_name="parts", on_delete=fields.CASCADE
+    )
+    part_number = fields.IntField()
+    size = fields.BigIntField()
+    etag = fields.CharField(max_length=80)
+    checksums = fields.JSONField(default=dict)
+    chunks = fields.JSONField(default=list)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "multipart_parts"
+        unique_together = (("upload", "part_number"),)
+
+
+class ChunkRef(Model):
+    """How many committed versions and parts reference a chunk.
+
+    A chunk whose count stayed at zero for the GC grace period may be
+    deleted from every node.
+    """
+
+    chunk_id = fields.CharField(primary_key=True, max_length=64)
+    size = fields.BigIntField()
+    refcount = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "chunk_refs"
+        indexes = (("refcount", "updated_at"),)

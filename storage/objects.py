@@ -1,0 +1,601 @@
+"""The protocol-agnostic object service: put, get, head, list, copy, delete.
+
+Bytes are cut into fixed-size chunks named by their SHA-256 and handed to a
+:class:`~storage.blobs.BlobStore`; tiny objects live inline in their metadata
+row.  A version becomes visible only in the transaction that commits its
+metadata, after every chunk is stored, so readers never see half an object.
+Chunks of an upload that never commits are left unreferenced for garbage
+collection.
+
+Memory per upload is bounded by about three chunks (the one being filled, one
+queued, one being written), never by the object's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from storage import errors, sql
+from storage.blobs import BlobStore, chunk_id_of
+from storage.buckets import BucketInfo
+from storage.db import Database
+from storage.models import ObjectVersion
+
+NULL_VERSION = "null"
+_COMMIT_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object version as the protocols see it."""
+
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str  # without quotes
+    content_type: str
+    last_modified: datetime
+    user_metadata: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    checksums: Mapping[str, str] = field(default_factory=dict)
+    is_delete_marker: bool = False
+    is_latest: bool = True
+    chunks: tuple[tuple[str, int], ...] = ()
+    inline_data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """A key in a listing."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    content_type: str
+    version_id: str
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a listing, in UTF-8 byte order of keys."""
+
+    entries: list[ListEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # The last key or common prefix returned: pass it back as ``marker``.
+    next_marker: str | None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a delete did (S3 reports both fields)."""
+
+    version_id: str | None
+    delete_marker: bool
+
+
+@dataclass
+class StoredData:
+    """Bytes of a new version or part, stored but not yet referenced."""
+
+    size: int
+    md5: bytes
+    chunks: list[tuple[str, int]]
+    inline_data: bytes | None
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """A transaction the database aborted only because of a concurrent one."""
+    while exc is not None:
+        if getattr(exc, "sqlstate", None) in ("40001", "40P01"):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def new_version_id() -> str:
+    """A unique, roughly time-ordered version id."""
+    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(9)}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``
+    (code-point order, which is UTF-8 byte order), or None if there is none."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not valid code points
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
+    return ObjectInfo(
+        bucket=bucket, key=v.key, version_id=v.version_id, size=v.size, etag=v.etag,
+        content_type=v.content_type, last_modified=v.created_at,
+        user_metadata=v.user_metadata or {}, headers=v.headers or {},
+        checksums=v.checksums or {}, is_delete_marker=v.is_delete_marker,
+        is_latest=bool(v.is_latest), chunks=tuple((c, s) for c, s in v.chunks or ()),
+        inline_data=bytes(v.inline_data) if v.inline_data is not None else None,
+    )
+
+
+# -- units of work on the asyncio side -----------------------------------------------
+
+
+async def _release(conn: Any, account_id: str, versions: Sequence[ObjectVersion]) -> None:
+    """Drop versions: their chunk references and their usage."""
+    freed = sum(v.size for v in versions if not v.is_delete_marker)
+    count = sum(1 for v in versions if not v.is_delete_marker)
+    refs: Counter[str] = Counter()
+    for v in versions:
+        refs.update(c for c, _ in v.chunks or ())
+    now = _now()
+    await sql.execute_many(
+        conn,
+        "UPDATE chunk_refs SET refcount = refcount - ?, updated_at = ? WHERE chunk_id = ?",
+        [(n, now, cid) for cid, n in sorted(refs.items())],
+    )
+    if versions:
+        await sql.execute(
+            conn,
+            "UPDATE accounts SET used_bytes = used_bytes - ?, object_count = object_count - ? "
+            "WHERE id = ?",
+            (freed, count, account_id),
+        )
+
+
+async def _reference(conn: Any, chunks: Sequence[Sequence[Any]]) -> None:
+    refs: Counter[str] = Counter(c for c, _ in chunks)
+    sizes = {c: s for c, s in chunks}
+    now = _now()
+    await sql.execute_many(
+        conn,
+        "INSERT INTO chunk_refs (chunk_id, size, refcount, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (chunk_id) DO UPDATE SET refcount = chunk_refs.refcount + excluded.refcount, "
+        "updated_at = excluded.updated_at",
+        [(cid, sizes[cid], n, now) for cid, n in sorted(refs.items())],
+    )
+
+
+async def _charge(conn: Any, account_id: str, size: int, count: int) -> None:
+    """Add usage, refusing (and so rolling back) anything over the quota."""
+    changed = await sql.execute(
+        conn,
+        "UPDATE accounts SET used_bytes = used_bytes + ?, object_count = object_count + ? "
+        "WHERE id = ? AND used_bytes + ? <= quota_bytes",
+        (size, count, account_id, size),
+    )
+    if changed != 1:
+        raise errors.QuotaExceeded()
+
+
+async def _commit_version(
+    bucket: BucketInfo, key: str, fields: dict[str, Any], chunks: list[tuple[str, int]]
+) -> ObjectVersion:
+    """Make a new version (or delete marker) the latest one, atomically."""
+    versioned = bucket.versioning == "Enabled"
+    async with in_transaction() as conn:
+        # The first statement writes, so SQLite takes its write lock up front
+        # instead of failing to upgrade a read snapshot later.
+        await ObjectVersion.filter(bucket_id=bucket.id, key=key, is_latest=True).update(
+            is_latest=None
+        )
+        replaced: list[ObjectVersion] = []
+        if not versioned:
+            replaced = await ObjectVersion.filter(
+                bucket_id=bucket.id, key=key, version_id=NULL_VERSION
+            )
+            if replaced:
+                await ObjectVersion.filter(id__in=[v.id for v in replaced]).delete()
+                await _release(conn, bucket.account_id, replaced)
+        if not fields.get("is_delete_marker"):
+            await _charge(conn, bucket.account_id, fields["size"], 1)
+        await _reference(conn, chunks)
+        return await ObjectVersion.create(
+            bucket_id=bucket.id, key=key, is_latest=True,
+            version_id=new_version_id() if versioned else NULL_VERSION,
+            chunks=[list(c) for c in chunks], created_at=_now(), **fields,
+        )
+
+
+async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
+    if version_id is None:
+        v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, is_latest=True)
+        if v is None:
+            raise errors.NoSuchKey()
+        if v.is_delete_marker:
+            raise errors.NoSuchKey(delete_marker=True, version_id=v.version_id)
+        return v
+    v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, version_id=version_id)
+    if v is None:
+        raise errors.NoSuchVersion(version_id=version_id)
+    return v
+
+
+async def _delete_version(bucket: BucketInfo, key: str, version_id: str) -> DeleteResult:
+    async with in_transaction() as conn:
+        victims = await ObjectVersion.filter(bucket_id=bucket.id, key=key, version_id=version_id)
+        if not victims:
+            # S3 answers success for a version that is already gone.
+            return DeleteResult(version_id=version_id, delete_marker=False)
+        v = victims[0]
+        await ObjectVersion.filter(id=v.id).delete()
+        await _release(conn, bucket.account_id, [v])
+        if v.is_latest:
+            newest = (
+                await ObjectVersion.filter(bucket_id=bucket.id, key=key).order_by("-id").first()
+            )
+            if newest is not None:
+                await ObjectVersion.filter(id=newest.id).update(is_latest=True)
+        return DeleteResult(version_id=version_id, delete_marker=v.is_delete_marker)
+
+
+async def _delete_latest_unversioned(bucket: BucketInfo, key: str) -> DeleteResult:
+    async with in_transaction() as conn:
+        victims = await ObjectVersion.filter(bucket_id=bucket.id, key=key)
+        if victims:
+            await ObjectVersion.filter(id__in=[v.id for v in victims]).delete()
+            await _release(conn, bucket.account_id, victims)
+    return DeleteResult(version_id=None, delete_marker=False)
+
+
+async def _fetch_listing(
+    bucket_id: int, after: str | None, inclusive: bool, upper: str | None, limit: int
+) -> list[dict[str, Any]]:
+    q = ObjectVersion.filter(bucket_id=bucket_id, is_latest=True, is_delete_marker=False)
+    if after is not None:
+        q = q.filter(key__gte=after) if inclusive else q.filter(key__gt=after)
+    if upper is not None:
+        q = q.filter(key__lt=upper)
+    return await q.order_by("key").limit(limit).values(
+        "key", "size", "etag", "created_at", "content_type", "version_id"
+    )
+
+
+# -- the service ------------------------------------------------------------------------
+
+
+class ObjectService:
+    """Objects of buckets, over a metadata database and a blob store."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        *,
+        chunk_size: int = 4 * 1024 * 1024,
+        inline_threshold: int = 3 * 1024,
+        hash_limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        self._db = db
+        self.blobs = blobs
+        self.chunk_size = chunk_size
+        self.inline_threshold = inline_threshold
+        self._hash_limiter = hash_limiter or trio.CapacityLimiter(4)
+
+    # -- writing ----------------------------------------------------------------
+
+    async def store_stream(
+        self, body: AsyncIterable[bytes], *, allow_inline: bool = True
+    ) -> StoredData:
+        """Cut ``body`` into chunks and store them; nothing is referenced yet.
+
+        If ``body`` raises (a protocol found a bad checksum, the client went
+        away), the exception propagates and the chunks already written stay
+        unreferenced, to be collected.
+        """
+        cs = self.chunk_size
+        md5 = hashlib.md5()
+        buf = bytearray()
+        chunks: list[tuple[str, int]] = []
+        size = 0
+        send, recv = trio.open_memory_channel[tuple[str, bytes]](1)
+
+        def digest(data: bytes) -> str:
+            md5.update(data)
+            return chunk_id_of(data)
+
+        async def seal(data: bytes) -> None:
+            cid = await trio.to_thread.run_sync(digest, data, limiter=self._hash_limiter)
+            chunks.append((cid, len(data)))
+            await send.send((cid, data))
+
+        async def writer() -> None:
+            async with recv:
+                async for cid, data in recv:
+                    await self.blobs.put_chunk(cid, data)
+
+        inline: bytes | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                async with send:
+                    async for piece in body:
+                        size += len(piece)
+                        buf += piece
+                        while len(buf) >= cs:
+                            with memoryview(buf) as view:
+                                data = bytes(view[:cs])
+                            del buf[:cs]
+                            await seal(data)
+                    if not chunks and allow_inline and len(buf) <= self.inline_threshold:
+                        inline = bytes(buf)
+                        md5.update(inline)
+                    elif buf or not chunks:
+                        await seal(bytes(buf))
+        except BaseExceptionGroup as group:
+            # Callers want the body's own error (BadDigest, a disconnect), not
+            # a group around it.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group
+            raise
+        return StoredData(size=size, md5=md5.digest(), chunks=chunks, inline_data=inline)
+
+    async def put_object(
+        self,
+        bucket: BucketInfo,
+        key: str,
+        body: AsyncIterable[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        user_metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | None = None,
+        content_md5: bytes | None = None,
+        expected_size: int | None = None,
+    ) -> ObjectInfo:
+        """Store a new version of ``key`` from ``body``.
+
+        ``checksums`` is read after the body is exhausted, so a protocol may
+        fill it while streaming.  Raises BadDigest if ``content_md5`` does not
+        match, IncompleteBody if ``expected_size`` is not what arrived, and
+        QuotaExceeded if the account has no room; in each case nothing
+        becomes visible.
+        """
+        stored = await self.store_stream(body)
+        if expected_size is not None and stored.size != expected_size:
+            raise errors.IncompleteBody(
+                f"received {stored.size} bytes of the declared {expected_size}"
+            )
+        if content_md5 is not None and content_md5 != stored.md5:
+            raise errors.BadDigest()
+        return await self.commit(
+            bucket, key, stored, etag=stored.md5.hex(), content_type=content_type,
+            user_metadata=user_metadata, headers=headers, checksums=checksums,
+        )
+
+    async def commit(
+        self,
+        bucket: BucketInfo,
+        key: str,
+        stored: StoredData,
+        *,
+        etag: str,
+        content_type: str = "application/octet-stream",
+        user_metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        checksums: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Make stored bytes the latest version of ``key`` (one transaction)."""
+        fields = {
+            "size": stored.size, "etag": etag, "content_type": content_type,
+            "user_metadata": dict(user_metadata or {}), "headers": dict(headers or {}),
+            "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
+        }
+        v = await self._commit(bucket, key, fields, stored.chunks)
+        return _to_info(bucket.name, v)
+
+    async def _commit(
+        self, bucket: BucketInfo, key: str, fields: dict[str, Any], chunks: list[tuple[str, int]]
+    ) -> ObjectVersion:
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                return await self._db.run(_commit_version, bucket, key, fields, chunks)
+            except IntegrityError as exc:
+                if "foreign" in str(exc).lower():
+                    raise errors.NoSuchBucket() from None
+                # Another writer became latest between our demote and insert.
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+            except Exception as exc:
+                # PostgreSQL aborts one of two writers racing on the same key
+                # (deadlock / serialization failure): the loser simply retries.
+                if not _is_retryable(exc) or attempt == _COMMIT_RETRIES - 1:
+                    raise
+            await trio.sleep(0.001 * 2**attempt * (1 + secrets.randbelow(100) / 100))
+        raise AssertionError("unreachable")
+
+    # -- reading ----------------------------------------------------------------
+
+    async def head_object(
+        self, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> ObjectInfo:
+        """The latest (or the given) version's metadata; NoSuchKey/NoSuchVersion."""
+        v = await self._db.run(_find_version, bucket, key, version_id)
+        return _to_info(bucket.name, v)
+
+    async def read_object(
+        self, info: ObjectInfo, start: int = 0, stop: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the bytes ``[start, stop)`` of a version, chunk by chunk."""
+        stop = info.size if stop is None else min(stop, info.size)
+        if start < 0 or start > stop:
+            raise errors.InvalidRange()
+        if info.inline_data is not None:
+            if stop > start:
+                yield info.inline_data[start:stop]
+            return
+        offset = 0
+        for cid, csize in info.chunks:
+            end = offset + csize
+            if end > start and offset < stop:
+                data = await self.blobs.get_chunk(cid)
+                lo, hi = max(start - offset, 0), min(stop - offset, csize)
+                yield data if (lo, hi) == (0, csize) else data[lo:hi]
+            offset = end
+            if offset >= stop:
+                break
+
+    async def get_bytes(self, info: ObjectInfo) -> bytes:
+        """The whole version in memory (small objects, tests)."""
+        return b"".join([piece async for piece in self.read_object(info)])
+
+    # -- listing ---------------------------------------------------------------------
+
+    async def list_objects(
+        self,
+        bucket: BucketInfo,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        marker: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """List latest versions by key, rolling keys up to ``delimiter``.
+
+        ``marker`` is exclusive; when it is a rolled-up common prefix, the
+        whole prefix is skipped, so paging with ``next_marker`` never returns
+        a prefix twice.
+        """
+        upper = prefix_upper_bound(prefix) if prefix else None
+        after: str | None = None
+        inclusive = False
+        if marker:
+            after = marker
+            rest = marker[len(prefix):] if marker.startswith(prefix) else None
+            if delimiter and rest and rest.find(delimiter) == len(rest) - len(delimiter):
+                bound = prefix_upper_bound(marker)
+                if bound is not None:
+                    after, inclusive = bound, True
+        if prefix and (after is None or after < prefix):
+            after, inclusive = prefix, True
+
+        entries: list[ListEntry] = []
+        prefixes: list[str] = []
+        last: str | None = None
+        skip: str | None = None  # a common prefix we could not jump past
+        exhausted = False
+        while len(entries) + len(prefixes) < max_keys:
+            want = min(max_keys - len(entries) - len(prefixes) + 1, 1000)
+            rows = await self._db.run(_fetch_listing, bucket.id, after, inclusive, upper, want)
+            if not rows:
+                exhausted = True
+                break
+            jumped = False
+            for row in rows:
+                key = row["key"]
+                after, inclusive = key, False
+                if skip is not None and key.startswith(skip):
+                    continue
+                if len(entries) + len(prefixes) >= max_keys:
+                    # Seen one more than fits: the page is truncated.
+                    return ListPage(entries, prefixes, True, last)
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0:
+                    common = key[: cut + len(delimiter)]
+                    prefixes.append(common)
+                    last = common
+                    bound = prefix_upper_bound(common)
+                    if bound is not None:
+                        after, inclusive, jumped = bound, True, True
+                        break
+                    skip = common
+                    continue
+                entries.append(ListEntry(
+                    key=key, size=row["size"], etag=row["etag"],
+                    last_modified=row["created_at"], content_type=row["content_type"],
+                    version_id=row["version_id"],
+                ))
+                last = key
+            if not jumped and len(rows) < want:
+                exhausted = True
+                break
+        if exhausted or max_keys <= 0:
+            return ListPage(entries, prefixes, False, None)
+        # The page is full: it is truncated only if anything follows.
+        more = await self._any_after(bucket, after, inclusive, upper, skip)
+        return ListPage(entries, prefixes, more, last if more else None)
+
+    async def _any_after(
+        self,
+        bucket: BucketInfo,
+        after: str | None,
+        inclusive: bool,
+        upper: str | None,
+        skip: str | None = None,
+    ) -> bool:
+        while True:
+            rows = await self._db.run(_fetch_listing, bucket.id, after, inclusive, upper, 100)
+            if not rows:
+                return False
+            for row in rows:
+                if skip is None or not row["key"].startswith(skip):
+                    return True
+            after, inclusive = rows[-1]["key"], False
+
+    # -- copy and delete ---------------------------------------------------------------
+
+    async def copy_object(
+        self,
+        src_bucket: BucketInfo,
+        src_key: str,
+        dst_bucket: BucketInfo,
+        dst_key: str,
+        *,
+        version_id: str | None = None,
+        content_type: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Copy a version without moving bytes (chunks are shared by reference).
+
+        Metadata is copied unless ``user_metadata`` (with ``content_type`` and
+        ``headers``) is given, which replaces it.
+        """
+        src = await self.head_object(src_bucket, src_key, version_id)
+        if src.is_delete_marker:
+            raise errors.MethodNotAllowed("The source version is a delete marker.")
+        replace = user_metadata is not None
+        fields = {
+            "size": src.size, "etag": src.etag,
+            "content_type": (content_type or src.content_type) if replace else src.content_type,
+            "user_metadata": dict(user_metadata) if replace else dict(src.user_metadata),
+            "headers": dict(headers or {}) if replace else dict(src.headers),
+            "checksums": dict(src.checksums), "inline_data": src.inline_data,
+        }
+        v = await self._commit(dst_bucket, dst_key, fields, list(src.chunks))
+        return _to_info(dst_bucket.name, v)
+
+    async def delete_object(
+        self, bucket: BucketInfo, key: str, version_id: str | None = None
+    ) -> DeleteResult:
+        """Delete as S3 does: a specific version permanently, else the null
+        version (unversioned) or a new delete marker (versioned)."""
+        if version_id is not None:
+            return await self._db.run(_delete_version, bucket, key, version_id)
+        if bucket.versioning == "":
+            return await self._db.run(_delete_latest_unversioned, bucket, key)
+        fields = {"size": 0, "etag": "", "content_type": "", "is_delete_marker": True}
+        v = await self._commit(bucket, key, fields, [])
+        return DeleteResult(version_id=v.version_id, delete_marker=True)
