@@ -1,0 +1,108 @@
+"""One node process: the composition root.
+
+``run_node`` opens the metadata database through the asyncio bridge, wires the
+storage core, and runs every listener and worker as a child of one root
+nursery, so a crash anywhere is never silent.  SIGINT/SIGTERM start a graceful
+shutdown: listeners stop accepting, in-flight requests get
+``cluster.shutdown_grace_seconds`` to finish, then the database is closed.  A
+second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from cluster import membership
+from cluster.services import NodeServices, build_services
+from config import Settings
+from storage.bridge import AsyncioBridge
+from storage.db import Database
+
+
+def _hypercorn_config(settings: Settings, port: int, name: str) -> HypercornConfig:
+    cfg = HypercornConfig()
+    cfg.bind = [f"{settings.listen.host}:{port}"]
+    cfg.graceful_timeout = settings.cluster.shutdown_grace_seconds
+    cfg.h11_max_incomplete_size = settings.listen.max_header_bytes
+    cfg.keep_alive_timeout = 75
+    cfg.accesslog = None
+    cfg.errorlog = "-"
+    # Bodies stream through the app; a small ASGI queue is back-pressure.
+    cfg.max_app_queue_size = 4
+    cfg.server_names = []
+    cfg.include_server_header = False
+    cfg.application_path = name
+    return cfg
+
+
+def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
+    """The ASGI apps this node serves, with their ports."""
+    from protocols.web.app import create_web_app
+
+    settings = services.settings
+    apps: list[tuple[str, int, Any]] = [("web", settings.listen.web_port, create_web_app(services))]
+    try:
+        from protocols.s3.app import create_s3_app
+    except ImportError:  # the S3 adapter is optional while it is being built
+        pass
+    else:
+        apps.append(("s3", settings.listen.s3_port, create_s3_app(services)))
+    return apps
+
+
+async def _serve_app(
+    app: Any, cfg: HypercornConfig, shutdown: trio.Event, *, task_status: Any
+) -> None:
+    await serve(app, cfg, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+
+async def _watch_signals(shutdown: trio.Event, cancel: Callable[[], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if shutdown.is_set():
+                cancel()  # second signal: stop now
+                return
+            shutdown.set()
+
+
+async def run_node(
+    settings: Settings,
+    *,
+    on_ready: Callable[[NodeServices], Awaitable[None] | None] | None = None,
+    task_status: trio.TaskStatus[NodeServices] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a node until SIGINT/SIGTERM (or cancellation)."""
+    settings.cluster_secret()  # fail fast, before touching the database
+    bridge = AsyncioBridge(f"{settings.node.id}-asyncio")
+    bridge.start()
+    db = Database(settings.metadata.url, bridge)
+    try:
+        await db.open()
+        services = build_services(settings, bridge, db)
+        await membership.register(db, settings)
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope.cancel)
+            async with trio.open_nursery() as listeners:
+                for name, port, app in build_apps(services):
+                    cfg = _hypercorn_config(settings, port, name)
+                    await listeners.start(_serve_app, app, cfg, shutdown)
+                nursery.start_soon(membership.heartbeat, db, settings)
+                print(f"[{settings.node.id}] ready", flush=True)
+                task_status.started(services)
+                if on_ready is not None:
+                    result = on_ready(services)
+                    if result is not None:
+                        await result
+            # Every listener drained: stop the workers too.
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await db.close()
+        bridge.stop()

@@ -1,0 +1,949 @@
+"""S3 XML: rendering of response documents and safe parsing of request documents.
+
+Rendering turns plain dataclasses into S3's XML (namespace
+``http://s3.amazonaws.com/doc/2006-03-01/``); one ``render_*`` function per response
+type, all built on :func:`render_document`, a small generic renderer of nested
+Python structures.
+
+Parsing is hardened: bodies are capped in size, any DTD (``<!DOCTYPE``/``<!ENTITY``,
+the vehicle of billion-laughs and external-entity attacks) is refused, elements are
+accepted with or without a namespace, and anything unexpected is a MalformedXML
+:class:`~protocols.s3.errors.S3Error`. It uses expat directly (stdlib) with handlers
+that abort on declarations, so no extra dependency is needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.parsers.expat as expat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+from xml.etree.ElementTree import Element, TreeBuilder
+
+from protocols.s3.errors import S3Error, invalid_argument, invalid_encoding_type, malformed_xml
+
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+# Request-body caps. Configuration documents are tiny; DeleteObjects (1000 keys of up
+# to 1024 bytes, escaped) and CompleteMultipartUpload (10000 parts with checksums)
+# legitimately reach a few MiB.
+MAX_XML_BODY_SIZE = 1 << 20
+MAX_DELETE_BODY_SIZE = 4 << 20
+MAX_COMPLETE_BODY_SIZE = 4 << 20
+
+MAX_XML_DEPTH = 32
+MAX_DELETE_OBJECTS = 1000
+MAX_PART_NUMBER = 10000
+
+
+# ====================================================================================
+# Values
+# ====================================================================================
+
+
+def format_timestamp(value: dt.datetime | float) -> str:
+    """Format a time the way S3 XML does: ``2006-02-27T12:34:56.000Z`` (UTC, millis).
+
+    ``value`` is an aware or naive (taken as UTC) datetime, or POSIX seconds.
+    """
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    else:
+        moment = dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def quote_etag(etag: str) -> str:
+    """Return ``etag`` wrapped in double quotes exactly once (``abc`` -> ``"abc"``)."""
+    return '"' + etag.strip().strip('"') + '"'
+
+
+def unquote_etag(etag: str) -> str:
+    """Return ``etag`` without surrounding whitespace and double quotes."""
+    return etag.strip().strip('"')
+
+
+def parse_encoding_type(value: str | None) -> bool:
+    """Validate a list request's ``encoding-type``; True when keys must be url-encoded.
+
+    Only ``url`` exists; anything else is AWS's InvalidArgument.
+    """
+    if value is None:
+        return False
+    if value.lower() != "url":
+        raise invalid_encoding_type(value)
+    return True
+
+
+def url_encode(value: str) -> str:
+    """Percent-encode a key/prefix for ``encoding-type=url`` responses.
+
+    Space becomes ``%20`` and ``+`` becomes ``%2B``, which every SDK decoder reads back
+    correctly (botocore uses unquote_plus, Go uses QueryUnescape, JS decodeURIComponent).
+    """
+    return quote(value, safe="/")
+
+
+# Text escaping: XML specials, plus characters XML 1.0 cannot carry raw. CR is escaped
+# so that it survives the parser's newline normalisation.
+_ESCAPES: dict[int, str] = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"}
+_ESCAPES.update({c: f"&#x{c:X};" for c in range(0x20) if c not in (0x09, 0x0A)})
+
+
+def escape_text(text: str) -> str:
+    """Escape ``text`` for use as XML character data."""
+    return text.translate(_ESCAPES)
+
+
+# ====================================================================================
+# Generic renderer
+# ====================================================================================
+
+
+class Elements(list):  # type: ignore[type-arg]
+    """An ordered list of ``(name, value)`` children, for nodes whose children of
+    different names must interleave (ListVersionsResult's Version/DeleteMarker)."""
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return format_timestamp(value)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return escape_text(value)
+    raise TypeError(f"cannot render {type(value).__name__} as XML text")
+
+
+def _emit(out: list[str], name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, Elements):
+        out.append(f"<{name}>")
+        for child_name, child in value:
+            _emit(out, child_name, child)
+        out.append(f"</{name}>")
+    elif isinstance(value, Mapping):
+        out.append(f"<{name}>")
+        for child_name, child in value.items():
+            _emit(out, child_name, child)
+        out.append(f"</{name}>")
+    elif isinstance(value, list | tuple):
+        # A sequence value means the element repeats once per item.
+        for item in value:
+            _emit(out, name, item)
+    else:
+        out.append(f"<{name}>{_value_text(value)}</{name}>")
+
+
+def render_document(
+    root: str, content: Mapping[str, Any] | Elements | None, *, namespace: str | None = S3_NAMESPACE
+) -> bytes:
+    """Render ``content`` as the XML document ``<root>`` and return UTF-8 bytes.
+
+    ``content`` maps child names to values: ``None`` is omitted, a ``str``/``int``/
+    ``bool``/``datetime`` is a text element (datetimes in S3's timestamp format), a
+    ``Mapping`` or :class:`Elements` is a nested element, and a ``list``/``tuple`` repeats
+    the element once per item. ``content=None`` renders an empty root element.
+    """
+    ns = f' xmlns="{namespace}"' if namespace else ""
+    out: list[str] = [XML_DECLARATION]
+    if not content:
+        out.append(f"<{root}{ns}/>")
+    else:
+        out.append(f"<{root}{ns}>")
+        items = content if isinstance(content, Elements) else content.items()
+        for name, value in items:
+            _emit(out, name, value)
+        out.append(f"</{root}>")
+    return "".join(out).encode("utf-8")
+
+
+# ====================================================================================
+# Response models
+# ====================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """An object/bucket owner (``<Owner><ID/><DisplayName/></Owner>``)."""
+
+    id: str
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo:
+    """One bucket of ListBuckets."""
+
+    name: str
+    creation_date: dt.datetime
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One ``<Contents>`` entry of ListObjects (v1 and v2)."""
+
+    key: str
+    last_modified: dt.datetime
+    etag: str
+    size: int
+    storage_class: str = "STANDARD"
+    owner: Owner | None = None
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One ``<Version>`` or, with ``is_delete_marker``, ``<DeleteMarker>`` entry."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    last_modified: dt.datetime
+    etag: str | None = None
+    size: int = 0
+    is_delete_marker: bool = False
+    storage_class: str = "STANDARD"
+    owner: Owner | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """One ``<Part>`` of ListParts. ``checksums`` maps algorithm (``CRC32``...) to base64."""
+
+    part_number: int
+    last_modified: dt.datetime
+    etag: str
+    size: int
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """One ``<Upload>`` of ListMultipartUploads."""
+
+    key: str
+    upload_id: str
+    initiated: dt.datetime
+    storage_class: str = "STANDARD"
+    owner: Owner | None = None
+    initiator: Owner | None = None
+    checksum_algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedObject:
+    """A ``<Deleted>`` entry of DeleteResult."""
+
+    key: str
+    version_id: str | None = None
+    delete_marker: bool = False
+    delete_marker_version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteError:
+    """An ``<Error>`` entry of DeleteResult."""
+
+    key: str
+    code: str
+    message: str
+    version_id: str | None = None
+
+
+def _owner(owner: Owner | None) -> dict[str, Any] | None:
+    if owner is None:
+        return None
+    return {"ID": owner.id, "DisplayName": owner.display_name}
+
+
+def _checksum_elements(checksums: Mapping[str, str] | None) -> dict[str, str]:
+    # {"crc32": "..."} -> {"ChecksumCRC32": "..."}; S3 spells algorithms in capitals.
+    return {f"Checksum{alg.upper()}": value for alg, value in (checksums or {}).items()}
+
+
+class _Encoder:
+    """Applies ``encoding-type=url`` to the fields S3 encodes, and nothing else."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, value: str | None) -> str | None:
+        if value is None or not self.enabled:
+            return value
+        return url_encode(value)
+
+
+def _common_prefixes(prefixes: Iterable[str], enc: _Encoder) -> list[dict[str, Any]]:
+    return [{"Prefix": enc(p)} for p in prefixes]
+
+
+# ====================================================================================
+# Response renderers
+# ====================================================================================
+
+
+def render_error(err: S3Error, request_id: str, host_id: str = "") -> bytes:
+    """Render the ``<Error>`` document of ``err`` (no namespace, as S3 sends it).
+
+    Returns ``b""`` for errors that must not carry a body (304 Not Modified).
+    """
+    if not err.has_body:
+        return b""
+    content: dict[str, Any] = {"Code": err.code, "Message": err.message}
+    if err.resource is not None:
+        content["Resource"] = err.resource
+    for name, value in err.extra.items():
+        content.setdefault(name, value)
+    content["RequestId"] = request_id
+    content["HostId"] = host_id
+    return render_document("Error", content, namespace=None)
+
+
+def render_list_buckets(
+    buckets: Sequence[BucketInfo],
+    owner: Owner,
+    *,
+    continuation_token: str | None = None,
+    prefix: str | None = None,
+) -> bytes:
+    """ListAllMyBucketsResult (ListBuckets)."""
+    return render_document(
+        "ListAllMyBucketsResult",
+        {
+            "Owner": _owner(owner),
+            "Buckets": {
+                "Bucket": [
+                    {"Name": b.name, "CreationDate": b.creation_date, "BucketRegion": b.region}
+                    for b in buckets
+                ]
+            },
+            "ContinuationToken": continuation_token,
+            "Prefix": prefix,
+        },
+    )
+
+
+def _contents(objects: Iterable[ObjectInfo], enc: _Encoder, with_owner: bool) -> list[Any]:
+    return [
+        {
+            "Key": enc(o.key),
+            "LastModified": o.last_modified,
+            "ETag": quote_etag(o.etag),
+            "ChecksumAlgorithm": o.checksum_algorithm,
+            "ChecksumType": o.checksum_type,
+            "Size": o.size,
+            "Owner": _owner(o.owner) if with_owner else None,
+            "StorageClass": o.storage_class,
+        }
+        for o in objects
+    ]
+
+
+def render_list_objects_v1(
+    bucket: str,
+    *,
+    contents: Sequence[ObjectInfo],
+    common_prefixes: Sequence[str] = (),
+    prefix: str | None = None,
+    marker: str | None = None,
+    next_marker: str | None = None,
+    delimiter: str | None = None,
+    max_keys: int = 1000,
+    is_truncated: bool = False,
+    encoding_type_url: bool = False,
+) -> bytes:
+    """ListBucketResult for ListObjects (v1). Owners are always listed in v1."""
+    enc = _Encoder(encoding_type_url)
+    return render_document(
+        "ListBucketResult",
+        {
+            "Name": bucket,
+            "Prefix": enc(prefix or ""),
+            "Marker": enc(marker or ""),
+            "NextMarker": enc(next_marker),
+            "MaxKeys": max_keys,
+            "Delimiter": enc(delimiter),
+            "IsTruncated": is_truncated,
+            "EncodingType": "url" if encoding_type_url else None,
+            "Contents": _contents(contents, enc, with_owner=True),
+            "CommonPrefixes": _common_prefixes(common_prefixes, enc),
+        },
+    )
+
+
+def render_list_objects_v2(
+    bucket: str,
+    *,
+    contents: Sequence[ObjectInfo],
+    common_prefixes: Sequence[str] = (),
+    prefix: str | None = None,
+    delimiter: str | None = None,
+    max_keys: int = 1000,
+    is_truncated: bool = False,
+    continuation_token: str | None = None,
+    next_continuation_token: str | None = None,
+    start_after: str | None = None,
+    fetch_owner: bool = False,
+    encoding_type_url: bool = False,
+) -> bytes:
+    """ListBucketResult for ListObjectsV2; ``KeyCount`` is computed from the entries."""
+    enc = _Encoder(encoding_type_url)
+    return render_document(
+        "ListBucketResult",
+        {
+            "Name": bucket,
+            "Prefix": enc(prefix or ""),
+            "ContinuationToken": continuation_token,
+            "NextContinuationToken": next_continuation_token,
+            "KeyCount": len(contents) + len(common_prefixes),
+            "MaxKeys": max_keys,
+            "Delimiter": enc(delimiter),
+            "IsTruncated": is_truncated,
+            "StartAfter": enc(start_after),
+            "EncodingType": "url" if encoding_type_url else None,
+            "Contents": _contents(contents, enc, with_owner=fetch_owner),
+            "CommonPrefixes": _common_prefixes(common_prefixes, enc),
+        },
+    )
+
+
+def render_list_object_versions(
+    bucket: str,
+    *,
+    versions: Sequence[VersionInfo],
+    common_prefixes: Sequence[str] = (),
+    prefix: str | None = None,
+    key_marker: str | None = None,
+    version_id_marker: str | None = None,
+    next_key_marker: str | None = None,
+    next_version_id_marker: str | None = None,
+    delimiter: str | None = None,
+    max_keys: int = 1000,
+    is_truncated: bool = False,
+    encoding_type_url: bool = False,
+) -> bytes:
+    """ListVersionsResult; versions and delete markers keep the order given."""
+    enc = _Encoder(encoding_type_url)
+    entries = Elements()
+    for v in versions:
+        if v.is_delete_marker:
+            node: dict[str, Any] = {
+                "Key": enc(v.key),
+                "VersionId": v.version_id,
+                "IsLatest": v.is_latest,
+                "LastModified": v.last_modified,
+                "Owner": _owner(v.owner),
+            }
+            entries.append(("DeleteMarker", node))
+        else:
+            node = {
+                "Key": enc(v.key),
+                "VersionId": v.version_id,
+                "IsLatest": v.is_latest,
+                "LastModified": v.last_modified,
+                "ETag": quote_etag(v.etag or ""),
+                "Size": v.size,
+                "Owner": _owner(v.owner),
+                "StorageClass": v.storage_class,
+            }
+            entries.append(("Version", node))
+    content = Elements(
+        [
+            ("Name", bucket),
+            ("Prefix", enc(prefix or "")),
+            ("KeyMarker", enc(key_marker or "")),
+            ("VersionIdMarker", version_id_marker or ""),
+            ("NextKeyMarker", enc(next_key_marker)),
+            ("NextVersionIdMarker", next_version_id_marker),
+            ("MaxKeys", max_keys),
+            ("Delimiter", enc(delimiter)),
+            ("IsTruncated", is_truncated),
+            ("EncodingType", "url" if encoding_type_url else None),
+            *entries,
+            ("CommonPrefixes", _common_prefixes(common_prefixes, enc)),
+        ]
+    )
+    return render_document("ListVersionsResult", content)
+
+
+def render_copy_object_result(
+    etag: str, last_modified: dt.datetime, checksums: Mapping[str, str] | None = None
+) -> bytes:
+    """CopyObjectResult (CopyObject)."""
+    return render_document(
+        "CopyObjectResult",
+        {"LastModified": last_modified, "ETag": quote_etag(etag), **_checksum_elements(checksums)},
+    )
+
+
+def render_copy_part_result(
+    etag: str, last_modified: dt.datetime, checksums: Mapping[str, str] | None = None
+) -> bytes:
+    """CopyPartResult (UploadPartCopy)."""
+    return render_document(
+        "CopyPartResult",
+        {"LastModified": last_modified, "ETag": quote_etag(etag), **_checksum_elements(checksums)},
+    )
+
+
+def render_initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
+    """InitiateMultipartUploadResult (CreateMultipartUpload)."""
+    return render_document(
+        "InitiateMultipartUploadResult", {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+    )
+
+
+def render_complete_multipart_upload(
+    location: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    *,
+    checksums: Mapping[str, str] | None = None,
+    checksum_type: str | None = None,
+) -> bytes:
+    """CompleteMultipartUploadResult."""
+    return render_document(
+        "CompleteMultipartUploadResult",
+        {
+            "Location": location,
+            "Bucket": bucket,
+            "Key": key,
+            "ETag": quote_etag(etag),
+            **_checksum_elements(checksums),
+            "ChecksumType": checksum_type,
+        },
+    )
+
+
+def render_list_parts(
+    bucket: str,
+    key: str,
+    upload_id: str,
+    *,
+    parts: Sequence[PartInfo],
+    part_number_marker: int = 0,
+    next_part_number_marker: int | None = None,
+    max_parts: int = 1000,
+    is_truncated: bool = False,
+    owner: Owner | None = None,
+    initiator: Owner | None = None,
+    storage_class: str = "STANDARD",
+    checksum_algorithm: str | None = None,
+    checksum_type: str | None = None,
+) -> bytes:
+    """ListPartsResult."""
+    return render_document(
+        "ListPartsResult",
+        {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumberMarker": part_number_marker,
+            "NextPartNumberMarker": next_part_number_marker,
+            "MaxParts": max_parts,
+            "IsTruncated": is_truncated,
+            "Part": [
+                {
+                    "PartNumber": p.part_number,
+                    "LastModified": p.last_modified,
+                    "ETag": quote_etag(p.etag),
+                    "Size": p.size,
+                    **_checksum_elements(p.checksums),
+                }
+                for p in parts
+            ],
+            "Initiator": _owner(initiator or owner),
+            "Owner": _owner(owner),
+            "StorageClass": storage_class,
+            "ChecksumAlgorithm": checksum_algorithm,
+            "ChecksumType": checksum_type,
+        },
+    )
+
+
+def render_list_multipart_uploads(
+    bucket: str,
+    *,
+    uploads: Sequence[UploadInfo],
+    common_prefixes: Sequence[str] = (),
+    prefix: str | None = None,
+    delimiter: str | None = None,
+    key_marker: str | None = None,
+    upload_id_marker: str | None = None,
+    next_key_marker: str | None = None,
+    next_upload_id_marker: str | None = None,
+    max_uploads: int = 1000,
+    is_truncated: bool = False,
+    encoding_type_url: bool = False,
+) -> bytes:
+    """ListMultipartUploadsResult."""
+    enc = _Encoder(encoding_type_url)
+    return render_document(
+        "ListMultipartUploadsResult",
+        {
+            "Bucket": bucket,
+            "KeyMarker": enc(key_marker or ""),
+            "UploadIdMarker": upload_id_marker or "",
+            "NextKeyMarker": enc(next_key_marker),
+            "NextUploadIdMarker": next_upload_id_marker,
+            "Prefix": enc(prefix),
+            "Delimiter": enc(delimiter),
+            "MaxUploads": max_uploads,
+            "IsTruncated": is_truncated,
+            "EncodingType": "url" if encoding_type_url else None,
+            "Upload": [
+                {
+                    "Key": enc(u.key),
+                    "UploadId": u.upload_id,
+                    "Initiator": _owner(u.initiator or u.owner),
+                    "Owner": _owner(u.owner),
+                    "StorageClass": u.storage_class,
+                    "Initiated": u.initiated,
+                    "ChecksumAlgorithm": u.checksum_algorithm,
+                }
+                for u in uploads
+            ],
+            "CommonPrefixes": _common_prefixes(common_prefixes, enc),
+        },
+    )
+
+
+def render_delete_result(
+    deleted: Sequence[DeletedObject], errors: Sequence[DeleteError], *, quiet: bool = False
+) -> bytes:
+    """DeleteResult (DeleteObjects). In quiet mode only the errors are listed."""
+    return render_document(
+        "DeleteResult",
+        {
+            "Deleted": None
+            if quiet
+            else [
+                {
+                    "Key": d.key,
+                    "VersionId": d.version_id,
+                    "DeleteMarker": True if d.delete_marker else None,
+                    "DeleteMarkerVersionId": d.delete_marker_version_id,
+                }
+                for d in deleted
+            ],
+            "Error": [
+                {"Key": e.key, "VersionId": e.version_id, "Code": e.code, "Message": e.message}
+                for e in errors
+            ],
+        },
+    )
+
+
+def render_location_constraint(region: str | None) -> bytes:
+    """LocationConstraint (GetBucketLocation). us-east-1 is the empty element, as in S3."""
+    value = None if region in (None, "", "us-east-1") else region
+    ns = f' xmlns="{S3_NAMESPACE}"'
+    if value is None:
+        body = f"<LocationConstraint{ns}/>"
+    else:
+        body = f"<LocationConstraint{ns}>{escape_text(value)}</LocationConstraint>"
+    return (XML_DECLARATION + body).encode("utf-8")
+
+
+def render_versioning_configuration(status: str | None, mfa_delete: str | None = None) -> bytes:
+    """VersioningConfiguration (GetBucketVersioning); never-versioned is the empty element."""
+    return render_document("VersioningConfiguration", {"Status": status, "MfaDelete": mfa_delete})
+
+
+# ====================================================================================
+# Safe parsing
+# ====================================================================================
+
+
+class _Forbidden(Exception):
+    """Raised from expat handlers to abort on a DTD construct or excessive nesting."""
+
+
+def _forbid(*_args: object) -> None:
+    raise _Forbidden("DTD declarations are not allowed")
+
+
+def _local(name: str) -> str:
+    # expat reports "namespace}local" because of namespace_separator="}".
+    return name.rpartition("}")[2]
+
+
+def parse_xml(body: bytes, *, max_size: int = MAX_XML_BODY_SIZE) -> Element:
+    """Parse an XML request body into an ElementTree element, safely.
+
+    Tags are reduced to their local names (any namespace is accepted), attributes are
+    dropped. Raises MaxMessageLengthExceeded over ``max_size`` bytes and MalformedXML
+    for empty, ill-formed, DTD-bearing or over-nested (> 32 levels) documents.
+    """
+    if len(body) > max_size:
+        raise S3Error("MaxMessageLengthExceeded", detail=f"XML body over {max_size} bytes")
+    if not body.strip():
+        raise malformed_xml("empty body")
+    # Cheap early refusal; the expat handlers below are the real guard (they also see
+    # declarations in other encodings such as UTF-16).
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise malformed_xml("DTD declarations are not allowed")
+
+    builder = TreeBuilder()
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _forbid
+    parser.EntityDeclHandler = _forbid
+    parser.UnparsedEntityDeclHandler = _forbid
+    parser.NotationDeclHandler = _forbid
+    parser.ExternalEntityRefHandler = _forbid
+    depth = 0
+
+    def start(name: str, _attrs: object) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_XML_DEPTH:  # S3 documents are shallow; deep nesting is an attack
+            raise _Forbidden(f"elements nested deeper than {MAX_XML_DEPTH}")
+        builder.start(_local(name), {})
+
+    def end(name: str) -> None:
+        nonlocal depth
+        depth -= 1
+        builder.end(_local(name))
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(body, True)
+    except _Forbidden as exc:
+        raise malformed_xml(str(exc)) from None
+    except (expat.ExpatError, ValueError) as exc:
+        raise malformed_xml(str(exc)) from None
+    return builder.close()
+
+
+def _expect_root(root: Element, name: str) -> None:
+    if root.tag != name:
+        raise malformed_xml(f"root element is <{root.tag}>, expected <{name}>")
+
+
+def _check_container(elem: Element) -> None:
+    # A container holds elements only; stray text means the document is not ours.
+    if elem.text and elem.text.strip():
+        raise malformed_xml(f"unexpected text in <{elem.tag}>")
+    for child in elem:
+        if child.tail and child.tail.strip():
+            raise malformed_xml(f"unexpected text after <{child.tag}>")
+
+
+def _leaf_text(elem: Element) -> str:
+    if len(elem):
+        raise malformed_xml(f"<{elem.tag}> must not contain elements")
+    return elem.text or ""
+
+
+def _leaf_fields(elem: Element, allowed: Iterable[str], *, prefix_ok: str = "") -> dict[str, str]:
+    """Map each child of ``elem`` to its text; unknown or repeated children are errors.
+
+    Children whose name starts with ``prefix_ok`` (when given) are accepted too.
+    """
+    _check_container(elem)
+    allowed_set = set(allowed)
+    fields: dict[str, str] = {}
+    for child in elem:
+        if child.tag not in allowed_set and not (prefix_ok and child.tag.startswith(prefix_ok)):
+            raise malformed_xml(f"unexpected <{child.tag}> in <{elem.tag}>")
+        if child.tag in fields:
+            raise malformed_xml(f"repeated <{child.tag}> in <{elem.tag}>")
+        fields[child.tag] = _leaf_text(child)
+    return fields
+
+
+def _parse_bool(text: str, where: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise malformed_xml(f"<{where}> must be true or false")
+    return value == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBucketConfiguration:
+    """The parsed body of CreateBucket (``None`` constraint when absent)."""
+
+    location_constraint: str | None = None
+
+
+def parse_create_bucket(
+    body: bytes, *, max_size: int = MAX_XML_BODY_SIZE
+) -> CreateBucketConfiguration:
+    """Parse a CreateBucketConfiguration body; an empty body means no constraint."""
+    if not body.strip():
+        return CreateBucketConfiguration()
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "CreateBucketConfiguration")
+    _check_container(root)
+    location: str | None = None
+    seen: set[str] = set()
+    for child in root:
+        if child.tag in seen:
+            raise malformed_xml(f"repeated <{child.tag}>")
+        seen.add(child.tag)
+        if child.tag == "LocationConstraint":
+            location = _leaf_text(child).strip() or None
+        elif child.tag in ("Location", "Bucket", "Tags"):
+            # Directory-bucket and tagging settings: well-formed, accepted, not used here.
+            continue
+        else:
+            raise malformed_xml(f"unexpected <{child.tag}> in CreateBucketConfiguration")
+    return CreateBucketConfiguration(location)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdentifier:
+    """One ``<Object>`` of a DeleteObjects request. Conditional fields are kept raw."""
+
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    last_modified_time: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteObjectsRequest:
+    """The parsed body of DeleteObjects."""
+
+    objects: list[ObjectIdentifier]
+    quiet: bool = False
+
+
+def parse_delete_objects(
+    body: bytes, *, max_size: int = MAX_DELETE_BODY_SIZE
+) -> DeleteObjectsRequest:
+    """Parse a DeleteObjects ``<Delete>`` body: 1..1000 objects and an optional Quiet.
+
+    Keys are returned exactly as sent (whitespace included); validating them is the
+    caller's business.
+    """
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "Delete")
+    _check_container(root)
+    objects: list[ObjectIdentifier] = []
+    quiet: bool | None = None
+    for child in root:
+        if child.tag == "Object":
+            if len(objects) >= MAX_DELETE_OBJECTS:
+                raise malformed_xml(f"more than {MAX_DELETE_OBJECTS} objects")
+            fields = _leaf_fields(child, ("Key", "VersionId", "ETag", "LastModifiedTime", "Size"))
+            if "Key" not in fields:
+                raise malformed_xml("<Object> without <Key>")
+            size: int | None = None
+            if "Size" in fields:
+                try:
+                    size = int(fields["Size"].strip())
+                except ValueError:
+                    raise malformed_xml("<Size> must be an integer") from None
+            objects.append(
+                ObjectIdentifier(
+                    key=fields["Key"],
+                    version_id=fields.get("VersionId", "").strip() or None,
+                    etag=fields.get("ETag"),
+                    last_modified_time=fields.get("LastModifiedTime"),
+                    size=size,
+                )
+            )
+        elif child.tag == "Quiet":
+            if quiet is not None:
+                raise malformed_xml("repeated <Quiet>")
+            quiet = _parse_bool(_leaf_text(child), "Quiet")
+        else:
+            raise malformed_xml(f"unexpected <{child.tag}> in <Delete>")
+    if not objects:
+        raise malformed_xml("no <Object> in <Delete>")
+    return DeleteObjectsRequest(objects, bool(quiet))
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    """One ``<Part>`` of CompleteMultipartUpload; ``etag`` is unquoted, ``checksums``
+    maps lower-case algorithm names (``crc32``...) to their base64 values."""
+
+    part_number: int
+    etag: str
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_complete_multipart(
+    body: bytes, *, max_size: int = MAX_COMPLETE_BODY_SIZE
+) -> list[CompletedPart]:
+    """Parse a CompleteMultipartUpload body into its parts, in document order.
+
+    Every part needs a PartNumber (1..10000) and an ETag. Ordering and duplicates are
+    left to the caller (they are InvalidPartOrder/InvalidPart, not MalformedXML).
+    """
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "CompleteMultipartUpload")
+    _check_container(root)
+    parts: list[CompletedPart] = []
+    for child in root:
+        if child.tag != "Part":
+            raise malformed_xml(f"unexpected <{child.tag}> in <CompleteMultipartUpload>")
+        if len(parts) >= MAX_PART_NUMBER:
+            raise malformed_xml(f"more than {MAX_PART_NUMBER} parts")
+        fields = _leaf_fields(child, ("PartNumber", "ETag"), prefix_ok="Checksum")
+        if "PartNumber" not in fields or "ETag" not in fields:
+            raise malformed_xml("<Part> needs <PartNumber> and <ETag>")
+        raw_number = fields["PartNumber"].strip()
+        if not raw_number.isascii() or not raw_number.isdigit():
+            raise malformed_xml("<PartNumber> must be an integer")
+        number = int(raw_number)
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                "partNumber",
+                raw_number,
+            )
+        etag = unquote_etag(fields["ETag"])
+        if not etag:
+            raise malformed_xml("empty <ETag>")
+        checksums = {
+            name[len("Checksum") :].lower(): value.strip()
+            for name, value in fields.items()
+            if name.startswith("Checksum") and name != "ChecksumType"
+        }
+        parts.append(CompletedPart(number, etag, checksums))
+    if not parts:
+        raise malformed_xml("no <Part> in <CompleteMultipartUpload>")
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class VersioningConfiguration:
+    """The parsed body of PutBucketVersioning; ``None`` fields were absent."""
+
+    status: str | None = None
+    mfa_delete: str | None = None
+
+
+def parse_versioning_configuration(
+    body: bytes, *, max_size: int = MAX_XML_BODY_SIZE
+) -> VersioningConfiguration:
+    """Parse a VersioningConfiguration body (Status: Enabled|Suspended)."""
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "VersioningConfiguration")
+    fields = _leaf_fields(root, ("Status", "MfaDelete"))
+    status = fields["Status"].strip() if "Status" in fields else None
+    mfa = fields["MfaDelete"].strip() if "MfaDelete" in fields else None
+    if status is not None and status not in ("Enabled", "Suspended"):
+        raise malformed_xml("<Status> must be Enabled or Suspended")
+    if mfa is not None and mfa not in ("Enabled", "Disabled"):
+        raise malformed_xml("<MfaDelete> must be Enabled or Disabled")
+    return VersioningConfiguration(status, mfa)

@@ -1,0 +1,1 @@
+"""The web port: health, and (as they land) the REST dialects and admin API."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Make sure what the test suite talks to is installed and running:
+# PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`) and its client.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+apt_install() {
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v psql >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "installing PostgreSQL ..."
+    apt_install postgresql postgresql-client
+fi
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "starting PostgreSQL ..."
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    for _ in $(seq 1 60); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 0.5
+    done
+fi
+
+# Trust auth on loopback and a `test` database, as the suite expects.
+if ! psql -h 127.0.0.1 -U postgres -d test -qAtc 'select 1' >/dev/null 2>&1; then
+    version=$(ls /etc/postgresql | head -n1)
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+        $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+        $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    fi
+    psql -h 127.0.0.1 -U postgres -qc 'CREATE DATABASE test' postgres >/dev/null 2>&1 || true
+fi
+pg_isready -h 127.0.0.1 -p 5432

@@ -1,0 +1,200 @@
+"""Checksums: CRC32/CRC32C/CRC64NVME/SHA vectors, streaming, headers, multipart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+
+import pytest
+
+from protocols.s3 import checksums
+from protocols.s3.checksums import (
+    CHECKSUM_ALGORITHMS,
+    composite_checksum,
+    compute_b64,
+    crc_combine,
+    full_object_crc,
+    make_checksummer,
+)
+from protocols.s3.errors import S3Error
+
+CHECK = b"123456789"  # the standard CRC check input
+
+RANDOM = os.urandom(100_003)  # odd length: exercises the slicing-by-8 tail
+
+
+def test_crc_check_values():
+    assert checksums.crc32(CHECK) == 0xCBF43926
+    assert checksums.crc32c(CHECK) == 0xE3069283
+    assert checksums.crc32c_py(CHECK) == 0xE3069283
+    assert checksums.crc64nvme(CHECK) == 0xAE8B14860A799888
+    assert checksums.crc64nvme_py(CHECK) == 0xAE8B14860A799888
+
+
+def test_crc32c_iscsi_vectors():
+    # RFC 3720 B.4 test patterns.
+    assert checksums.crc32c(bytes(32)) == 0x8A9136AA
+    assert checksums.crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert checksums.crc32c(bytes(range(32))) == 0x46DD794E
+    assert checksums.crc32c_py(bytes(range(31, -1, -1))) == 0x113FDB5C
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 15, 16, 17, 1000, 100_003])
+def test_pure_python_crcs_match_reference_implementations(size):
+    data = RANDOM[:size]
+    assert checksums.crc32c_py(data) == checksums.crc32c(data)
+    assert checksums.crc64nvme_py(data) == checksums.crc64nvme(data)
+    ieee = checksums._ReflectedCrc(0xEDB88320, 32)
+    assert ieee.update(0, data) == zlib.crc32(data)
+
+
+def test_pure_python_crcs_are_incremental():
+    a, b = RANDOM[:12345], RANDOM[12345:]
+    assert checksums.crc32c_py(b, checksums.crc32c_py(a)) == checksums.crc32c_py(RANDOM)
+    assert checksums.crc64nvme_py(b, checksums.crc64nvme_py(a)) == checksums.crc64nvme_py(RANDOM)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "data", "expected"),
+    [
+        ("crc32", b"hello world", "DUoRhQ=="),
+        ("crc32", b"", "AAAAAA=="),
+        ("crc32c", b"a" * 66560, "sOO8/Q=="),  # AWS's trailing-checksum example
+        ("crc32c", b"", "AAAAAA=="),
+        ("crc64nvme", CHECK, base64.b64encode(bytes.fromhex("ae8b14860a799888")).decode()),
+        ("sha1", b"", "2jmj7l5rSw0yVb/vlWAYkK/YBwk="),
+        ("sha256", b"", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
+        ("sha256", b"abc", "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="),
+        ("md5", b"", "1B2M2Y8AsgTpgAmY7PhCfg=="),
+    ],
+)
+def test_base64_digests(algorithm, data, expected):
+    assert compute_b64(algorithm, data) == expected
+    assert compute_b64(algorithm.upper(), data) == expected
+
+
+@pytest.mark.parametrize("algorithm", [*CHECKSUM_ALGORITHMS, "md5"])
+def test_streaming_update_equals_one_shot(algorithm):
+    summer = make_checksummer(algorithm)
+    for i in range(0, len(RANDOM), 4099):
+        summer.update(memoryview(RANDOM)[i : i + 4099])
+    assert summer.b64digest() == compute_b64(algorithm, RANDOM)
+    assert summer.algorithm == algorithm
+    assert base64.b64decode(summer.b64digest()) == summer.digest()
+
+
+def test_digest_sizes_and_big_endian_order():
+    summer = make_checksummer("crc32")
+    summer.update(CHECK)
+    assert summer.digest() == bytes.fromhex("cbf43926")
+    summer = make_checksummer("crc64nvme")
+    summer.update(CHECK)
+    assert summer.digest() == bytes.fromhex("ae8b14860a799888")
+    assert len(make_checksummer("sha512").digest()) == 64
+
+
+def test_md5_checksummer_exposes_hex_for_etags():
+    summer = make_checksummer("md5")
+    summer.update(b"abc")
+    assert summer.hexdigest() == hashlib.md5(b"abc").hexdigest()
+
+
+def test_fallback_crc32c_is_used_when_the_c_module_is_missing(monkeypatch):
+    monkeypatch.setattr(checksums, "crc32c", checksums.crc32c_py)
+    summer = make_checksummer("crc32c")
+    summer.update(b"a" * 66560)
+    assert summer.b64digest() == "sOO8/Q=="
+
+
+@pytest.mark.parametrize("algorithm", ["md4", "xxhash64", "", "crc16"])
+def test_unknown_algorithms_are_invalid_requests(algorithm):
+    with pytest.raises(S3Error) as info:
+        make_checksummer(algorithm)
+    assert info.value.code == "InvalidRequest"
+
+
+def test_header_names():
+    assert checksums.header_name("CRC32C") == "x-amz-checksum-crc32c"
+    assert checksums.algorithm_from_header("X-Amz-Checksum-CRC64NVME") == "crc64nvme"
+    assert checksums.algorithm_from_header("x-amz-checksum-sha256") == "sha256"
+    assert checksums.algorithm_from_header("x-amz-checksum-type") is None
+    assert checksums.algorithm_from_header("x-amz-checksum-algorithm") is None
+    assert checksums.algorithm_from_header("content-md5") is None
+
+
+def test_decode_checksum_validates_base64_and_length():
+    assert checksums.decode_checksum("crc32", "DUoRhQ==") == bytes.fromhex("0d4a1185")
+    for bad in ("DUoRhQ", "!!!!!!==", "AAAAAAAA", ""):
+        with pytest.raises(S3Error) as info:
+            checksums.decode_checksum("crc32", bad)
+        assert info.value.code == "InvalidRequest"
+        assert "x-amz-checksum-crc32" in info.value.message
+
+
+def test_verify_checksum():
+    summer = make_checksummer("crc32")
+    summer.update(b"hello world")
+    checksums.verify_checksum("crc32", "DUoRhQ==", summer)
+    with pytest.raises(S3Error) as info:
+        checksums.verify_checksum("crc32", "AAAAAA==", summer)
+    assert info.value.code == "BadDigest"
+    assert "CRC32" in info.value.message
+
+
+def test_content_md5():
+    digest = hashlib.md5(b"body").digest()
+    header = base64.b64encode(digest).decode()
+    assert checksums.parse_content_md5(header) == digest
+    checksums.verify_content_md5(header, digest)
+    with pytest.raises(S3Error) as info:
+        checksums.verify_content_md5(header, hashlib.md5(b"other").digest())
+    assert info.value.code == "BadDigest"
+    for bad in ("not base64!", base64.b64encode(b"short").decode(), ""):
+        with pytest.raises(S3Error) as info:
+            checksums.parse_content_md5(bad)
+        assert info.value.code == "InvalidDigest"
+
+
+def test_composite_checksum_of_parts():
+    parts = [RANDOM[:5000], RANDOM[5000:9000], RANDOM[9000:]]
+    digests = [hashlib.sha256(p).digest() for p in parts]
+    expected = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
+    assert composite_checksum("sha256", digests) == f"{expected}-3"
+    crc_digests = [zlib.crc32(p).to_bytes(4, "big") for p in parts]
+    assert composite_checksum("crc32", crc_digests) == (
+        compute_b64("crc32", b"".join(crc_digests)) + "-3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "func"),
+    [
+        ("crc32", zlib.crc32),
+        ("crc32c", checksums.crc32c_py),
+        ("crc64nvme", checksums.crc64nvme_py),
+    ],
+)
+def test_crc_combine_equals_crc_of_concatenation(algorithm, func):
+    a, b = RANDOM[:3333], RANDOM[3333:40000]
+    assert crc_combine(algorithm, func(a), func(b), len(b)) == func(a + b)
+    assert crc_combine(algorithm, func(a), 0, 0) == func(a)
+    assert crc_combine(algorithm, 0, func(b), len(b)) == func(b)
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme"])
+def test_full_object_crc_from_parts(algorithm):
+    cuts = [0, 1, 1000, 1001, 70_000, len(RANDOM)]
+    parts = [RANDOM[cuts[i] : cuts[i + 1]] for i in range(len(cuts) - 1)]
+    pairs = []
+    for part in parts:
+        summer = make_checksummer(algorithm)
+        summer.update(part)
+        pairs.append((summer.digest(), len(part)))
+    assert full_object_crc(algorithm, pairs) == compute_b64(algorithm, RANDOM)
+
+
+def test_full_object_crc_is_only_for_crcs():
+    with pytest.raises(S3Error):
+        full_object_crc("sha256", [(b"x" * 32, 1)])
