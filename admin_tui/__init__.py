@@ -1,0 +1,1 @@
+"""The operator console (Textual): a client of a node's admin API."""
