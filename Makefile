@@ -28,7 +28,7 @@ run: $(STAMP)
 
 ## make test: install test needs (Python packages, PostgreSQL, clients) and run the suite
 test: $(TEST_STAMP) system-deps
-	$(BIN)/pytest -n 2 --dist loadfile -q
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n 2 --dist loadfile -q
 
 system-deps:
 	@bash scripts/test-services.sh

@@ -4,6 +4,7 @@
     cloudstorage init --config node.toml      create the secret, schema, first admin
     cloudstorage dev [--procfile Procfile]    run a local cluster from a Procfile
     cloudstorage admin                        the operator console
+    cloudstorage admin-token create           a new admin-API token (only its hash is kept)
 
 Problems the operator can fix (a bad setting, an unreachable database) are
 printed as one line, not a traceback.
@@ -41,10 +42,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """Prepare a fresh cluster: secret file, schema, first admin and key."""
     from cluster.bootstrap import bootstrap, format_credentials
+    from protocols.admin.tokens import ensure_console_token
 
     settings = _settings(args)
     creds = trio.run(bootstrap, settings, args.admin_email)
     print(format_credentials(creds))
+    console = ensure_console_token(settings)
+    if console is not None:
+        print(f"admin console token: {console} (used by `cloudstorage admin`)")
     return 0
 
 
@@ -64,6 +69,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from cluster.devcluster import run_dev_cluster
 
     return trio.run(run_dev_cluster, args.procfile, args.admin_email)
+
+
+def cmd_admin_token_create(args: argparse.Namespace) -> int:
+    """Create an admin-API token: print it once, store only its hash."""
+    from protocols.admin.tokens import append_token
+
+    settings = _settings(args)
+    path = settings.admin_token_file()
+    if path is None:
+        raise CliError("admin.token_file: not set (and no cluster.secret_file to put it next to)")
+    try:
+        token = append_token(path, args.name, "read" if args.read_only else "write")
+    except OSError as exc:
+        raise CliError(f"admin.token_file: cannot write {path}: {exc.strerror}") from None
+    print(token)
+    print(f"(hash stored in {path}; the token is not stored anywhere: keep it now)",
+          file=sys.stderr)
+    return 0
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
@@ -105,10 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
 
     admin = sub.add_parser("admin", help="the operator console")
-    admin.add_argument("--url", default="http://127.0.0.1:8000")
-    admin.add_argument("--token", default=None)
+    admin.add_argument("--url", default=None,
+                       help="any node's web URL (default: from --config, else :8000)")
+    admin.add_argument("--token", default=None,
+                       help="admin token (default: $CLOUDSTORAGE_ADMIN_TOKEN, else --token-file)")
+    admin.add_argument("--token-file", default=None,
+                       help="file holding the token (default: the one `init` wrote, "
+                            "var/admin.token)")
+    admin.add_argument("--config", "-c", default=None,
+                       help="a node's TOML settings (to find its URL and token file)")
     admin.add_argument("--write", action="store_true", help="allow changes")
     admin.set_defaults(func=cmd_admin)
+
+    token = sub.add_parser("admin-token", help="manage admin-API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_create = token_sub.add_parser("create", help="create a token and print it once")
+    token_create.add_argument("--config", "-c", help="TOML settings file")
+    token_create.add_argument("--name", default="", help="a label shown to operators")
+    token_create.add_argument("--read-only", action="store_true",
+                              help="the token may only read (GET) the admin API")
+    token_create.set_defaults(func=cmd_admin_token_create)
+
+    from cluster.layout_cli import add_commands as add_layout_commands
+
+    add_layout_commands(sub)  # layout show|stage|preview|apply|revert, workers
     return parser
 
 

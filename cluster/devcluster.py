@@ -77,7 +77,7 @@ async def _wait_healthy(url: str, proc: trio.Process, deadline: float) -> None:
             await trio.sleep(0.2)
 
 
-def _banner(specs: list[ProcSpec], credentials: str) -> str:
+def _banner(specs: list[ProcSpec], credentials: str, console: str = "") -> str:
     lines = ["", "local cluster is up:"]
     for spec in specs:
         listen = spec.settings.listen
@@ -91,6 +91,7 @@ def _banner(specs: list[ProcSpec], credentials: str) -> str:
     lines += ["", credentials, f"  AWS_REGION={region}", "",
               "try: aws --endpoint-url http://"
               f"{specs[0].settings.listen.host}:{specs[0].settings.listen.s3_port} s3 ls",
+              *([console] if console else []),
               "Ctrl-C stops every node.", ""]
     return "\n".join(lines)
 
@@ -112,6 +113,13 @@ async def run_dev_cluster(procfile: str, admin_email: str) -> int:
     """Start every Procfile process, supervise them, stop them on a signal."""
     specs = parse_procfile(Path(procfile))
     creds = await bootstrap(specs[0].settings, admin_email)
+    from protocols.admin.tokens import ensure_console_token
+
+    console = ""
+    if ensure_console_token(specs[0].settings) is not None:
+        listen = specs[0].settings.listen
+        console = (f"console: .venv/bin/cloudstorage admin --url http://{listen.host}:"
+                   f"{listen.web_port} --write")
     procs: list[trio.Process] = []
     status = 0
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -135,7 +143,7 @@ async def run_dev_cluster(procfile: str, admin_email: str) -> int:
                         print(f"cloudstorage: error: {spec.name}: {exc}", file=sys.stderr)
                         await _stop(procs)
                         return 1
-                print(_banner(specs, format_credentials(creds)), flush=True)
+                print(_banner(specs, format_credentials(creds), console), flush=True)
 
                 async def watch(spec: ProcSpec, proc: trio.Process) -> None:
                     await proc.wait()

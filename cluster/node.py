@@ -29,7 +29,10 @@ def _hypercorn_config(settings: Settings, port: int, name: str) -> HypercornConf
     cfg = HypercornConfig()
     cfg.bind = [f"{settings.listen.host}:{port}"]
     cfg.graceful_timeout = settings.cluster.shutdown_grace_seconds
-    cfg.h11_max_incomplete_size = settings.listen.max_header_bytes
+    # Hypercorn answers a bare 431 past this size; leave the S3 app room to
+    # answer its own XML error (RequestHeaderSectionTooLarge) instead.
+    factor = 4 if name == "s3" else 1
+    cfg.h11_max_incomplete_size = settings.listen.max_header_bytes * factor
     cfg.keep_alive_timeout = 75
     cfg.accesslog = None
     cfg.errorlog = "-"
@@ -53,7 +56,12 @@ def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
         pass
     else:
         apps.append(("s3", settings.listen.s3_port, create_s3_app(services)))
-    return apps
+    # Every request on every app becomes one event of the live trace.
+    from protocols.admin import queries
+    from protocols.admin.trace import AccountCache, wrap_apps
+
+    accounts = AccountCache(lambda key: queries.account_label_of_key(services.db, key))
+    return wrap_apps(apps, services.trace, settings.node.id, accounts)
 
 
 async def _serve_app(
@@ -62,13 +70,32 @@ async def _serve_app(
     await serve(app, cfg, shutdown_trigger=shutdown.wait, task_status=task_status)
 
 
-async def _watch_signals(shutdown: trio.Event, cancel: Callable[[], None]) -> None:
+async def _watch_signals(
+    shutdown: trio.Event, cancel: Callable[[], None],
+    on_shutdown: Callable[[], None] | None = None,
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             if shutdown.is_set():
                 cancel()  # second signal: stop now
                 return
             shutdown.set()
+            if on_shutdown is not None:
+                on_shutdown()
+
+
+async def _start_blob_layer(nursery: trio.Nursery, services: NodeServices) -> None:
+    """Node-to-node transport listener and the blob layer's background workers.
+
+    Both live in the outer nursery: they keep serving peers while the client
+    listeners drain, and are cancelled with it.
+    """
+    settings = services.settings
+    if services.transport is not None:
+        await nursery.start(services.transport.serve, settings.listen.host,
+                            settings.listen.transport_port)
+    if services.maintenance is not None:
+        nursery.start_soon(services.maintenance.run)
 
 
 async def run_node(
@@ -88,12 +115,20 @@ async def run_node(
         await membership.register(db, settings)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope.cancel)
+            # Closing the trace ends the admin API's endless trace streams, so
+            # the graceful drain does not wait for them.
+            nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope.cancel,
+                               services.trace.close)
             async with trio.open_nursery() as listeners:
                 for name, port, app in build_apps(services):
                     cfg = _hypercorn_config(settings, port, name)
                     await listeners.start(_serve_app, app, cfg, shutdown)
+                if settings.sftp.enabled:
+                    from protocols.sftp.server import serve_sftp
+
+                    await listeners.start(serve_sftp, services, shutdown)
                 nursery.start_soon(membership.heartbeat, db, settings)
+                await _start_blob_layer(nursery, services)
                 print(f"[{settings.node.id}] ready", flush=True)
                 task_status.started(services)
                 if on_ready is not None:

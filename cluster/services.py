@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
+from cluster.layout_service import LayoutService
+from cluster.maintenance import Maintenance
+from cluster.placement import NodeSpec, partition_of
+from cluster.replication import ClusterView, ReplicatedBlobStore
+from cluster.transport import TransportClient, TransportServer
 from config import Settings
 from storage.accounts import AccountService
 from storage.blobs import BlobStore
@@ -15,6 +20,9 @@ from storage.chunkstore import LocalChunkStore
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.objects import ObjectService
+from storage.sessions import SessionService
+from storage.sftp_users import SftpUserService
+from storage.trace import TraceBus
 
 
 @dataclass
@@ -29,13 +37,37 @@ class NodeServices:
     objects: ObjectService
     local_chunks: LocalChunkStore
     blobs: BlobStore
+    sessions: SessionService
+    sftp_users: SftpUserService
+    # The replicated blob layer's parts (admin API, CLI and tests use them).
+    layouts: LayoutService | None = None
+    view: ClusterView | None = None
+    replicated: ReplicatedBlobStore | None = None
+    maintenance: Maintenance | None = None
+    transport: TransportServer | None = None
+    # Live request trace of this node (admin API stream, request rates).
+    trace: TraceBus = field(default_factory=lambda: TraceBus(""))
 
 
 def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> NodeServices:
     """Wire the storage core for ``settings`` (no I/O beyond creating folders)."""
     io_limiter = trio.CapacityLimiter(settings.storage.io_threads)
     local = LocalChunkStore(settings.node.data_dir, io_limiter)
-    blobs: BlobStore = local
+    s, c = settings.storage, settings.cluster
+    layouts = LayoutService(db, s.replication_factor)
+    implicit = (NodeSpec(settings.node.id, settings.node.zone, settings.node.capacity)
+                if c.bootstrap_expect == 1 and settings.node.capacity > 0 else None)
+    view = ClusterView(db, layouts, c.down_after_seconds, implicit_self=implicit)
+    client = TransportClient(settings.node.id, settings.cluster_secret(),
+                             timeout=c.transport_timeout_seconds)
+    replicated = ReplicatedBlobStore(
+        settings.node.id, view, client, local,
+        write_quorum=s.write_quorum, straggler_seconds=c.straggler_seconds,
+    )
+    blobs: BlobStore = replicated
+    maintenance = Maintenance(settings, db, layouts, view, replicated, local)
+    transport = TransportServer(settings.node.id, settings.cluster_secret(), local,
+                                control=maintenance.control, partition_of=partition_of)
     accounts = AccountService(
         db, SecretBox(settings.cluster_secret()),
         default_quota=settings.accounts.default_quota,
@@ -49,5 +81,9 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
             inline_threshold=settings.storage.inline_threshold,
             hash_limiter=trio.CapacityLimiter(max(2, settings.storage.io_threads // 2)),
         ),
-        local_chunks=local, blobs=blobs,
+        local_chunks=local, blobs=blobs, layouts=layouts, view=view, replicated=replicated,
+        maintenance=maintenance, transport=transport,
+        sessions=SessionService(db, ttl_seconds=settings.accounts.session_ttl_seconds),
+        sftp_users=SftpUserService(db),
+        trace=TraceBus(settings.node.id),
     )

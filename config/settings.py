@@ -91,6 +91,27 @@ class ClusterSettings:
     heartbeat_seconds: float = 2.0
     down_after_seconds: float = 10.0
     shutdown_grace_seconds: float = 10.0
+    # The first layout (version 1) is created automatically once this many
+    # nodes are up and no layout exists; later joiners are only staged.
+    bootstrap_expect: int = 1
+    # How often a node re-reads the applied layout and the node list.
+    layout_refresh_seconds: float = 2.0
+    # Node-to-node transport: per-request deadline and the time a write
+    # waits for replicas beyond the quorum before leaving them to repair.
+    transport_timeout_seconds: float = 30.0
+    straggler_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    # Seconds between passes of each background worker of the blob layer.
+    repair_interval: float = 300.0
+    rebalance_interval: float = 30.0
+    scrub_interval: float = 86400.0
+    gc_interval: float = 600.0
+    # Throttles (bytes per second) so maintenance never starves client I/O.
+    rebalance_rate: int = parse_size("200MiB")
+    scrub_rate: int = parse_size("50MiB")
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,43 @@ class AccountSettings:
     default_quota: int = parse_size("10GiB")
     max_buckets: int = 10
     max_access_keys: int = 5
+    # Dashboard sessions (the ``session`` cookie) expire after this long.
+    session_ttl_seconds: int = 7 * 86400
+    # Per-account limit of the session-authenticated dashboard API (the
+    # documented 30 requests per minute) and of failed logins per email.
+    dashboard_requests_per_minute: int = 30
+    login_attempts_per_minute: int = 10
+    # Simple REST API (/api/v1/files), per access key, as the rate-limit table.
+    rest_writes_per_second: int = 100
+    rest_reads_per_second: int = 300
+    rest_lists_per_second: int = 50
+    # S3 API, per access key and node (the documented rate-limit table); 0 disables.
+    s3_writes_per_second: int = 100
+    s3_reads_per_second: int = 300
+    s3_lists_per_second: int = 50
+    # Largest single upload through the Simple REST API.
+    rest_max_upload: int = parse_size("5GiB")
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    enabled: bool = True
+    # Failed SFTP logins allowed per username per minute (10x that per client address).
+    login_attempts_per_minute: int = 10
+    # Out-of-order SFTP writes are reassembled within this window.
+    reorder_window: int = parse_size("16MiB")
+    idle_timeout_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    # Hashes ("sha256:<64 hex>") of admin-API tokens with write access, in
+    # addition to those in ``token_file``.  Only hashes: a leaked config file
+    # does not leak a token.
+    tokens: tuple[str, ...] = ()
+    # Token hashes written by ``cloudstorage admin-token create`` (re-read when
+    # it changes).  Default: ``admin-tokens`` next to ``cluster.secret_file``.
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +167,22 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+
+    def admin_token_file(self) -> Path | None:
+        """Where admin token hashes live (``admin.token_file`` or its default)."""
+        if self.admin.token_file is not None:
+            return self.admin.token_file
+        if self.cluster.secret_file is not None:
+            return self.cluster.secret_file.parent / "admin-tokens"
+        return None
+
+    def console_token_file(self) -> Path | None:
+        """The plaintext token ``cloudstorage init`` leaves for the local console."""
+        hashes = self.admin_token_file()
+        return None if hashes is None else hashes.parent / "admin.token"
+    sftp: SftpSettings = field(default_factory=SftpSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
 
     def cluster_secret(self) -> bytes:
         """The shared cluster secret; raises ConfigError if it is not set."""
@@ -163,6 +237,12 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
             if not isinstance(value, str):
                 raise ValueError(f"expected a string, got {value!r}")
             return value
+        if kind == tuple[str, ...]:
+            # A TOML list, or a comma-separated string (environment variables).
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(f"expected a list of strings, got {value!r}")
+            return tuple(i.strip() for i in items if i.strip())
         if kind in (Path, Path | None):
             if value in ("", None):
                 return None if kind != Path else Path(".")
@@ -172,7 +252,8 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{where}: unsupported setting type")  # pragma: no cover
 
 
-_SIZE_FIELDS = {"capacity", "chunk_size", "inline_threshold", "default_quota", "max_header_bytes"}
+_SIZE_FIELDS = {"capacity", "chunk_size", "inline_threshold", "default_quota", "max_header_bytes",
+                "rebalance_rate", "scrub_rate", "rest_max_upload", "reorder_window"}
 
 
 def _section_types(cls: type) -> dict[str, Any]:
@@ -242,8 +323,19 @@ def _validate(s: Settings) -> None:
     need(s.metadata.url.startswith(("sqlite://", "postgres://", "postgresql://", "psql://")),
          f"metadata.url: {s.metadata.url!r} must start with sqlite:// or postgres://")
     need(s.cluster.heartbeat_seconds > 0, "cluster.heartbeat_seconds: must be positive")
+    need(s.cluster.bootstrap_expect >= 1, "cluster.bootstrap_expect: must be at least 1")
+    need(s.cluster.layout_refresh_seconds > 0, "cluster.layout_refresh_seconds: must be positive")
+    need(s.cluster.transport_timeout_seconds > 0,
+         "cluster.transport_timeout_seconds: must be positive")
+    for name in ("repair_interval", "rebalance_interval", "scrub_interval", "gc_interval",
+                 "rebalance_rate", "scrub_rate"):
+        need(getattr(s.workers, name) > 0, f"workers.{name}: must be positive")
     need(s.cluster.down_after_seconds > s.cluster.heartbeat_seconds,
          "cluster.down_after_seconds: must exceed cluster.heartbeat_seconds")
+    for token in s.admin.tokens:
+        need(bool(re.fullmatch(r"sha256:[0-9a-f]{64}", token)),
+             "admin.tokens: entries must be token hashes 'sha256:<64 hex digits>' "
+             "(see `cloudstorage admin-token create`)")
     need(bool(s.cluster.secret) or s.cluster.secret_file is not None,
          "cluster.secret: set cluster.secret or cluster.secret_file")
 

@@ -36,3 +36,29 @@ if ! psql -h 127.0.0.1 -U postgres -d test -qAtc 'select 1' >/dev/null 2>&1; the
     psql -h 127.0.0.1 -U postgres -qc 'CREATE DATABASE test' postgres >/dev/null 2>&1 || true
 fi
 pg_isready -h 127.0.0.1 -p 5432
+
+# The real clients the protocol tests drive.
+missing=()
+command -v sftp >/dev/null || missing+=(openssh-client)
+command -v sshpass >/dev/null || missing+=(sshpass)
+command -v s3cmd >/dev/null || missing+=(s3cmd)
+command -v rclone >/dev/null || missing+=(rclone)
+command -v node >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} ..."
+    apt_install "${missing[@]}"
+fi
+
+# AWS SDK for JavaScript v3, for tests/s3/js.
+if [ ! -d tests/s3/js/node_modules/@aws-sdk/client-s3 ]; then
+    npm install --prefix tests/s3/js --no-audit --no-fund --silent
+fi
+
+# aws-cli pins its own botocore: keep it out of the project's venv.
+if ! command -v aws >/dev/null && [ ! -x .tools/bin/aws ]; then
+    echo "installing aws-cli into .tools/ ..."
+    python3 -m venv .tools/awscli
+    .tools/awscli/bin/pip install --quiet awscli
+    mkdir -p .tools/bin
+    ln -sf ../awscli/bin/aws .tools/bin/aws
+fi

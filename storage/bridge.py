@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -48,6 +49,9 @@ class AsyncioBridge:
         self._thread: threading.Thread | None = None
         self._base_context = contextvars.Context()
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        # Set while serve_trio_calls runs: asyncio->trio calls then become
+        # trio tasks in its nursery instead of one worker thread each.
+        self._calls: tuple[trio.MemorySendChannel[Any], trio.lowlevel.TrioToken] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -154,9 +158,68 @@ class AsyncioBridge:
         """Remember the current trio run so asyncio code can call back into it."""
         self._trio_token = trio.lowlevel.current_trio_token()
 
+    async def serve_trio_calls(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve :meth:`call_trio` / :meth:`call_trio_soon` as tasks of this nursery.
+
+        Run it as a trio task (a node runs it while its SFTP listener lives).
+        Without it, calls fall back to one executor thread per call.  With it,
+        a call costs two loop wake-ups and no thread: asyncio enqueues the job
+        through ``TrioToken.run_sync_soon``; the trio side runs it in its own
+        cancel scope and hands the outcome back with ``call_soon_threadsafe``.
+        """
+        send, recv = trio.open_memory_channel[Any](math.inf)
+        token = trio.lowlevel.current_trio_token()
+        self._trio_token = token
+        self._calls = (send, token)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                async with recv:
+                    async for job in recv:
+                        nursery.start_soon(_run_trio_job, *job)
+        finally:
+            self._calls = None
+            send.close()
+
+    def call_trio_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """From asyncio code: start ``fn(*args)`` in trio now and return an
+        asyncio future of its result.  Cancelling the future cancels the trio
+        task.  Needs :meth:`serve_trio_calls` to be running."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        calls = self._calls
+        if calls is None:
+            fut.set_exception(BridgeClosed("no trio call server is running"))
+            return fut
+        send, token = calls
+        scope = trio.CancelScope()
+
+        def enqueue() -> None:  # runs in the trio thread
+            try:
+                send.send_nowait((fn, args, fut, loop, scope))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                _deliver(loop, fut, outcome.Error(BridgeClosed("the trio call server stopped")))
+
+        def on_done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(scope.cancel)
+
+        try:
+            token.run_sync_soon(enqueue)
+        except trio.RunFinishedError:
+            fut.set_exception(BridgeClosed("the trio run has finished"))
+            return fut
+        fut.add_done_callback(on_done)
+        return fut
+
     async def call_trio(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """From asyncio code: run the trio coroutine function ``fn`` in the
         bound trio run and await its result without blocking the loop."""
+        if self._calls is not None:
+            return await self.call_trio_soon(fn, *args)
         if self._trio_token is None:
             raise BridgeClosed("no trio run is bound to this bridge")
         loop = asyncio.get_running_loop()
@@ -173,3 +236,35 @@ class AsyncioBridge:
         loop.call_soon_threadsafe(
             lambda: loop.create_task(coro_fn(), context=self._base_context.copy())  # type: ignore[arg-type]
         )
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any) -> None:
+    """Hand an outcome to an asyncio future from any thread (if still wanted)."""
+
+    def settle() -> None:
+        if fut.done():
+            return
+        if isinstance(result, outcome.Error):
+            fut.set_exception(result.error)
+        else:
+            fut.set_result(result.value)
+
+    with contextlib.suppress(RuntimeError):  # the loop is already closed
+        loop.call_soon_threadsafe(settle)
+
+
+async def _run_trio_job(
+    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], fut: asyncio.Future[Any],
+    loop: asyncio.AbstractEventLoop, scope: trio.CancelScope,
+) -> None:
+    result: Any = outcome.Error(BridgeClosed("cancelled on the trio side"))
+    try:
+        with scope:
+            try:
+                result = outcome.Value(await fn(*args))
+            except Exception as exc:
+                result = outcome.Error(exc)
+    finally:
+        # Always settle the future, even when the whole nursery is cancelled,
+        # so no asyncio caller waits forever.
+        _deliver(loop, fut, result)

@@ -178,3 +178,51 @@ class ChunkRef(Model):
     class Meta:
         table = "chunk_refs"
         indexes = (("refcount", "updated_at"),)
+
+
+class Session(Model):
+    """A dashboard login.  Only the SHA-256 of the cookie's token is stored, so
+    a leaked database does not hand out live sessions."""
+
+    token_hash = fields.CharField(primary_key=True, max_length=64)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="sessions", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "sessions"
+
+
+class SftpCredential(Model):
+    """An account's opt-in SFTP login: the username is the account id and the
+    password (separate from the dashboard one) is scrypt-hashed."""
+
+    account: fields.OneToOneRelation[Account] = fields.OneToOneField(
+        "models.Account", related_name="sftp", on_delete=fields.CASCADE, primary_key=True
+    )
+    password_hash = fields.CharField(max_length=255)
+    enabled = fields.BooleanField(default=True)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sftp_credentials"
+
+
+class SftpPublicKey(Model):
+    """An SSH public key allowed to log in as the account over SFTP."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="sftp_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=128, default="")
+    # The key in OpenSSH one-line form ("ssh-ed25519 AAAA..."), without comment.
+    public_key = fields.TextField()
+    fingerprint = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sftp_public_keys"
+        unique_together = (("account", "fingerprint"),)

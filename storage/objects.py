@@ -17,13 +17,14 @@ import hashlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import trio
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from storage import errors, sql
@@ -77,6 +78,33 @@ class ListPage:
     is_truncated: bool
     # The last key or common prefix returned: pass it back as ``marker``.
     next_marker: str | None
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One version or delete marker in a version listing."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One page of a version listing: keys in UTF-8 byte order, each key's
+    versions newest first."""
+
+    entries: list[VersionEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # Pass both back as key_marker / version_id_marker for the next page;
+    # next_version_id_marker is None when the page ended on a common prefix.
+    next_key_marker: str | None
+    next_version_id_marker: str | None
 
 
 @dataclass(frozen=True)
@@ -190,12 +218,24 @@ async def _charge(conn: Any, account_id: str, size: int, count: int) -> None:
         raise errors.QuotaExceeded()
 
 
+# A hook run first inside a commit's transaction (given the connection); it may
+# raise to roll the whole commit back.  Its first statement must write, so that
+# SQLite takes its write lock up front.
+CommitHook = Callable[[Any], Awaitable[None]]
+
+
 async def _commit_version(
-    bucket: BucketInfo, key: str, fields: dict[str, Any], chunks: list[tuple[str, int]]
+    bucket: BucketInfo,
+    key: str,
+    fields: dict[str, Any],
+    chunks: list[tuple[str, int]],
+    before: CommitHook | None = None,
 ) -> ObjectVersion:
     """Make a new version (or delete marker) the latest one, atomically."""
     versioned = bucket.versioning == "Enabled"
     async with in_transaction() as conn:
+        if before is not None:
+            await before(conn)
         # The first statement writes, so SQLite takes its write lock up front
         # instead of failing to upgrade a read snapshot later.
         await ObjectVersion.filter(bucket_id=bucket.id, key=key, is_latest=True).update(
@@ -271,6 +311,33 @@ async def _fetch_listing(
     return await q.order_by("key").limit(limit).values(
         "key", "size", "etag", "created_at", "content_type", "version_id"
     )
+
+
+async def _fetch_versions(
+    bucket_id: int,
+    after: str | None,
+    inclusive: bool,
+    after_id: int | None,
+    upper: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    q = ObjectVersion.filter(bucket_id=bucket_id)
+    if after is not None:
+        if after_id is not None:
+            # Resume inside a key: its older versions (smaller ids), then later keys.
+            q = q.filter(Q(key__gt=after) | Q(key=after, id__lt=after_id))
+        else:
+            q = q.filter(key__gte=after) if inclusive else q.filter(key__gt=after)
+    if upper is not None:
+        q = q.filter(key__lt=upper)
+    return await q.order_by("key", "-id").limit(limit).values(
+        "id", "key", "version_id", "is_latest", "is_delete_marker", "size", "etag", "created_at"
+    )
+
+
+async def _version_row_id(bucket_id: int, key: str, version_id: str) -> int | None:
+    row = await ObjectVersion.filter(bucket_id=bucket_id, key=key, version_id=version_id).first()
+    return row.id if row is not None else None
 
 
 # -- the service ------------------------------------------------------------------------
@@ -396,22 +463,32 @@ class ObjectService:
         user_metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         checksums: Mapping[str, str] | None = None,
+        before: CommitHook | None = None,
     ) -> ObjectInfo:
-        """Make stored bytes the latest version of ``key`` (one transaction)."""
+        """Make stored bytes the latest version of ``key`` (one transaction).
+
+        ``before`` runs first inside that transaction (multipart completion
+        uses it to retire the upload atomically with the new version).
+        """
         fields = {
             "size": stored.size, "etag": etag, "content_type": content_type,
             "user_metadata": dict(user_metadata or {}), "headers": dict(headers or {}),
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
         }
-        v = await self._commit(bucket, key, fields, stored.chunks)
+        v = await self._commit(bucket, key, fields, stored.chunks, before)
         return _to_info(bucket.name, v)
 
     async def _commit(
-        self, bucket: BucketInfo, key: str, fields: dict[str, Any], chunks: list[tuple[str, int]]
+        self,
+        bucket: BucketInfo,
+        key: str,
+        fields: dict[str, Any],
+        chunks: list[tuple[str, int]],
+        before: CommitHook | None = None,
     ) -> ObjectVersion:
         for attempt in range(_COMMIT_RETRIES):
             try:
-                return await self._db.run(_commit_version, bucket, key, fields, chunks)
+                return await self._db.run(_commit_version, bucket, key, fields, chunks, before)
             except IntegrityError as exc:
                 if "foreign" in str(exc).lower():
                     raise errors.NoSuchBucket() from None
@@ -553,6 +630,82 @@ class ObjectService:
                 if skip is None or not row["key"].startswith(skip):
                     return True
             after, inclusive = rows[-1]["key"], False
+
+    async def list_versions(
+        self,
+        bucket: BucketInfo,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        """List every version and delete marker, by key then newest first.
+
+        Paging follows S3: ``key_marker`` alone skips every version of that key
+        (or the whole common prefix it names); with ``version_id_marker`` the
+        listing resumes after that version of the key.
+        """
+        upper = prefix_upper_bound(prefix) if prefix else None
+        after: str | None = None
+        after_id: int | None = None
+        inclusive = False
+        if key_marker:
+            after = key_marker
+            if version_id_marker:
+                after_id = await self._db.run(
+                    _version_row_id, bucket.id, key_marker, version_id_marker
+                )
+            rest = key_marker[len(prefix):] if key_marker.startswith(prefix) else None
+            if (
+                after_id is None and delimiter and rest
+                and rest.find(delimiter) == len(rest) - len(delimiter)
+            ):
+                bound = prefix_upper_bound(key_marker)
+                if bound is not None:
+                    after, inclusive = bound, True
+        if prefix and (after is None or after < prefix):
+            after, inclusive, after_id = prefix, True, None
+
+        entries: list[VersionEntry] = []
+        prefixes: list[str] = []
+        last: tuple[str, str | None] | None = None
+        while True:
+            want = min(max(max_keys, 0) + 1 - len(entries) - len(prefixes), 1000)
+            rows = await self._db.run(
+                _fetch_versions, bucket.id, after, inclusive, after_id, upper, want
+            )
+            if not rows:
+                return VersionPage(entries, prefixes, False, None, None)
+            jumped = False
+            for row in rows:
+                key = row["key"]
+                after, inclusive, after_id = key, False, row["id"]
+                if len(entries) + len(prefixes) >= max_keys:
+                    # One more item exists beyond a full page.
+                    nk, nv = last if last is not None else (None, None)
+                    return VersionPage(entries, prefixes, True, nk, nv)
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0:
+                    common = key[: cut + len(delimiter)]
+                    if prefixes and prefixes[-1] == common:
+                        continue  # a later version of a key already rolled up
+                    prefixes.append(common)
+                    last = (common, None)
+                    bound = prefix_upper_bound(common)
+                    if bound is not None:
+                        after, inclusive, after_id, jumped = bound, True, None, True
+                        break
+                    continue
+                entries.append(VersionEntry(
+                    key=key, version_id=row["version_id"], is_latest=bool(row["is_latest"]),
+                    is_delete_marker=row["is_delete_marker"], size=row["size"],
+                    etag=row["etag"], last_modified=row["created_at"],
+                ))
+                last = (key, row["version_id"])
+            if not jumped and len(rows) < want:
+                return VersionPage(entries, prefixes, False, None, None)
 
     # -- copy and delete ---------------------------------------------------------------
 

@@ -106,6 +106,10 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         "Your proposed upload exceeds the maximum allowed object size.",
     ),
     "KeyTooLongError": (400, "Your key is too long"),
+    "MetadataTooLarge": (
+        400,
+        "Your metadata headers exceed the maximum allowed metadata size.",
+    ),
     "InvalidObjectState": (
         403,
         "The operation is not valid for the current state of the object.",

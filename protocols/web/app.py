@@ -1,22 +1,91 @@
-"""The quart-trio application served on a node's web port."""
+"""The quart-trio application served on a node's web port.
+
+Besides ``/health`` it mounts the JSON surfaces of :mod:`protocols.rest`.
+
+Request bodies stream with back-pressure: Quart's stock connection appends
+every received piece to the request body without waiting for the handler to
+consume it, so a slow consumer (the object store) would let a fast client
+fill memory with a whole upload.  :class:`_BoundedHTTPConnection` stops
+reading from the socket while more than ``BODY_HIGH_WATER`` bytes wait.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import trio
 from quart import jsonify
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+from quart_trio.wrappers.request import TrioBody, TrioRequest
 from werkzeug.exceptions import HTTPException
 
 from cluster.services import NodeServices
+from protocols.admin.api import create_admin_blueprint
+from protocols.rest.common import ApiError, error_response
+from protocols.rest.dashboard import create_dashboard_blueprint
+from protocols.rest.files import create_files_blueprint
+from storage import errors
 
 VERSION = "0.1.0"
+BODY_HIGH_WATER = 1024 * 1024
+
+
+class _BoundedBody(TrioBody):
+    """A request body whose producer can wait until the consumer has drained it."""
+
+    def __init__(self, expected: int | None, maximum: int | None) -> None:
+        super().__init__(expected, maximum)
+        self._room = trio.Event()
+
+    async def __anext__(self) -> bytes:
+        data = await super().__anext__()
+        self._room.set()
+        return data
+
+    async def wait_for_room(self) -> None:
+        while (len(self._data) >= BODY_HIGH_WATER and self._must_raise is None
+               and not self._complete.is_set()):
+            self._room = trio.Event()
+            await self._room.wait()
+
+
+class _BoundedRequest(TrioRequest):
+    body_class = _BoundedBody
+
+
+class _BoundedHTTPConnection(TrioASGIHTTPConnection):
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Any, receive: Any
+    ) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                request.body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    request.body.set_complete()
+                else:
+                    await request.body.wait_for_room()
+            elif message["type"] == "http.disconnect":
+                break
+        nursery.cancel_scope.cancel()
+
+
+class WebApp(QuartTrio):
+    """QuartTrio with back-pressured request bodies."""
+
+    asgi_http_class = _BoundedHTTPConnection
+    request_class = _BoundedRequest
 
 
 def create_web_app(services: NodeServices) -> QuartTrio:
     """Build the web app over a node's services."""
-    app = QuartTrio("cloudstorage-web")
-    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+    app = WebApp("cloudstorage-web")
+    # Uploads stream and are limited by the routes themselves (REST upload
+    # limit, quotas); JSON bodies are read with their own small cap.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["BODY_TIMEOUT"] = None
+    app.config["RESPONSE_TIMEOUT"] = None
     settings = services.settings
 
     @app.get("/health")
@@ -30,9 +99,27 @@ def create_web_app(services: NodeServices) -> QuartTrio:
             status="ok", node=settings.node.id, zone=settings.node.zone, version=VERSION
         )
 
+    app.register_blueprint(create_dashboard_blueprint(services))
+    app.register_blueprint(create_files_blueprint(services))
+    app.register_blueprint(create_admin_blueprint(services))
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Any:
+        return error_response(exc)
+
+    @app.errorhandler(errors.StorageError)
+    async def storage_error(exc: errors.StorageError) -> Any:
+        from protocols.rest.common import from_storage
+
+        mapped = from_storage(exc)
+        if mapped.status >= 500:
+            app.logger.exception("storage error")
+        return error_response(mapped)
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+        code = (exc.name or "Error").replace(" ", "")
+        return jsonify(error=code, message=exc.description, status=exc.code), exc.code
 
     @app.errorhandler(Exception)
     async def internal_error(exc: Exception) -> Any:

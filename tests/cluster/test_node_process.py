@@ -20,7 +20,7 @@ def test_health_and_sigterm_stop_cleanly(running_node):
     body = httpx.get(f"{running_node.web_url}/health").json()
     assert body == {"status": "ok", "node": "node1", "zone": "dc1", "version": "0.1.0"}
     missing = httpx.get(f"{running_node.web_url}/no/such/page")
-    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
+    assert missing.status_code == 404 and missing.json()["error"] == "NotFound"
     assert running_node.stop(signal.SIGTERM) == 0
     assert "ready" in running_node.read_log()
     assert "Traceback" not in running_node.read_log()

@@ -1,0 +1,1 @@
+"""The admin API (``/admin/v1``) used by the operator console, and the request trace."""

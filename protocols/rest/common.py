@@ -1,0 +1,169 @@
+"""What every JSON surface of the web port shares: errors, auth, limits.
+
+Every error leaves as ``{"error": "<Code>", "message": "<text>"}`` with a
+fitting status; nothing ever answers with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Response, request
+
+from storage import errors
+from storage.accounts import AccountInfo
+from storage.crypto import constant_time_equals
+from storage.ratelimit import RateLimiter, retry_after
+
+JSON_LIMIT = 64 * 1024
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, stable code, message, extra headers."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON answer (compact, UTF-8)."""
+    return Response(
+        json.dumps(body, separators=(",", ":")), status=status,
+        headers=dict(headers or {}), content_type="application/json",
+    )
+
+
+def error_response(exc: ApiError) -> Response:
+    """The JSON form of an :class:`ApiError`."""
+    return json_response({"error": exc.code, "message": exc.message}, exc.status, exc.headers)
+
+
+# How storage errors surface over HTTP/JSON.
+_STORAGE_STATUS: dict[type[errors.StorageError], int] = {
+    errors.NoSuchBucket: 404,
+    errors.NoSuchKey: 404,
+    errors.NoSuchVersion: 404,
+    errors.QuotaExceeded: 403,
+    errors.AccountExists: 409,
+    errors.TooManyAccessKeys: 409,
+    errors.TooManyBuckets: 409,
+    errors.BucketAlreadyExists: 409,
+    errors.BucketAlreadyOwnedByYou: 409,
+    errors.BucketNotEmpty: 409,
+    errors.InvalidRange: 416,
+    errors.IncompleteBody: 400,
+    errors.BadDigest: 400,
+    errors.AccountSuspended: 403,
+    errors.MethodNotAllowed: 405,
+}
+
+
+def from_storage(exc: errors.StorageError) -> ApiError:
+    """Translate a storage-core error."""
+    for cls, status in _STORAGE_STATUS.items():
+        if isinstance(exc, cls):
+            return ApiError(status, exc.code, exc.message)
+    code = getattr(exc, "code", "InternalError")
+    status = 400 if code != "InternalError" else 500
+    return ApiError(status, code if status != 500 else "InternalError", exc.message)
+
+
+def iso(ts: datetime) -> str:
+    """``2026-01-15T10:30:00Z``, as the documents show timestamps."""
+    if ts.tzinfo is None:  # the database hands back naive UTC on some backends
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def read_json(limit: int = JSON_LIMIT) -> dict[str, Any]:
+    """The request's JSON object body (bounded in size); 400 if it is not one."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "PayloadTooLarge", f"The JSON body exceeds {limit} bytes.")
+    data = bytearray()
+    async for piece in request.body:
+        data += piece
+        if len(data) > limit:
+            raise ApiError(413, "PayloadTooLarge", f"The JSON body exceeds {limit} bytes.")
+    try:
+        value = json.loads(data or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "InvalidJSON", "The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "InvalidJSON", "The request body must be a JSON object.")
+    return value
+
+
+def string_field(body: Mapping[str, Any], name: str, *, required: bool = True,
+                 max_len: int = 1024) -> str:
+    """A string member of a JSON body, validated."""
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(400, "MissingField", f"The field '{name}' is required.")
+        return ""
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ApiError(400, "InvalidField", f"The field '{name}' must be a string "
+                       f"of at most {max_len} characters.")
+    return value
+
+
+def check_rate(limiter: RateLimiter, key: str) -> None:
+    """429 with Retry-After when ``key`` is over its limit."""
+    wait = limiter.hit(key)
+    if wait > 0:
+        raise ApiError(429, "TooManyRequests",
+                       "Rate limit exceeded. Retry after the duration in the Retry-After header.",
+                       {"Retry-After": str(retry_after(wait))})
+
+
+def client_ip() -> str:
+    """The peer address (no proxy headers are trusted)."""
+    return request.headers.get("Remote-Addr", "") or "unknown"
+
+
+@dataclass(frozen=True)
+class KeyAuth:
+    """A request authenticated with an S3 key pair."""
+
+    account: AccountInfo
+    access_key: str
+
+
+async def authenticate_api_key(accounts: Any) -> KeyAuth:
+    """Check ``X-API-Key: AK:SK`` or ``Authorization: Bearer AK:SK``.
+
+    The key is looked up in the shared database on every request (no cache),
+    so a revoked key stops working at once on every node.
+    """
+    raw = request.headers.get("X-API-Key", "")
+    if not raw:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            raw = token.strip()
+    if not raw:
+        raise ApiError(401, "Unauthorized",
+                       "Authenticate with 'X-API-Key: ACCESS_KEY:SECRET_KEY' or "
+                       "'Authorization: Bearer ACCESS_KEY:SECRET_KEY'.")
+    access_key, sep, secret = raw.partition(":")
+    if not sep or not access_key or not secret or len(raw) > 512:
+        raise ApiError(401, "Unauthorized", "The API key must be ACCESS_KEY:SECRET_KEY.")
+    found = await accounts.resolve_access_key(access_key)
+    # Compare against a dummy secret when the key is unknown, so timing does not
+    # tell which access key ids exist.
+    expected = found[1] if found else "x" * 40
+    if not constant_time_equals(secret, expected) or found is None:
+        raise ApiError(401, "Unauthorized", "The API key is invalid or has been revoked.")
+    return KeyAuth(account=found[0], access_key=access_key)

@@ -1,0 +1,388 @@
+"""The Simple REST API: ``/api/v1/files`` with an S3 key pair as API key.
+
+File ids
+--------
+A file id is the unpadded url-safe base64 of ``<bucket>/<key>`` (UTF-8).  It
+is stable across overwrites (a new upload to the same key keeps its id, as a
+path would), needs no lookup table, and is the same for a file whether it was
+written over S3, REST or SFTP.  Clients must treat it as opaque.
+
+Listing pages: ``?limit=`` (1..1000, default 100) returns ``hasMore``; when it
+is true, ``nextCursor`` is given and passed back as ``?cursor=``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import posixpath
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+from quart import Blueprint, Response, request
+
+from cluster.services import NodeServices
+from protocols.rest.common import (
+    ApiError,
+    KeyAuth,
+    authenticate_api_key,
+    check_rate,
+    from_storage,
+    iso,
+    json_response,
+)
+from protocols.rest.formdata import (
+    Finished,
+    FormDataError,
+    MultipartParser,
+    PartData,
+    PartEnd,
+    PartStart,
+)
+from storage import errors
+from storage.buckets import BucketInfo
+from storage.objects import ObjectInfo
+from storage.ratelimit import RateLimiter
+from storage.signup import default_bucket
+
+MAX_KEY_BYTES = 1024
+_FIELD_LIMIT = 4096
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def file_id(bucket: str, key: str) -> str:
+    """The opaque, stable id of ``bucket/key``."""
+    return base64.urlsafe_b64encode(f"{bucket}/{key}".encode()).decode().rstrip("=")
+
+
+def parse_file_id(fid: str) -> tuple[str, str]:
+    """``(bucket, key)`` of a file id; 404 if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(fid + "=" * (-len(fid) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ApiError(404, "NotFound", "No file has this id.") from None
+    bucket, sep, key = raw.partition("/")
+    if not sep or not bucket or not key:
+        raise ApiError(404, "NotFound", "No file has this id.")
+    return bucket, key
+
+
+def check_key(key: str) -> str:
+    """Validate an object key given by a client."""
+    if not key or len(key.encode()) > MAX_KEY_BYTES or "\x00" in key:
+        raise ApiError(400, "InvalidKey",
+                       f"The key must be 1 to {MAX_KEY_BYTES} bytes and contain no NUL.")
+    return key
+
+
+def guess_type(key: str, given: str = "") -> str:
+    """The content type to store: the client's, else one guessed from the name."""
+    given = given.strip()
+    generic = ("application/octet-stream", "application/x-www-form-urlencoded")
+    if given and given.lower() not in generic:
+        return given
+    return mimetypes.guess_type(key)[0] or given or "application/octet-stream"
+
+
+def create_files_blueprint(services: NodeServices) -> Blueprint:
+    """The ``/api/v1/files`` routes over a node's services."""
+    bp = Blueprint("files_v1", __name__)
+    s = services.settings.accounts
+    writes = RateLimiter(s.rest_writes_per_second, 1.0)
+    reads = RateLimiter(s.rest_reads_per_second, 1.0)
+    lists = RateLimiter(s.rest_lists_per_second, 1.0)
+    max_upload = s.rest_max_upload
+    objects = services.objects
+
+    async def owned_bucket(auth: KeyAuth, name: str | None) -> BucketInfo:
+        try:
+            if not name:
+                return await default_bucket(services.buckets, auth.account.id)
+            bucket = await services.buckets.get(name)
+        except errors.StorageError as exc:
+            raise from_storage(exc) from None
+        if bucket.account_id != auth.account.id:
+            raise ApiError(403, "AccessDenied", "You do not have access to this bucket.")
+        return bucket
+
+    def describe(info: ObjectInfo, *, full: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": file_id(info.bucket, info.key), "key": info.key}
+        if full:
+            out["bucket"] = info.bucket
+        out.update(size=info.size, contentType=info.content_type or "application/octet-stream")
+        if full:
+            out["etag"] = info.etag
+            out["createdAt"] = iso(info.last_modified)
+        out["updatedAt"] = iso(info.last_modified)
+        return out
+
+    # -- upload -----------------------------------------------------------------
+
+    async def capped(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        total = 0
+        async for piece in body:
+            total += len(piece)
+            if total > max_upload:
+                raise ApiError(413, "PayloadTooLarge",
+                               f"Uploads are limited to {max_upload} bytes.")
+            yield piece
+
+    async def raw_body() -> AsyncIterator[bytes]:
+        async for piece in request.body:
+            if piece:
+                yield piece
+
+    async def upload_raw(auth: KeyAuth) -> ObjectInfo:
+        bucket_name = request.args.get("bucket") or request.headers.get("X-Bucket", "")
+        key = request.args.get("key") or request.headers.get("X-Key", "") or request.headers.get(
+            "X-File-Name", "")
+        if not key:
+            raise ApiError(400, "MissingKey",
+                           "A raw upload needs a key (?key= or the X-Key header).")
+        check_key(key)
+        bucket = await owned_bucket(auth, bucket_name)
+        length = request.content_length
+        if length is not None and auth.account.used_bytes + length > auth.account.quota_bytes:
+            # Refuse before storing a byte when the declared size cannot fit.
+            raise from_storage(errors.QuotaExceeded())
+        return await objects.put_object(
+            bucket, key, capped(raw_body()),
+            content_type=guess_type(key, request.headers.get("Content-Type", "")),
+            expected_size=length,
+        )
+
+    async def upload_form(auth: KeyAuth, boundary: str) -> ObjectInfo:
+        try:
+            parser = MultipartParser(boundary)
+        except FormDataError as exc:
+            raise ApiError(400, "InvalidMultipart", str(exc)) from None
+        body = request.body.__aiter__()
+        pending: list[Any] = []
+
+        async def next_event() -> Any:
+            while not pending:
+                try:
+                    piece = await body.__anext__()
+                except StopAsyncIteration:
+                    parser.close()
+                    raise FormDataError("the body ended early") from None
+                pending.extend(parser.feed(piece))
+            return pending.pop(0)
+
+        fields: dict[str, str] = {
+            "bucket": request.args.get("bucket", ""), "key": request.args.get("key", ""),
+        }
+        stored = None
+        filename = ""
+        part_type = ""
+        try:
+            while True:
+                ev = await next_event()
+                if isinstance(ev, Finished):
+                    break
+                if not isinstance(ev, PartStart):
+                    raise FormDataError("unexpected multipart structure")
+                if ev.filename is not None or ev.name == "file":
+                    if ev.name != "file" or stored is not None:
+                        raise ApiError(400, "InvalidMultipart",
+                                       "Send exactly one file, in the form field 'file'.")
+                    filename = posixpath.basename((ev.filename or "").replace("\\", "/"))
+                    part_type = ev.content_type
+                    if fields["bucket"]:
+                        # Known already: refuse before storing anything.
+                        await owned_bucket(auth, fields["bucket"])
+
+                    async def part_body() -> AsyncIterator[bytes]:
+                        while True:
+                            e = await next_event()
+                            if isinstance(e, PartEnd):
+                                return
+                            if isinstance(e, PartData):
+                                yield e.data
+
+                    stored = await objects.store_stream(capped(part_body()))
+                    continue
+                value = bytearray()
+                while not isinstance(e := await next_event(), PartEnd):
+                    value += e.data
+                    if len(value) > _FIELD_LIMIT:
+                        raise ApiError(400, "InvalidMultipart",
+                                       f"Form field '{ev.name}' is too long.")
+                if ev.name in ("bucket", "key"):
+                    fields[ev.name] = value.decode("utf-8", "replace")
+        except FormDataError as exc:
+            raise ApiError(400, "InvalidMultipart", str(exc)) from None
+        if stored is None:
+            raise ApiError(400, "MissingFile", "The form has no 'file' field.")
+        key = check_key(fields["key"] or filename)
+        bucket = await owned_bucket(auth, fields["bucket"])
+        return await objects.commit(
+            bucket, key, stored, etag=stored.md5.hex(),
+            content_type=guess_type(key, part_type),
+        )
+
+    @bp.post("/api/v1/files")
+    async def upload() -> Any:
+        auth = await authenticate_api_key(services.accounts)
+        check_rate(writes, auth.access_key)
+        length = request.content_length
+        mimetype = request.mimetype
+        try:
+            if length is not None and length > max_upload + 64 * 1024:
+                raise ApiError(413, "PayloadTooLarge",
+                               f"Uploads are limited to {max_upload} bytes.")
+            try:
+                if mimetype == "multipart/form-data":
+                    boundary = request.mimetype_params.get("boundary", "")
+                    info = await upload_form(auth, boundary)
+                else:
+                    info = await upload_raw(auth)
+            except errors.StorageError as exc:
+                raise from_storage(exc) from None
+        except ApiError as exc:
+            # Most clients only read the answer once their body is sent:
+            # discard the rest (bounded in bytes and time) so they see the
+            # error instead of a stalled upload, then close the connection.
+            if not await _drain_body():
+                exc.headers["Connection"] = "close"
+            raise
+        out = describe(info, full=True)
+        out.pop("updatedAt")
+        out.pop("etag")
+        return json_response(out, 201, {"ETag": f'"{info.etag}"'})
+
+    # -- list -------------------------------------------------------------------
+
+    @bp.get("/api/v1/files")
+    async def list_files() -> Any:
+        auth = await authenticate_api_key(services.accounts)
+        check_rate(lists, auth.access_key)
+        try:
+            limit = int(request.args.get("limit", "100"))
+        except ValueError:
+            raise ApiError(400, "InvalidArgument", "limit must be an integer.") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "InvalidArgument", "limit must be between 1 and 1000.")
+        prefix = request.args.get("prefix", "")
+        cursor = request.args.get("cursor", "")
+        marker = ""
+        if cursor:
+            try:
+                marker = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                raise ApiError(400, "InvalidArgument", "The cursor is not valid.") from None
+        bucket = await owned_bucket(auth, request.args.get("bucket"))
+        page = await objects.list_objects(bucket, prefix=prefix, marker=marker, max_keys=limit)
+        files = [
+            {"id": file_id(bucket.name, e.key), "key": e.key, "size": e.size,
+             "contentType": e.content_type or "application/octet-stream",
+             "updatedAt": iso(e.last_modified)}
+            for e in page.entries
+        ]
+        out: dict[str, Any] = {"files": files, "hasMore": page.is_truncated}
+        if page.is_truncated and page.next_marker:
+            out["nextCursor"] = base64.urlsafe_b64encode(
+                page.next_marker.encode()).decode().rstrip("=")
+        return json_response(out)
+
+    # -- one file ----------------------------------------------------------------
+
+    async def find(auth: KeyAuth, fid: str) -> tuple[BucketInfo, ObjectInfo]:
+        bucket_name, key = parse_file_id(fid)
+        try:
+            bucket = await services.buckets.get(bucket_name)
+        except errors.NoSuchBucket:
+            raise ApiError(404, "NotFound", "No file has this id.") from None
+        if bucket.account_id != auth.account.id:
+            raise ApiError(403, "AccessDenied", "You do not have access to this file.")
+        try:
+            return bucket, await objects.head_object(bucket, key)
+        except (errors.NoSuchKey, errors.NoSuchVersion):
+            raise ApiError(404, "NotFound", "No file has this id.") from None
+
+    @bp.get("/api/v1/files/<fid>")
+    async def get_file(fid: str) -> Any:
+        auth = await authenticate_api_key(services.accounts)
+        check_rate(reads, auth.access_key)
+        _bucket, info = await find(auth, fid)
+        if request.args.get("meta", "").lower() in ("1", "true", "yes"):
+            return json_response(describe(info, full=True))
+        size = info.size
+        headers = {
+            "Content-Type": info.content_type or "application/octet-stream",
+            "ETag": f'"{info.etag}"', "Accept-Ranges": "bytes",
+            "Last-Modified": info.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "Content-Disposition": _disposition(info.key),
+        }
+        start, stop, status = 0, size, 200
+        rng = request.headers.get("Range", "").strip()
+        if rng:
+            m = _RANGE_RE.match(rng.replace(" ", ""))
+            parsed = _parse_range(m, size) if m else None
+            if parsed is None:
+                raise ApiError(416, "InvalidRange", "The requested range is not satisfiable.",
+                               {"Content-Range": f"bytes */{size}"})
+            start, stop = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        headers["Content-Length"] = str(stop - start)
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for piece in objects.read_object(info, start, stop):
+                yield piece
+
+        response = Response(stream(), status=status, headers=headers)
+        response.timeout = None  # large downloads may take long
+        return response
+
+    @bp.delete("/api/v1/files/<fid>")
+    async def delete_file(fid: str) -> Any:
+        auth = await authenticate_api_key(services.accounts)
+        check_rate(writes, auth.access_key)
+        bucket, info = await find(auth, fid)
+        await objects.delete_object(bucket, info.key)
+        return json_response({"success": True})
+
+    return bp
+
+
+async def _drain_body(limit: int = 64 * 1024 * 1024, seconds: float = 10.0) -> bool:
+    """Read and drop what is left of the request body; True if it ended."""
+    dropped = 0
+    with trio.move_on_after(seconds):
+        try:
+            async for piece in request.body:
+                dropped += len(piece)
+                if dropped > limit:
+                    return False
+        except Exception:
+            return False
+        return True
+    return False
+
+
+def _parse_range(m: re.Match[str], size: int) -> tuple[int, int] | None:
+    first, last = m.group(1), m.group(2)
+    if first == "" and last == "":
+        return None
+    if first == "":
+        n = int(last)
+        if n == 0:
+            return None
+        return max(size - n, 0), size
+    start = int(first)
+    stop = size if last == "" else min(int(last) + 1, size)
+    if start >= size or stop <= start:
+        return None
+    return start, stop
+
+
+def _disposition(key: str) -> str:
+    from urllib.parse import quote
+
+    name = posixpath.basename(key) or "file"
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"

@@ -1,0 +1,1399 @@
+"""The S3 endpoint: a plain ASGI application over the storage core.
+
+A plain ASGI callable rather than a Quart app, because the S3 port is the hot
+path (thousands of small GETs and PUTs per second) and every layer of
+framework costs there.  hypercorn's trio worker serves it.
+
+One request goes: parse the address (path-style or virtual-host style) ->
+SigV4 (header or presigned query) -> per-key rate limit -> tenancy check on
+the bucket -> the operation.  Request bodies stream through
+:class:`BodyReader`, which decodes aws-chunked framing, checks chunk
+signatures, the signed SHA-256 and every ``x-amz-checksum-*`` / trailer
+checksum while the bytes flow, and raises at the end of the body -- before
+the object service commits -- so a bad upload never becomes visible.
+
+Every failure is answered with S3's XML error document and an
+``x-amz-request-id``; unexpected exceptions are logged, never shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
+
+import trio
+
+from cluster.services import NodeServices
+from protocols.s3 import checksums as cks
+from protocols.s3 import xml as s3xml
+from protocols.s3.chunked import ChunkedDecoder
+from protocols.s3.errors import (
+    ERROR_TABLE,
+    S3Error,
+    access_denied,
+    entity_too_large,
+    entity_too_small,
+    invalid_argument,
+    method_not_allowed,
+    not_implemented,
+    too_many_requests,
+)
+from protocols.s3.names import validate_bucket_name, validate_key_prefix, validate_object_key
+from protocols.s3.sigv4 import (
+    PayloadMode,
+    SigningContext,
+    check_payload_sha256,
+    parse_request_auth,
+    verify,
+)
+from storage import errors as serr
+from storage.accounts import AccountInfo
+from storage.blobs import ChunkError
+from storage.buckets import BucketInfo
+from storage.multipart import (
+    MAX_PART_NUMBER,
+    MAX_PART_SIZE,
+    EntityTooSmall,
+    MultipartService,
+)
+from storage.objects import ObjectInfo
+from storage.ratelimit import RateLimiter, retry_after
+
+log = logging.getLogger("cloudstorage.s3")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Requests per second per access key and operation class (0 disables a class).
+#: Node settings may override them (``accounts.s3_writes_per_second`` ...).
+DEFAULT_RATE_LIMITS: dict[str, float] = {"write": 100.0, "read": 300.0, "list": 50.0}
+#: S3's limit on the user metadata of one object (names + values, UTF-8).
+MAX_METADATA_BYTES = 2048
+#: Largest single PUT (S3's own limit; bigger objects go multipart).
+MAX_PUT_SIZE = 5 * 1024**3
+#: How long a resolved access key / a bucket's metadata are trusted without
+#: asking the database again.  Short, because another node may revoke a key
+#: or change a bucket; this node invalidates its own changes at once.
+KEY_CACHE_SECONDS = 2.0
+BUCKET_CACHE_SECONDS = 1.0
+#: After an error, an unread request body up to this size is drained so the
+#: client sees the error instead of a reset connection; larger ones are not
+#: read and the connection is closed.
+DRAIN_LIMIT = 8 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+
+# Object headers S3 stores with the object and returns on GET/HEAD.
+STORED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+    "x-amz-website-redirect-location",
+)
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+# Subresources S3 has that this endpoint does not implement: answered with
+# NotImplemented rather than silently treated as a plain GET/PUT.
+UNSUPPORTED_SUBRESOURCES = frozenset({
+    "accelerate", "acl", "analytics", "attributes", "cors", "encryption",
+    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metadataTable",
+    "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
+    "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
+    "tagging", "torrent", "website", "renameObject", "session",
+})
+BUCKET_LIST_PARAMS = ("versions", "uploads")
+
+_STORAGE_CODES = {
+    "AccountSuspended": "AccessDenied",
+    "AccountExists": "InvalidRequest",
+    "TooManyAccessKeys": "InvalidRequest",
+}
+
+
+_CONTROL_ESCAPES = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def http_date(moment: dt.datetime) -> str:
+    """RFC 7231 date (``Wed, 21 Oct 2015 07:28:00 GMT``) of an aware datetime."""
+    return format_datetime(moment.astimezone(dt.UTC).replace(microsecond=0), usegmt=True)
+
+
+def _parse_http_date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # S3 ignores a condition whose date it cannot read
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        c = candidate.strip()
+        if c == "*" or s3xml.unquote_etag(c.removeprefix("W/")) == etag:
+            return True
+    return False
+
+
+def evaluate_conditions(
+    info: ObjectInfo,
+    if_match: str | None,
+    if_none_match: str | None,
+    if_modified_since: str | None,
+    if_unmodified_since: str | None,
+    *,
+    read: bool = True,
+) -> None:
+    """Apply S3's conditional-request rules; raise PreconditionFailed/NotModified.
+
+    Precedence as S3 documents it: If-Match decides alone when present (an
+    If-Unmodified-Since that would fail is then ignored), likewise
+    If-None-Match over If-Modified-Since.  ``read`` is False for the
+    copy-source conditions, where every failure is 412.
+    """
+    modified = info.last_modified.replace(microsecond=0)
+    if if_match is not None:
+        if not _etag_matches(if_match, info.etag):
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    else:
+        since = _parse_http_date(if_unmodified_since)
+        if since is not None and modified > since:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, info.etag):
+            if read:
+                raise S3Error("NotModified", headers={"ETag": s3xml.quote_etag(info.etag)})
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"})
+    else:
+        since = _parse_http_date(if_modified_since)
+        if since is not None and modified <= since:
+            if read:
+                raise S3Error("NotModified", headers={"ETag": s3xml.quote_etag(info.etag)})
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Modified-Since"})
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """``Range: bytes=a-b`` / ``a-`` / ``-n`` -> ``(start, stop)`` (stop exclusive).
+
+    A header S3 would ignore (not bytes, several ranges, unparsable, last < first)
+    gives None (the whole object); an unsatisfiable one raises InvalidRange.
+    """
+    if not value:
+        return None
+    unit, _, spec = value.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, sep, last = spec.strip().partition("-")
+    first, last = first.strip(), last.strip()
+    if not sep or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        n = int(last)
+        if n == 0 or size == 0:
+            raise _invalid_range(value, size)
+        return max(0, size - n), size
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise _invalid_range(value, size)
+    stop = min(int(last) + 1, size) if last else size
+    return start, stop
+
+
+def _invalid_range(value: str, size: int) -> S3Error:
+    return S3Error(
+        "InvalidRange",
+        extra={"RangeRequested": value, "ActualObjectSize": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def from_storage_error(exc: serr.StorageError) -> S3Error:
+    """Translate a storage-core error into the S3 error clients expect."""
+    code = _STORAGE_CODES.get(exc.code, exc.code)
+    headers: dict[str, str] = {}
+    extra: dict[str, object] = {}
+    if isinstance(exc, serr.NoSuchKey) and exc.details.get("delete_marker"):
+        headers["x-amz-delete-marker"] = "true"
+        headers["x-amz-version-id"] = str(exc.details.get("version_id"))
+    if isinstance(exc, serr.NoSuchVersion):
+        extra["VersionId"] = exc.details.get("version_id", "")
+    if isinstance(exc, EntityTooSmall):
+        err = entity_too_small(
+            int(exc.details.get("proposed_size", 0)), int(exc.details.get("min_size", 0))
+        )
+        err.extra["PartNumber"] = str(exc.details.get("part_number", ""))
+        return err
+    if code not in ERROR_TABLE:
+        return S3Error("InternalError", detail=f"{exc.code}: {exc.message}")
+    message = exc.message if code in ("TooManyBuckets", "IncompleteBody") else None
+    return S3Error(code, message, extra=extra, headers=headers, detail=exc.message)
+
+
+# ====================================================================================
+# Requests and responses
+# ====================================================================================
+
+
+class Response:
+    """What a handler answers: status, headers and a body (bytes or a stream)."""
+
+    __slots__ = ("body", "headers", "status", "stream")
+
+    def __init__(
+        self,
+        status: int = 200,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        stream: AsyncIterator[bytes] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.stream = stream
+
+
+def _xml(body: bytes, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, [("content-type", "application/xml"), *(headers or [])], body)
+
+
+def _decode_header(value: bytes) -> str:
+    # Header bytes are UTF-8 when a client sends non-ASCII metadata; anything
+    # else is kept byte for byte through latin-1.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+class Request:
+    """One S3 request: addressing, headers, query and the body's receive channel."""
+
+    def __init__(self, scope: Scope, receive: Receive, vhost_domains: tuple[str, ...]) -> None:
+        self.method: str = scope["method"]
+        self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        self.query_string: bytes = scope.get("query_string", b"")
+        self.raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        self.receive = receive
+        headers: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            n = name.decode("latin-1").lower()
+            v = _decode_header(value)
+            headers[n] = f"{headers[n]},{v}" if n in headers else v
+        self.headers = headers
+        self.query: dict[str, str] = {}
+        for part in self.query_string.split(b"&"):
+            if part:
+                n, _, v = part.partition(b"=")
+                name = unquote_to_bytes(n).decode("utf-8", "surrogateescape")
+                self.query.setdefault(name, unquote_to_bytes(v).decode("utf-8", "surrogateescape"))
+        path = unquote_to_bytes(self.raw_path.split(b"?", 1)[0]).decode("utf-8", "surrogateescape")
+        host = headers.get("host", "").strip().lower()
+        if host.startswith("["):
+            hostname = host.partition("]")[0] + "]"
+        else:
+            hostname = host.rsplit(":", 1)[0] if ":" in host else host
+        bucket = ""
+        for domain in vhost_domains:
+            if hostname.endswith("." + domain) and len(hostname) > len(domain) + 1:
+                bucket = hostname[: -len(domain) - 1]
+                break
+        if bucket:
+            self.bucket = bucket
+            self.key = path[1:] if path.startswith("/") else path
+        else:
+            rest = path[1:] if path.startswith("/") else path
+            self.bucket, _, self.key = rest.partition("/")
+        self.body_started = False
+        self.body_done = False
+
+    @property
+    def resource(self) -> str:
+        """The path an error refers to (``/bucket/key``).
+
+        Control characters are percent-encoded: XML 1.0 cannot carry them at
+        all, and a client that cannot parse the error sees no error code.
+        """
+        if not self.bucket:
+            return "/"
+        path = f"/{self.bucket}/{self.key}" if self.key else f"/{self.bucket}"
+        return path.translate(_CONTROL_ESCAPES)
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower-case), or None."""
+        return self.headers.get(name)
+
+    def content_length(self) -> int | None:
+        """The declared Content-Length (InvalidArgument if malformed)."""
+        raw = self.headers.get("content-length")
+        if raw is None:
+            return None
+        raw = raw.strip()
+        if not raw.isdigit():
+            raise invalid_argument(
+                "Content-Length must be a non-negative integer", "Content-Length"
+            )
+        return int(raw)
+
+    async def receive_body(self) -> AsyncIterator[bytes]:
+        """The raw body as it arrives; IncompleteBody if the client goes away."""
+        if self.body_done:
+            return
+        self.body_started = True
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.body_done = True
+                raise S3Error("IncompleteBody", detail="client disconnected during the body")
+            data = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not more:
+                self.body_done = True
+            if data:
+                yield data
+            if not more:
+                return
+
+    async def drain(self) -> bool:
+        """Discard what is left of the body (bounded); True if it was all read."""
+        if self.body_done:
+            return True
+        declared = self.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > DRAIN_LIMIT:
+            return False
+        seen = 0
+        with trio.move_on_after(DRAIN_SECONDS):
+            try:
+                async for piece in self.receive_body():
+                    seen += len(piece)
+                    if seen > DRAIN_LIMIT:
+                        return False
+            except S3Error:
+                return False
+            return True
+        return False
+
+
+@dataclasses.dataclass
+class Caller:
+    """An authenticated requester."""
+
+    access_key: str
+    account: AccountInfo
+    signing: SigningContext
+
+
+class BodyReader:
+    """Stream a request body's payload, verifying it as it goes.
+
+    Iterating yields payload bytes; the iterator raises at the end (before it
+    finishes) if the signed SHA-256, a chunk or trailer signature, an
+    ``x-amz-checksum-*`` header or trailer, or the declared length does not
+    hold.  :attr:`checksums` then maps each verified algorithm to its base64
+    value (what S3 stores and echoes).
+    """
+
+    def __init__(self, req: Request, signing: SigningContext) -> None:
+        self.req = req
+        self.mode = signing.payload_mode
+        self.declared = req.content_length()
+        chunked_te = "chunked" in req.headers.get("transfer-encoding", "").lower()
+        self.decoder: ChunkedDecoder | None = None
+        self.size: int | None = self.declared
+        if self.mode.is_streaming:
+            raw = req.header("x-amz-decoded-content-length")
+            decoded: int | None = None
+            if raw is not None:
+                if not raw.strip().isdigit():
+                    raise invalid_argument(
+                        "x-amz-decoded-content-length must be an integer",
+                        "x-amz-decoded-content-length",
+                    )
+                decoded = int(raw.strip())
+            elif self.declared is None and not chunked_te:
+                raise S3Error("MissingContentLength")
+            trailer_names = [
+                t.strip().lower() for t in req.headers.get("x-amz-trailer", "").split(",")
+                if t.strip()
+            ]
+            self.decoder = ChunkedDecoder(
+                signing, decoded_length=decoded,
+                expected_trailers=trailer_names if self.mode.has_trailer else None,
+            )
+            self.size = decoded
+        elif self.declared is None and not chunked_te and req.method in ("PUT", "POST"):
+            raise S3Error("MissingContentLength")
+        self._sha = None
+        if self.mode is PayloadMode.SHA256:
+            self._sha = hashlib.sha256()
+        self.payload_hash = signing.payload_hash
+        # algorithm -> (checksummer, expected base64 or None when it comes as a trailer)
+        self._summers: dict[str, tuple[cks.Checksummer, str | None]] = {}
+        for name, value in req.headers.items():
+            alg = cks.algorithm_from_header(name)
+            if alg is not None:
+                cks.decode_checksum(alg, value)  # InvalidRequest for a malformed value
+                self._summers[alg] = (cks.make_checksummer(alg), value.strip())
+        if self.decoder is not None and self.mode.has_trailer:
+            for name in req.headers.get("x-amz-trailer", "").split(","):
+                alg = cks.algorithm_from_header(name.strip())
+                if alg is not None and alg not in self._summers:
+                    self._summers[alg] = (cks.make_checksummer(alg), None)
+        self.checksums: dict[str, str] = {}
+        self.received = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        sha = self._sha
+        summers = [s for s, _ in self._summers.values()]
+        decoder = self.decoder
+        raw_total = 0
+        async for data in self.req.receive_body():
+            raw_total += len(data)
+            if self.declared is not None and raw_total > self.declared:
+                raise S3Error("IncompleteBody", detail="body longer than Content-Length")
+            pieces = decoder.feed(data) if decoder is not None else (data,)
+            for piece in pieces:
+                if sha is not None:
+                    sha.update(piece)
+                for summer in summers:
+                    summer.update(piece)
+                self.received += len(piece)
+                yield piece
+        if self.declared is not None and raw_total != self.declared:
+            raise S3Error(
+                "IncompleteBody",
+                detail=f"received {raw_total} of the declared {self.declared} bytes",
+            )
+        trailers: Mapping[str, str] = {}
+        if decoder is not None:
+            decoder.finish()
+            trailers = decoder.trailers
+        if sha is not None:
+            check_payload_sha256(self.payload_hash, sha.hexdigest())
+        for alg, (summer, expected) in self._summers.items():
+            value = expected if expected is not None else trailers.get(f"x-amz-checksum-{alg}")
+            if value is None:
+                raise S3Error("MalformedTrailerError", detail=f"no trailer for {alg}")
+            cks.verify_checksum(alg, value, summer)
+            self.checksums[alg] = summer.b64digest()
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole (small) body; MaxMessageLengthExceeded beyond ``limit``."""
+        if self.size is not None and self.size > limit:
+            raise S3Error("MaxMessageLengthExceeded", detail=f"body over {limit} bytes")
+        out = bytearray()
+        async for piece in self:
+            out += piece
+            if len(out) > limit:
+                raise S3Error("MaxMessageLengthExceeded", detail=f"body over {limit} bytes")
+        return bytes(out)
+
+
+class RateLimits:
+    """Per-access-key token buckets for each operation class (one second of burst)."""
+
+    def __init__(self, rates: Mapping[str, float]) -> None:
+        self.rates = dict(rates)
+        self._limiters = {
+            op_class: RateLimiter(max(1, round(rate)), 1.0)
+            for op_class, rate in rates.items() if rate > 0
+        }
+
+    def check(self, access_key: str, op_class: str) -> None:
+        """Take a token or raise TooManyRequests with a Retry-After."""
+        limiter = self._limiters.get(op_class)
+        if limiter is None:
+            return
+        wait = limiter.hit(access_key)
+        if wait > 0:
+            raise too_many_requests(retry_after(wait))
+
+
+def _rate_limits_from(services: NodeServices) -> dict[str, float]:
+    # accounts.s3_{writes,reads,lists}_per_second, named like the REST API's
+    # limits; absent settings keep the documented defaults.
+    limits = dict(DEFAULT_RATE_LIMITS)
+    section = services.settings.accounts
+    for op_class in limits:
+        value = getattr(section, f"s3_{op_class}s_per_second", None)
+        if value is not None:
+            limits[op_class] = float(value)
+    return limits
+
+
+def _vhost_domains(services: NodeServices) -> tuple[str, ...]:
+    domains = ["localhost"]
+    public = services.settings.listen.public_host.strip().lower()
+    if public and not public.replace(".", "").isdigit() and public not in domains:
+        domains.insert(0, public)
+    return tuple(domains)
+
+
+def _op_class(req: Request) -> str:
+    if req.method in ("GET", "HEAD"):
+        if not req.bucket:
+            return "list"
+        if not req.key and not any(
+            q in req.query for q in ("location", "versioning", *UNSUPPORTED_SUBRESOURCES)
+        ):
+            return "list"
+        if req.key and "uploadId" in req.query:
+            return "list"
+        return "read"
+    return "write"
+
+
+# ====================================================================================
+# The application
+# ====================================================================================
+
+
+class S3App:
+    """The S3 ASGI application of one node."""
+
+    def __init__(
+        self, services: NodeServices, *, rate_limits: Mapping[str, float] | None = None
+    ) -> None:
+        self.services = services
+        self.objects = services.objects
+        self.buckets = services.buckets
+        self.multipart = MultipartService(services.db, services.objects)
+        self.region = services.settings.cluster.region
+        self.max_header_bytes = services.settings.listen.max_header_bytes
+        self.limiter = RateLimits(
+            rate_limits if rate_limits is not None else _rate_limits_from(services)
+        )
+        self.vhost_domains = _vhost_domains(services)
+        self._keys: dict[str, tuple[float, tuple[AccountInfo, str] | None]] = {}
+        self._buckets: dict[str, tuple[float, BucketInfo]] = {}
+
+    # -- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = secrets.token_hex(8).upper()
+        req: Request | None = None
+        try:
+            req = Request(scope, receive, self.vhost_domains)
+            response = await self._handle(req)
+        except Exception as exc:
+            response = await self._error_response(exc, req, request_id, scope)
+        response.headers.append(("x-amz-request-id", request_id))
+        await self._send(response, send, head=scope["method"] == "HEAD")
+
+    async def _error_response(
+        self, exc: Exception, req: Request | None, request_id: str, scope: Scope
+    ) -> Response:
+        if isinstance(exc, S3Error):
+            err = exc
+        elif isinstance(exc, serr.StorageError):
+            err = from_storage_error(exc)
+        elif isinstance(exc, ChunkError):
+            log.error("S3 %s %s: %s", scope.get("method"), scope.get("path"), exc)
+            err = S3Error("InternalError", detail=str(exc))
+        else:
+            log.exception("S3 %s %s failed", scope.get("method"), scope.get("path"))
+            err = S3Error("InternalError", detail=repr(exc))
+        if err.resource is None and req is not None:
+            err.resource = req.resource
+        headers = list(err.headers.items())
+        if req is not None and not await req.drain():
+            headers.append(("connection", "close"))
+        if err.status == 304:
+            return Response(304, headers)
+        return _xml(s3xml.render_error(err, request_id), err.status, headers)
+
+    async def _send(self, response: Response, send: Send, *, head: bool) -> None:
+        headers = [(n.encode("latin-1"), v.encode("utf-8")) for n, v in response.headers]
+        if response.stream is None:
+            if not any(n == b"content-length" for n, _ in headers) and response.status != 304:
+                headers.append((b"content-length", str(len(response.body)).encode()))
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if head else response.body})
+            return
+        stream = response.stream
+        # Fetch the first piece before committing to a status, so a missing
+        # chunk is still a proper 500 rather than a cut connection.
+        try:
+            first = await anext(stream, b"")
+        except Exception:
+            await stream.aclose()
+            raise
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        try:
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for piece in stream:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except Exception:
+            # Headers are gone: all we can do is cut the connection (by raising)
+            # so the client sees a short body instead of a silently wrong one.
+            log.exception("S3 GET body failed mid-stream")
+            raise
+        finally:
+            await stream.aclose()
+        await send({"type": "http.response.body", "body": b""})
+
+    # -- authentication, caches ------------------------------------------------------
+
+    async def _resolve_key(self, access_key: str) -> tuple[AccountInfo, str] | None:
+        now = _now()
+        hit = self._keys.get(access_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self.services.accounts.resolve_access_key(access_key)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[access_key] = (now + KEY_CACHE_SECONDS, found)
+        return found
+
+    async def _authenticate(self, req: Request) -> Caller:
+        header_pairs = [(n.decode("latin-1"), v) for n, v in req.raw_headers]
+        auth = parse_request_auth(req.method, req.raw_path, req.query_string, header_pairs)
+        if auth is None:
+            raise access_denied("Anonymous access is not allowed; sign your requests (SigV4).")
+        found = await self._resolve_key(auth.access_key)
+        if found is None:
+            raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": auth.access_key})
+        account, secret = found
+        signing = verify(auth, secret)
+        return Caller(auth.access_key, account, signing)
+
+    async def _bucket(self, caller: Caller, name: str, *, fresh: bool = False) -> BucketInfo:
+        """The bucket ``name`` if the caller's account owns it."""
+        now = _now()
+        hit = self._buckets.get(name)
+        if hit is not None and hit[0] > now and not fresh:
+            info = hit[1]
+        else:
+            info = await self.buckets.get(name)
+            if len(self._buckets) > 10_000:
+                self._buckets.clear()
+            self._buckets[name] = (now + BUCKET_CACHE_SECONDS, info)
+        if info.account_id != caller.account.id:
+            raise access_denied()
+        return info
+
+    def _forget_bucket(self, name: str) -> None:
+        self._buckets.pop(name, None)
+
+    # -- routing ----------------------------------------------------------------------
+
+    async def _handle(self, req: Request) -> Response:
+        size = sum(len(n) + len(v) + 4 for n, v in req.raw_headers)
+        if size > self.max_header_bytes:
+            raise S3Error("RequestHeaderSectionTooLarge",
+                          extra={"MaxSizeAllowed": self.max_header_bytes})
+        caller = await self._authenticate(req)
+        self.limiter.check(caller.access_key, _op_class(req))
+        for name in req.query:
+            if name in UNSUPPORTED_SUBRESOURCES:
+                raise not_implemented(f"The ?{name} subresource")
+        method = req.method
+        if not req.bucket:
+            if method in ("GET", "HEAD"):
+                return await self.list_buckets(req, caller)
+            raise method_not_allowed(method, "SERVICE")
+        if not req.key:
+            return await self._bucket_op(req, caller, method)
+        validate_object_key(req.key)
+        return await self._object_op(req, caller, method)
+
+    async def _bucket_op(self, req: Request, caller: Caller, method: str) -> Response:
+        q = req.query
+        if method == "PUT":
+            if "versioning" in q:
+                return await self.put_bucket_versioning(req, caller)
+            return await self.create_bucket(req, caller)
+        if method == "GET":
+            if "location" in q:
+                return await self.get_bucket_location(req, caller)
+            if "versioning" in q:
+                return await self.get_bucket_versioning(req, caller)
+            if "versions" in q:
+                return await self.list_object_versions(req, caller)
+            if "uploads" in q:
+                return await self.list_multipart_uploads(req, caller)
+            if q.get("list-type") == "2":
+                return await self.list_objects(req, caller, v2=True)
+            return await self.list_objects(req, caller, v2=False)
+        if method == "HEAD":
+            return await self.head_bucket(req, caller)
+        if method == "DELETE":
+            return await self.delete_bucket(req, caller)
+        if method == "POST" and "delete" in q:
+            return await self.delete_objects(req, caller)
+        raise method_not_allowed(method, "BUCKET")
+
+    async def _object_op(self, req: Request, caller: Caller, method: str) -> Response:
+        q = req.query
+        if method == "PUT":
+            if "uploadId" in q or "partNumber" in q:
+                if "x-amz-copy-source" in req.headers:
+                    return await self.upload_part_copy(req, caller)
+                return await self.upload_part(req, caller)
+            if "x-amz-copy-source" in req.headers:
+                return await self.copy_object(req, caller)
+            return await self.put_object(req, caller)
+        if method == "GET":
+            if "uploadId" in q:
+                return await self.list_parts(req, caller)
+            return await self.get_object(req, caller, head=False)
+        if method == "HEAD":
+            return await self.get_object(req, caller, head=True)
+        if method == "DELETE":
+            if "uploadId" in q:
+                return await self.abort_multipart_upload(req, caller)
+            return await self.delete_object(req, caller)
+        if method == "POST":
+            if "uploads" in q:
+                return await self.create_multipart_upload(req, caller)
+            if "uploadId" in q:
+                return await self.complete_multipart_upload(req, caller)
+        raise method_not_allowed(method, "OBJECT")
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _owner(self, caller: Caller) -> s3xml.Owner:
+        return s3xml.Owner(caller.account.id, caller.account.email.split("@", 1)[0])
+
+    @staticmethod
+    def _int_param(req: Request, name: str, default: int, low: int, high: int) -> int:
+        raw = req.query.get(name)
+        if raw is None or raw == "":
+            return default
+        if not raw.strip().lstrip("-").isdigit():
+            raise invalid_argument(f"Provided {name} not an integer or within integer range",
+                                   name, raw)
+        value = int(raw)
+        if value < low:
+            raise invalid_argument(f"Argument {name} must be an integer between {low} and "
+                                   f"{high}", name, raw)
+        return min(value, high)
+
+    def _object_fields(self, req: Request) -> tuple[str, dict[str, str], dict[str, str]]:
+        """Content-Type, user metadata and stored headers of a PUT/POST/COPY."""
+        content_type = req.headers.get("content-type") or "binary/octet-stream"
+        meta: dict[str, str] = {}
+        total = 0
+        for name, value in req.headers.items():
+            if name.startswith("x-amz-meta-"):
+                short = name[len("x-amz-meta-"):]
+                meta[short] = value
+                total += len(short.encode()) + len(value.encode())
+        if total > MAX_METADATA_BYTES:
+            raise S3Error("MetadataTooLarge", extra={"MaxSizeAllowed": MAX_METADATA_BYTES,
+                                                     "Size": total})
+        stored: dict[str, str] = {}
+        for name in STORED_HEADERS:
+            value = req.headers.get(name)
+            if value is None:
+                continue
+            if name == "content-encoding":
+                # aws-chunked is transfer framing, not the object's encoding.
+                value = ",".join(
+                    e.strip() for e in value.split(",")
+                    if e.strip() and e.strip().lower() != "aws-chunked"
+                )
+                if not value:
+                    continue
+            stored[name] = value
+        return content_type, meta, stored
+
+    async def _check_room(self, caller: Caller, size: int | None) -> None:
+        """Refuse before reading a body that cannot fit in the quota.
+
+        The commit enforces the quota exactly; this only saves reading and
+        storing bytes that would be thrown away.  A stale cached account is
+        re-read before refusing.
+        """
+        if size is None:
+            return
+        account = caller.account
+        if account.used_bytes + size <= account.quota_bytes:
+            return
+        account = await self.services.accounts.get(account.id)
+        if account.used_bytes + size > account.quota_bytes:
+            raise S3Error("QuotaExceeded")
+
+    def _version_headers(self, bucket: BucketInfo, info: ObjectInfo) -> list[tuple[str, str]]:
+        if bucket.versioning or info.version_id != "null":
+            return [("x-amz-version-id", info.version_id)]
+        return []
+
+    @staticmethod
+    def _content_md5(req: Request) -> bytes | None:
+        value = req.header("content-md5")
+        return cks.parse_content_md5(value) if value is not None else None
+
+    # -- service / bucket operations ----------------------------------------------------
+
+    async def list_buckets(self, req: Request, caller: Caller) -> Response:
+        """ListBuckets: the caller's buckets."""
+        buckets = await self.buckets.list_for(caller.account.id)
+        prefix = req.query.get("prefix")
+        items = [
+            s3xml.BucketInfo(b.name, b.created_at, b.region or self.region)
+            for b in buckets if not prefix or b.name.startswith(prefix)
+        ]
+        return _xml(s3xml.render_list_buckets(items, self._owner(caller), prefix=prefix))
+
+    async def create_bucket(self, req: Request, caller: Caller) -> Response:
+        """CreateBucket (LocationConstraint must be this cluster's region if given)."""
+        validate_bucket_name(req.bucket)
+        body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_XML_BODY_SIZE)
+        config = s3xml.parse_create_bucket(body)
+        constraint = config.location_constraint
+        # Tools send their own defaults ("US", "us-east-1"): accepted as "here".
+        if constraint not in (None, "", self.region, "US", "us-east-1", "EU"):
+            raise S3Error("InvalidLocationConstraint",
+                          extra={"LocationConstraint": constraint})
+        await self.buckets.create(caller.account.id, req.bucket, self.region)
+        self._forget_bucket(req.bucket)
+        return Response(200, [("location", f"/{req.bucket}")])
+
+    async def head_bucket(self, req: Request, caller: Caller) -> Response:
+        """HeadBucket."""
+        bucket = await self._bucket(caller, req.bucket)
+        return Response(200, [("x-amz-bucket-region", bucket.region or self.region)])
+
+    async def get_bucket_location(self, req: Request, caller: Caller) -> Response:
+        """GetBucketLocation."""
+        bucket = await self._bucket(caller, req.bucket)
+        return _xml(s3xml.render_location_constraint(bucket.region or self.region))
+
+    async def delete_bucket(self, req: Request, caller: Caller) -> Response:
+        """DeleteBucket (BucketNotEmpty while versions or uploads remain)."""
+        bucket = await self._bucket(caller, req.bucket, fresh=True)
+        await self.buckets.delete(bucket)
+        self._forget_bucket(req.bucket)
+        return Response(204)
+
+    async def put_bucket_versioning(self, req: Request, caller: Caller) -> Response:
+        """PutBucketVersioning (Enabled / Suspended)."""
+        bucket = await self._bucket(caller, req.bucket, fresh=True)
+        body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_XML_BODY_SIZE)
+        config = s3xml.parse_versioning_configuration(body)
+        if config.mfa_delete == "Enabled":
+            raise not_implemented("MFA delete")
+        if config.status is not None:
+            await self.buckets.set_versioning(bucket, config.status)
+        self._forget_bucket(req.bucket)
+        return Response(200)
+
+    async def get_bucket_versioning(self, req: Request, caller: Caller) -> Response:
+        """GetBucketVersioning."""
+        bucket = await self._bucket(caller, req.bucket, fresh=True)
+        return _xml(s3xml.render_versioning_configuration(bucket.versioning or None))
+
+    async def list_objects(self, req: Request, caller: Caller, *, v2: bool) -> Response:
+        """ListObjects (v1) and ListObjectsV2."""
+        bucket = await self._bucket(caller, req.bucket)
+        q = req.query
+        url = s3xml.parse_encoding_type(q.get("encoding-type"))
+        prefix = q.get("prefix", "")
+        delimiter = q.get("delimiter", "")
+        max_keys = self._int_param(req, "max-keys", 1000, 0, 1000)
+        validate_key_prefix(prefix)
+        token = q.get("continuation-token")
+        start_after = q.get("start-after", "")
+        if v2:
+            if token is not None:
+                try:
+                    marker = base64.b64decode(
+                        token.encode("ascii"), altchars=b"-_", validate=True
+                    ).decode("utf-8")
+                except (binascii.Error, UnicodeError, ValueError):
+                    raise invalid_argument("The continuation token provided is incorrect",
+                                           "continuation-token", token) from None
+            else:
+                marker = start_after
+        else:
+            marker = q.get("marker", "")
+        validate_key_prefix(marker)
+        page = await self.objects.list_objects(
+            bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys
+        )
+        owner = self._owner(caller)
+        contents = [
+            s3xml.ObjectInfo(e.key, e.last_modified, e.etag, e.size, owner=owner)
+            for e in page.entries
+        ]
+        if v2:
+            nxt = None
+            if page.is_truncated and page.next_marker is not None:
+                nxt = base64.urlsafe_b64encode(page.next_marker.encode("utf-8")).decode("ascii")
+            body = s3xml.render_list_objects_v2(
+                bucket.name, contents=contents, common_prefixes=page.common_prefixes,
+                prefix=prefix, delimiter=delimiter or None, max_keys=max_keys,
+                is_truncated=page.is_truncated, continuation_token=token,
+                next_continuation_token=nxt, start_after=start_after or None,
+                fetch_owner=q.get("fetch-owner", "").lower() == "true", encoding_type_url=url,
+            )
+        else:
+            body = s3xml.render_list_objects_v1(
+                bucket.name, contents=contents, common_prefixes=page.common_prefixes,
+                prefix=prefix, marker=marker, delimiter=delimiter or None,
+                next_marker=page.next_marker if page.is_truncated else None,
+                max_keys=max_keys, is_truncated=page.is_truncated, encoding_type_url=url,
+            )
+        return _xml(body)
+
+    async def list_object_versions(self, req: Request, caller: Caller) -> Response:
+        """ListObjectVersions."""
+        bucket = await self._bucket(caller, req.bucket)
+        q = req.query
+        url = s3xml.parse_encoding_type(q.get("encoding-type"))
+        prefix = q.get("prefix", "")
+        delimiter = q.get("delimiter", "")
+        key_marker = q.get("key-marker", "")
+        version_marker = q.get("version-id-marker", "")
+        if version_marker and not key_marker:
+            raise invalid_argument("A version-id marker cannot be specified without a key "
+                                   "marker.", "version-id-marker", version_marker)
+        validate_key_prefix(prefix)
+        validate_key_prefix(key_marker)
+        max_keys = self._int_param(req, "max-keys", 1000, 0, 1000)
+        page = await self.objects.list_versions(
+            bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            version_id_marker=version_marker, max_keys=max_keys,
+        )
+        owner = self._owner(caller)
+        versions = [
+            s3xml.VersionInfo(
+                key=e.key, version_id=e.version_id, is_latest=e.is_latest,
+                last_modified=e.last_modified, etag=e.etag, size=e.size,
+                is_delete_marker=e.is_delete_marker, owner=owner,
+            )
+            for e in page.entries
+        ]
+        body = s3xml.render_list_object_versions(
+            bucket.name, versions=versions, common_prefixes=page.common_prefixes,
+            prefix=prefix, key_marker=key_marker, version_id_marker=version_marker,
+            next_key_marker=page.next_key_marker if page.is_truncated else None,
+            next_version_id_marker=page.next_version_id_marker if page.is_truncated else None,
+            delimiter=delimiter or None, max_keys=max_keys, is_truncated=page.is_truncated,
+            encoding_type_url=url,
+        )
+        return _xml(body)
+
+    async def delete_objects(self, req: Request, caller: Caller) -> Response:
+        """DeleteObjects: up to 1000 keys, each reported as Deleted or Error."""
+        bucket = await self._bucket(caller, req.bucket)
+        reader = BodyReader(req, caller.signing)
+        body = await reader.read_all(s3xml.MAX_DELETE_BODY_SIZE)
+        md5 = self._content_md5(req)
+        if md5 is not None and hashlib.md5(body).digest() != md5:
+            raise S3Error("BadDigest")
+        parsed = s3xml.parse_delete_objects(body)
+        deleted: list[s3xml.DeletedObject] = []
+        failed: list[s3xml.DeleteError] = []
+        for obj in parsed.objects:
+            try:
+                validate_object_key(obj.key)
+                result = await self.objects.delete_object(bucket, obj.key, obj.version_id)
+            except (S3Error, serr.StorageError) as exc:
+                err = exc if isinstance(exc, S3Error) else from_storage_error(exc)
+                failed.append(s3xml.DeleteError(obj.key, err.code, err.message, obj.version_id))
+                continue
+            if obj.version_id is not None:
+                deleted.append(s3xml.DeletedObject(
+                    obj.key, obj.version_id, result.delete_marker,
+                    obj.version_id if result.delete_marker else None,
+                ))
+            else:
+                deleted.append(s3xml.DeletedObject(
+                    obj.key, None, result.delete_marker,
+                    result.version_id if result.delete_marker else None,
+                ))
+        return _xml(s3xml.render_delete_result(deleted, failed, quiet=parsed.quiet))
+
+    # -- objects ------------------------------------------------------------------------
+
+    async def put_object(self, req: Request, caller: Caller) -> Response:
+        """PutObject, streamed and verified before it becomes visible."""
+        bucket = await self._bucket(caller, req.bucket)
+        content_type, meta, stored = self._object_fields(req)
+        reader = BodyReader(req, caller.signing)
+        if reader.size is not None and reader.size > MAX_PUT_SIZE:
+            raise entity_too_large(reader.size, MAX_PUT_SIZE)
+        await self._check_room(caller, reader.size)
+        md5 = self._content_md5(req)
+        info = await self.objects.put_object(
+            bucket, req.key, reader, content_type=content_type, user_metadata=meta,
+            headers=stored, checksums=reader.checksums, content_md5=md5,
+            expected_size=reader.size,
+        )
+        headers = [("etag", s3xml.quote_etag(info.etag)), *self._version_headers(bucket, info)]
+        headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
+        return Response(200, headers)
+
+    def _object_headers(
+        self, req: Request, bucket: BucketInfo, info: ObjectInfo
+    ) -> list[tuple[str, str]]:
+        headers: dict[str, str] = {
+            "content-type": info.content_type or "binary/octet-stream",
+            "etag": s3xml.quote_etag(info.etag),
+            "last-modified": http_date(info.last_modified),
+            "accept-ranges": "bytes",
+        }
+        headers.update(info.headers)
+        for name, header in RESPONSE_OVERRIDES.items():
+            if name in req.query:
+                headers[header] = req.query[name]
+        out = list(headers.items())
+        out += [(f"x-amz-meta-{k}", v) for k, v in info.user_metadata.items()]
+        out += self._version_headers(bucket, info)
+        if "-" in info.etag:
+            out.append(("x-amz-mp-parts-count", info.etag.rsplit("-", 1)[1]))
+        return out
+
+    async def get_object(self, req: Request, caller: Caller, *, head: bool) -> Response:
+        """GetObject / HeadObject: versions, conditions, ranges, overrides."""
+        bucket = await self._bucket(caller, req.bucket)
+        version_id = req.query.get("versionId") or None
+        if "partNumber" in req.query:
+            part = self._int_param(req, "partNumber", 1, 1, MAX_PART_NUMBER)
+            if part != 1:
+                raise not_implemented("GetObject by partNumber beyond 1")
+        info = await self.objects.head_object(bucket, req.key, version_id)
+        if info.is_delete_marker:
+            # S3: a delete marker addressed by version id is not an object.
+            raise S3Error("MethodNotAllowed", headers={
+                "x-amz-delete-marker": "true", "x-amz-version-id": info.version_id,
+                "Last-Modified": http_date(info.last_modified),
+            }, extra={"Method": req.method, "ResourceType": "DeleteMarker"})
+        h = req.headers
+        evaluate_conditions(info, h.get("if-match"), h.get("if-none-match"),
+                            h.get("if-modified-since"), h.get("if-unmodified-since"))
+        headers = self._object_headers(req, bucket, info)
+        rng = parse_range(h.get("range"), info.size)
+        if rng is None and h.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers += [(f"x-amz-checksum-{alg}", v) for alg, v in info.checksums.items()]
+            if info.checksums:
+                kind = "COMPOSITE" if any("-" in v for v in info.checksums.values()) else (
+                    "FULL_OBJECT")
+                headers.append(("x-amz-checksum-type", kind))
+        start, stop = rng if rng is not None else (0, info.size)
+        status = 206 if rng is not None else 200
+        if rng is not None:
+            headers.append(("content-range", f"bytes {start}-{stop - 1}/{info.size}"))
+        headers.append(("content-length", str(stop - start)))
+        if head:
+            return Response(status, headers)
+        if info.inline_data is not None:
+            return Response(status, headers, info.inline_data[start:stop])
+        return Response(status, headers, stream=self.objects.read_object(info, start, stop))
+
+    async def delete_object(self, req: Request, caller: Caller) -> Response:
+        """DeleteObject: a version, the null version, or a new delete marker."""
+        bucket = await self._bucket(caller, req.bucket)
+        version_id = req.query.get("versionId") or None
+        result = await self.objects.delete_object(bucket, req.key, version_id)
+        headers: list[tuple[str, str]] = []
+        if result.delete_marker:
+            headers.append(("x-amz-delete-marker", "true"))
+        if result.version_id is not None:
+            headers.append(("x-amz-version-id", result.version_id))
+        return Response(204, headers)
+
+    def _copy_source(self, req: Request) -> tuple[str, str, str | None]:
+        raw = req.headers["x-amz-copy-source"].strip()
+        path, _, query = raw.partition("?")
+        version_id = None
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "versionId":
+                version_id = unquote(value) or None
+            elif name:
+                raise invalid_argument("Unsupported copy source parameter", "x-amz-copy-source",
+                                       raw)
+        path = unquote(path).lstrip("/")
+        bucket, _, key = path.partition("/")
+        if not bucket or not key:
+            raise invalid_argument("Copy Source must mention the source bucket and key: "
+                                   "sourcebucket/sourcekey", "x-amz-copy-source", raw)
+        validate_object_key(key)
+        return bucket, key, version_id
+
+    async def _copy_source_info(
+        self, req: Request, caller: Caller
+    ) -> tuple[BucketInfo, ObjectInfo]:
+        src_bucket_name, src_key, src_version = self._copy_source(req)
+        src_bucket = await self._bucket(caller, src_bucket_name)
+        src = await self.objects.head_object(src_bucket, src_key, src_version)
+        if src.is_delete_marker:
+            raise S3Error("InvalidRequest", "The source of a copy request may not specifically "
+                          "refer to a delete marker by version id.")
+        h = req.headers
+        evaluate_conditions(
+            src, h.get("x-amz-copy-source-if-match"), h.get("x-amz-copy-source-if-none-match"),
+            h.get("x-amz-copy-source-if-modified-since"),
+            h.get("x-amz-copy-source-if-unmodified-since"), read=False,
+        )
+        return src_bucket, src
+
+    async def copy_object(self, req: Request, caller: Caller) -> Response:
+        """CopyObject (metadata directive COPY or REPLACE), chunks shared by reference."""
+        bucket = await self._bucket(caller, req.bucket)
+        src_bucket, src = await self._copy_source_info(req, caller)
+        directive = req.headers.get("x-amz-metadata-directive", "COPY").strip().upper()
+        if directive not in ("COPY", "REPLACE"):
+            raise invalid_argument("Unknown metadata directive.", "x-amz-metadata-directive",
+                                   directive)
+        _, _, explicit_version = self._copy_source(req)
+        same = src_bucket.id == bucket.id and src.key == req.key and (
+            explicit_version is None or src.is_latest)
+        if same and directive == "COPY":
+            raise S3Error(
+                "InvalidRequest",
+                "This copy request is illegal because it is trying to copy an object to itself "
+                "without changing the object's metadata, storage class, website redirect "
+                "location or encryption attributes.",
+            )
+        if directive == "REPLACE":
+            content_type, meta, stored = self._object_fields(req)
+            info = await self.objects.copy_object(
+                src_bucket, src.key, bucket, req.key, version_id=src.version_id,
+                content_type=content_type, user_metadata=meta, headers=stored,
+            )
+        else:
+            info = await self.objects.copy_object(
+                src_bucket, src.key, bucket, req.key, version_id=src.version_id
+            )
+        headers = self._version_headers(bucket, info)
+        if src_bucket.versioning:
+            headers.append(("x-amz-copy-source-version-id", src.version_id))
+        return _xml(s3xml.render_copy_object_result(info.etag, info.last_modified), 200, headers)
+
+    # -- multipart ---------------------------------------------------------------------
+
+    async def create_multipart_upload(self, req: Request, caller: Caller) -> Response:
+        """CreateMultipartUpload (metadata fixed now; optional checksum algorithm/type)."""
+        bucket = await self._bucket(caller, req.bucket)
+        content_type, meta, stored = self._object_fields(req)
+        alg = req.headers.get("x-amz-checksum-algorithm", "").strip()
+        kind = req.headers.get("x-amz-checksum-type", "").strip().upper()
+        if alg:
+            alg = cks.normalize_algorithm(alg)
+            if kind not in ("", "COMPOSITE", "FULL_OBJECT"):
+                raise invalid_argument("Value for x-amz-checksum-type header is invalid.",
+                                       "x-amz-checksum-type", kind)
+            if kind == "FULL_OBJECT" and alg not in cks.CRC_ALGORITHMS:
+                raise invalid_argument("The FULL_OBJECT checksum type is only supported for "
+                                       "CRC algorithms.", "x-amz-checksum-type", kind)
+            kind = kind or ("FULL_OBJECT" if alg == "crc64nvme" else "COMPOSITE")
+        upload = await self.multipart.create(
+            bucket, req.key, content_type=content_type, user_metadata=meta, headers=stored,
+            checksum_algorithm=alg, checksum_type=kind if alg else "",
+        )
+        headers: list[tuple[str, str]] = []
+        if alg:
+            headers += [("x-amz-checksum-algorithm", alg.upper()), ("x-amz-checksum-type", kind)]
+        return _xml(s3xml.render_initiate_multipart_upload(bucket.name, req.key,
+                                                           upload.upload_id), 200, headers)
+
+    def _part_number(self, req: Request) -> int:
+        raw = req.query.get("partNumber", "")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+            raise invalid_argument("Part number must be an integer between 1 and 10000, "
+                                   "inclusive", "partNumber", raw)
+        return int(raw)
+
+    async def upload_part(self, req: Request, caller: Caller) -> Response:
+        """UploadPart, streamed and verified like PutObject."""
+        bucket = await self._bucket(caller, req.bucket)
+        number = self._part_number(req)
+        upload_id = req.query.get("uploadId", "")
+        reader = BodyReader(req, caller.signing)
+        if reader.size is not None and reader.size > MAX_PART_SIZE:
+            raise entity_too_large(reader.size, MAX_PART_SIZE)
+        await self._check_room(caller, reader.size)
+        part = await self.multipart.upload_part(
+            bucket, upload_id, number, reader, content_md5=self._content_md5(req),
+            expected_size=reader.size, checksums=reader.checksums,
+        )
+        headers = [("etag", s3xml.quote_etag(part.etag))]
+        headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
+        return Response(200, headers)
+
+    async def upload_part_copy(self, req: Request, caller: Caller) -> Response:
+        """UploadPartCopy: a part from (a byte range of) an existing object."""
+        bucket = await self._bucket(caller, req.bucket)
+        number = self._part_number(req)
+        upload_id = req.query.get("uploadId", "")
+        _, src = await self._copy_source_info(req, caller)
+        start, stop = 0, src.size
+        raw_range = req.headers.get("x-amz-copy-source-range")
+        if raw_range is not None:
+            unit, _, spec = raw_range.strip().partition("=")
+            first, _, last = spec.partition("-")
+            if unit != "bytes" or not first.isdigit() or not last.isdigit():
+                raise invalid_argument("The x-amz-copy-source-range value must be of the form "
+                                       "bytes=first-last", "x-amz-copy-source-range", raw_range)
+            start, stop = int(first), int(last) + 1
+            if start >= stop or stop > src.size:
+                raise invalid_argument(f"Range specified is not valid for source object of size: "
+                                       f"{src.size}", "x-amz-copy-source-range", raw_range)
+        if stop - start > MAX_PART_SIZE:
+            raise entity_too_large(stop - start, MAX_PART_SIZE)
+        part = await self.multipart.upload_part(
+            bucket, upload_id, number, self.objects.read_object(src, start, stop)
+        )
+        headers: list[tuple[str, str]] = []
+        if src.version_id != "null":
+            headers.append(("x-amz-copy-source-version-id", src.version_id))
+        return _xml(s3xml.render_copy_part_result(part.etag, part.last_modified), 200, headers)
+
+    async def complete_multipart_upload(self, req: Request, caller: Caller) -> Response:
+        """CompleteMultipartUpload: validate the part list and commit atomically."""
+        bucket = await self._bucket(caller, req.bucket)
+        upload_id = req.query.get("uploadId", "")
+        body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_COMPLETE_BODY_SIZE)
+        requested = s3xml.parse_complete_multipart(body)
+        plan = await self.multipart.plan_completion(
+            bucket, upload_id, [(p.part_number, p.etag) for p in requested]
+        )
+        upload = plan.upload
+        checksums: dict[str, str] = {}
+        alg = upload.checksum_algorithm
+        if alg:
+            for asked, part in zip(requested, plan.parts, strict=True):
+                sent = asked.checksums.get(alg)
+                if sent is not None and sent != part.checksums.get(alg):
+                    raise S3Error("InvalidPart", detail=f"checksum of part {part.part_number}")
+            if all(alg in p.checksums for p in plan.parts):
+                digests = [base64.b64decode(p.checksums[alg]) for p in plan.parts]
+                if upload.checksum_type == "FULL_OBJECT":
+                    value = cks.full_object_crc(
+                        alg, [(d, p.size) for d, p in zip(digests, plan.parts, strict=True)]
+                    )
+                else:
+                    value = cks.composite_checksum(alg, digests)
+                claimed = req.headers.get(f"x-amz-checksum-{alg}")
+                if claimed is not None and claimed.strip() != value:
+                    raise S3Error("BadDigest", f"The {alg.upper()} you specified did not match "
+                                  "the calculated checksum.")
+                checksums[alg] = value
+        info = await self.multipart.complete(bucket, plan, checksums=checksums)
+        location = f"/{bucket.name}/{req.key}"
+        xml_body = s3xml.render_complete_multipart_upload(
+            location, bucket.name, req.key, info.etag, checksums=checksums,
+            checksum_type=upload.checksum_type or None,
+        )
+        return _xml(xml_body, 200, self._version_headers(bucket, info))
+
+    async def abort_multipart_upload(self, req: Request, caller: Caller) -> Response:
+        """AbortMultipartUpload: the parts' chunks are released."""
+        bucket = await self._bucket(caller, req.bucket)
+        await self.multipart.abort(bucket, req.query.get("uploadId", ""))
+        return Response(204)
+
+    async def list_parts(self, req: Request, caller: Caller) -> Response:
+        """ListParts."""
+        bucket = await self._bucket(caller, req.bucket)
+        upload_id = req.query.get("uploadId", "")
+        marker = self._int_param(req, "part-number-marker", 0, 0, MAX_PART_NUMBER)
+        max_parts = self._int_param(req, "max-parts", 1000, 0, 1000)
+        upload, page = await self.multipart.list_parts(
+            bucket, upload_id, marker=marker, max_parts=max_parts
+        )
+        owner = self._owner(caller)
+        parts = [
+            s3xml.PartInfo(p.part_number, p.last_modified, p.etag, p.size,
+                           {a.upper(): v for a, v in p.checksums.items()})
+            for p in page.parts
+        ]
+        body = s3xml.render_list_parts(
+            bucket.name, upload.key, upload_id, parts=parts, part_number_marker=marker,
+            next_part_number_marker=page.next_part_number_marker, max_parts=max_parts,
+            is_truncated=page.is_truncated, owner=owner,
+            checksum_algorithm=upload.checksum_algorithm.upper() or None,
+            checksum_type=upload.checksum_type or None,
+        )
+        return _xml(body)
+
+    async def list_multipart_uploads(self, req: Request, caller: Caller) -> Response:
+        """ListMultipartUploads."""
+        bucket = await self._bucket(caller, req.bucket)
+        q = req.query
+        url = s3xml.parse_encoding_type(q.get("encoding-type"))
+        prefix = q.get("prefix", "")
+        validate_key_prefix(prefix)
+        delimiter = q.get("delimiter", "")
+        key_marker = q.get("key-marker", "")
+        id_marker = q.get("upload-id-marker", "")
+        max_uploads = self._int_param(req, "max-uploads", 1000, 0, 1000)
+        page = await self.multipart.list_uploads(
+            bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            upload_id_marker=id_marker, max_uploads=max_uploads,
+        )
+        owner = self._owner(caller)
+        uploads = [
+            s3xml.UploadInfo(u.key, u.upload_id, u.initiated, owner=owner,
+                             checksum_algorithm=u.checksum_algorithm.upper() or None)
+            for u in page.uploads
+        ]
+        body = s3xml.render_list_multipart_uploads(
+            bucket.name, uploads=uploads, common_prefixes=page.common_prefixes,
+            prefix=prefix or None, delimiter=delimiter or None, key_marker=key_marker,
+            upload_id_marker=id_marker, next_key_marker=page.next_key_marker,
+            next_upload_id_marker=page.next_upload_id_marker, max_uploads=max_uploads,
+            is_truncated=page.is_truncated, encoding_type_url=url,
+        )
+        return _xml(body)
+
+
+def create_s3_app(
+    services: NodeServices, *, rate_limits: Mapping[str, float] | None = None
+) -> S3App:
+    """Build the S3 ASGI application over a node's services.
+
+    ``rate_limits`` overrides the per-key requests per second of the
+    ``write``/``read``/``list`` classes (0 disables one); by default they come
+    from the node settings, else :data:`DEFAULT_RATE_LIMITS`.
+    """
+    return S3App(services, rate_limits=rate_limits)

@@ -1,0 +1,82 @@
+"""Dashboard sessions: server-side, expiring, revocable.
+
+The cookie carries a random 256-bit token; the database stores only its
+SHA-256, so neither a database dump nor a log of queries reveals a usable
+session.  Every request looks the session up in the shared database, so a
+logout on one node is effective on every node at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from storage.accounts import AccountInfo, _account
+from storage.db import Database
+from storage.models import Session
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SessionService:
+    """Create, resolve and revoke dashboard sessions."""
+
+    def __init__(self, db: Database, *, ttl_seconds: int) -> None:
+        self._db = db
+        self.ttl_seconds = ttl_seconds
+
+    async def create(self, account_id: str) -> str:
+        """A new session for the account; returns the token for the cookie."""
+        token = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self.ttl_seconds)
+
+        async def tx() -> None:
+            # Opportunistic clean-up keeps the table small without a worker.
+            await Session.filter(account_id=account_id, expires_at__lt=now).delete()
+            await Session.create(
+                token_hash=_hash(token), account_id=account_id, created_at=now,
+                expires_at=expires,
+            )
+
+        await self._db.run(tx)
+        return token
+
+    async def resolve(self, token: str) -> AccountInfo | None:
+        """The active account of a live session, else None."""
+        if not token or len(token) > 128:
+            return None
+        digest = _hash(token)
+
+        async def q() -> AccountInfo | None:
+            s = await Session.get_or_none(token_hash=digest).select_related("account")
+            if s is None:
+                return None
+            if s.expires_at <= datetime.now(UTC):
+                await Session.filter(token_hash=digest).delete()
+                return None
+            if s.account.status != "active":
+                return None
+            return _account(s.account)
+
+        return await self._db.run(q)
+
+    async def revoke(self, token: str) -> None:
+        """End a session (logout); unknown tokens are ignored."""
+        digest = _hash(token)
+
+        async def tx() -> None:
+            await Session.filter(token_hash=digest).delete()
+
+        await self._db.run(tx)
+
+    async def revoke_all(self, account_id: str) -> None:
+        """End every session of an account (password change, suspension)."""
+
+        async def tx() -> None:
+            await Session.filter(account_id=account_id).delete()
+
+        await self._db.run(tx)
