@@ -160,11 +160,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatabaseUnavailable, CliError) as exc:
-        print(f"cloudstorage: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        problem = _operator_problem(exc)
+        if problem is None:
+            raise
+        print(f"cloudstorage: error: {problem}", file=sys.stderr)
+        return 2
+
+
+def _operator_problem(exc: BaseException) -> BaseException | None:
+    """The operator-fixable error in ``exc``, looking inside the exception
+    groups trio wraps errors of concurrent tasks in."""
+    from cluster.node import ListenError
+
+    if isinstance(exc, ConfigError | DatabaseUnavailable | CliError | ListenError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _operator_problem(inner)) is not None:
+                return found
+    return None
 
 
 if __name__ == "__main__":

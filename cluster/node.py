@@ -10,8 +10,10 @@ second signal stops at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import trio
@@ -98,6 +100,35 @@ async def _start_blob_layer(nursery: trio.Nursery, services: NodeServices) -> No
         nursery.start_soon(services.maintenance.run)
 
 
+class ListenError(Exception):
+    """A listener could not bind its address (one line for the operator)."""
+
+
+@contextlib.contextmanager
+def _naming_listener(name: str, host: str, port: int) -> Iterator[None]:
+    """Turn a bind failure, however deeply wrapped, into a ListenError."""
+    try:
+        yield
+    except BaseException as exc:
+        os_error = _find_os_error(exc)
+        if os_error is None:
+            raise
+        raise ListenError(
+            f"listen.{name}_port: cannot listen on {host}:{port}: "
+            f"{os.strerror(os_error.errno) if os_error.errno else os_error}"
+        ) from None
+
+
+def _find_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _find_os_error(inner)) is not None:
+                return found
+    return None
+
+
 async def run_node(
     settings: Settings,
     *,
@@ -122,11 +153,13 @@ async def run_node(
             async with trio.open_nursery() as listeners:
                 for name, port, app in build_apps(services):
                     cfg = _hypercorn_config(settings, port, name)
-                    await listeners.start(_serve_app, app, cfg, shutdown)
+                    with _naming_listener(name, settings.listen.host, port):
+                        await listeners.start(_serve_app, app, cfg, shutdown)
                 if settings.sftp.enabled:
                     from protocols.sftp.server import serve_sftp
 
-                    await listeners.start(serve_sftp, services, shutdown)
+                    with _naming_listener("sftp", settings.listen.host, settings.listen.sftp_port):
+                        await listeners.start(serve_sftp, services, shutdown)
                 nursery.start_soon(membership.heartbeat, db, settings)
                 await _start_blob_layer(nursery, services)
                 print(f"[{settings.node.id}] ready", flush=True)

@@ -155,3 +155,19 @@ def test_init_is_idempotent(tmp_path):
     assert "(existing)" in again.stdout
     secret = Path(node.settings.cluster.secret_file)
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("listener", ["s3", "sftp"])
+def test_busy_port_is_a_one_line_error(tmp_path, listener):
+    import socket
+
+    node = prepare_node(tmp_path / "n", f"sqlite://{tmp_path / 'm.sqlite3'}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", node.ports[listener]))
+        busy.listen()
+        done = run_cli("serve", "-c", str(node.config))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"cloudstorage: error: listen.{listener}_port: cannot listen on")
+    assert "Address already in use" in last
