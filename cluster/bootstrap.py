@@ -13,6 +13,7 @@ from storage.buckets import BucketService
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.errors import AccountExists, BucketAlreadyExists, BucketAlreadyOwnedByYou
+from storage.signup import signup
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,18 @@ async def bootstrap(settings: Settings, admin_email: str = "admin@localhost") ->
 async def create_account(
     settings: Settings, email: str, quota: str | None = None
 ) -> Credentials:
-    """Create an account with its first access key and return the key pair."""
-    async with open_accounts(settings) as (_db, accounts):
+    """Create an account as signup does (first key pair, default bucket) and
+    return the key pair."""
+    async with open_accounts(settings) as (db, accounts):
+        buckets = BucketService(db, max_buckets=settings.accounts.max_buckets)
         try:
-            account = await accounts.create_account(
-                email, quota_bytes=parse_size(quota) if quota else None
+            result = await signup(
+                accounts, buckets, email, None, region=settings.cluster.region,
+                quota_bytes=parse_size(quota) if quota else None,
             )
         except (AccountExists, ValueError) as exc:
             raise ConfigError(f"account {email}: {exc}") from None
-        return await accounts.create_access_key(account.id, "first key")
+        return result.credentials
 
 
 def format_credentials(creds: FirstCredentials) -> str:

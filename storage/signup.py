@@ -35,11 +35,15 @@ def default_bucket_name(account_id: str, salt: str = "") -> str:
 
 
 async def signup(
-    accounts: AccountService, buckets: BucketService, email: str, password: str,
-    *, region: str = "",
+    accounts: AccountService, buckets: BucketService, email: str, password: str | None,
+    *, region: str = "", quota_bytes: int | None = None,
 ) -> SignupResult:
-    """Create the account, its first access key and its default bucket."""
-    account = await accounts.create_account(email, password)
+    """Create the account, its first access key and its default bucket.
+
+    ``password`` is None for accounts an operator creates: they use keys only
+    until a password is set.
+    """
+    account = await accounts.create_account(email, password, quota_bytes=quota_bytes)
     creds = await accounts.create_access_key(account.id, "first key")
     salt = ""
     for _ in range(5):

@@ -143,11 +143,11 @@ def test_upload_limits_413_and_quota(node: NodeProcess, user: User) -> None:
     r = httpx.post(f"{node.web_url}/api/v1/files?key=big.bin", headers=user.api_headers,
                    content=chunked())
     assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
-    # An operator-created account has no bucket yet: 404, as JSON.
-    ak, sk = node.create_account("nobucket@example.com")
+    # An operator-created account gets a default bucket, as a signup does.
+    ak, sk = node.create_account("cli-made@example.com")
     r = httpx.post(f"{node.web_url}/api/v1/files?key=a", headers={"X-API-Key": f"{ak}:{sk}"},
                    content=b"a")
-    assert r.status_code == 404 and r.json()["error"] == "NoSuchBucket"
+    assert r.status_code == 201 and r.json()["bucket"].startswith("default-")
 
 
 def set_quota(node: NodeProcess, account_id: str, quota: int) -> None:
