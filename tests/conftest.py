@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.harness import NodeProcess, prepare_node
+from tests.harness import NodeProcess, started_node
 
 PG_BASE = os.environ.get("CLOUDSTORAGE_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 
@@ -103,9 +103,5 @@ async def core(db_url: str, tmp_path: Path) -> AsyncIterator[Core]:
 @pytest.fixture
 def running_node(tmp_path: Path) -> Iterator[NodeProcess]:
     """A real ``cloudstorage serve`` process on free ports, SQLite metadata."""
-    node = prepare_node(tmp_path / "node1", f"sqlite://{tmp_path / 'meta.sqlite3'}")
-    node.start()
-    try:
+    with started_node(tmp_path) as node:
         yield node
-    finally:
-        node.stop()

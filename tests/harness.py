@@ -3,6 +3,7 @@ health polled with a deadline (never a fixed sleep)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,3 +186,14 @@ def prepare_node(
     ak, sk = parse_credentials(done.stdout)
     return NodeProcess(node_id=node_id, config=config, data_dir=root / "data", ports=ports,
                        access_key=ak, secret_key=sk, log=root / "node.log")
+
+
+@contextlib.contextmanager
+def started_node(root: Path, extra: str = "") -> Iterator[NodeProcess]:
+    """A node process (SQLite metadata under ``root``) for the duration of a block."""
+    node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}", extra=extra)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -9,21 +9,16 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.harness import NodeProcess, prepare_node
+from tests.harness import NodeProcess, started_node
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A real node process on free ports (SQLite metadata)."""
-    root = tmp_path_factory.mktemp("restnode")
     extra = ('[accounts]\nrest_max_upload = "8MiB"\nlogin_attempts_per_minute = 200\n'
              'rest_lists_per_second = 5\n')
-    n = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}", extra=extra)
-    n.start()
-    try:
+    with started_node(tmp_path_factory.mktemp("restnode"), extra) as n:
         yield n
-    finally:
-        n.stop()
 
 
 @dataclass

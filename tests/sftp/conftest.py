@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.harness import NodeProcess, prepare_node
+from tests.harness import NodeProcess, started_node
 from tests.rest.conftest import User, signup
 
 SFTP_PASSWORD = "sftp-password-1"
@@ -20,14 +20,9 @@ SFTP_PASSWORD = "sftp-password-1"
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A real node process on free ports (SQLite metadata)."""
-    root = tmp_path_factory.mktemp("sftpnode")
     extra = "[accounts]\nlogin_attempts_per_minute = 200\n[sftp]\nlogin_attempts_per_minute = 5\n"
-    n = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}", extra=extra)
-    n.start()
-    try:
+    with started_node(tmp_path_factory.mktemp("sftpnode"), extra) as n:
         yield n
-    finally:
-        n.stop()
 
 
 @dataclass
