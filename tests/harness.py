@@ -4,12 +4,14 @@ health polled with a deadline (never a fixed sleep)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -197,3 +199,39 @@ def started_node(root: Path, extra: str = "") -> Iterator[NodeProcess]:
         yield node
     finally:
         node.stop()
+
+
+class TraceReader:
+    """Reads a node's trace stream in a thread, collecting parsed events."""
+
+    def __init__(self, url: str, token: str, **params: str) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self.connected = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, args=(url, token, params), daemon=True)
+        self._thread.start()
+        assert self.connected.wait(10), "trace stream did not connect"
+
+    def _run(self, url: str, token: str, params: dict[str, str]) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.stream("GET", f"{url}/admin/v1/trace", headers=headers, params=params,
+                          timeout=httpx.Timeout(5, read=None)) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            kind = ""
+            for line in r.iter_lines():
+                if self._stop:
+                    return
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    self.events.append((kind, json.loads(line[6:])))
+                    if kind == "hello":
+                        self.connected.set()
+                    if kind == "bye":
+                        return
+
+    def requests(self) -> list[dict]:
+        return [e for k, e in self.events if k == "request"]
+
+    def close(self) -> None:
+        self._stop = True

@@ -33,6 +33,7 @@ import functools
 import logging
 import mimetypes
 import stat as statmod
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,6 +49,7 @@ from storage.buckets import BucketInfo
 from storage.crypto import derive_key
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
+from storage.trace import TraceEvent
 
 log = logging.getLogger("cloudstorage.sftp")
 
@@ -97,7 +99,22 @@ def _sftp_error(exc: BaseException) -> asyncssh.SFTPError:
     if isinstance(exc, errors.StorageError):
         return asyncssh.SFTPFailure(exc.message)
     log.error("SFTP operation failed", exc_info=exc)
-    return asyncssh.SFTPFailure("Internal error")
+    return InternalFailure("Internal error")
+
+
+class InternalFailure(asyncssh.SFTPFailure):
+    """An unexpected server-side error (the client sees a plain failure)."""
+
+
+def trace_status(exc: asyncssh.SFTPError) -> int:
+    """An HTTP-like status for the trace, so filters like ``status:4xx`` work."""
+    if isinstance(exc, asyncssh.SFTPNoSuchFile):
+        return 404
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return 403
+    if isinstance(exc, asyncssh.SFTPOpUnsupported):
+        return 501
+    return 500 if isinstance(exc, InternalFailure) else 400
 
 
 class _Aborted(Exception):
@@ -294,6 +311,9 @@ class _ReadHandle:
     """Serves reads at any offset from whole chunks, prefetching the next one."""
 
     def __init__(self, server: BucketSFTPServer, info: ObjectInfo) -> None:
+        self.target: Target | None = None
+        self.started = 0.0
+        self.transferred = 0
         self.server = server
         self.info = info
         self.starts: list[int] = []
@@ -350,6 +370,9 @@ class _WriteHandle:
     """Feeds sequential SFTP writes into a streaming ``put_object``."""
 
     def __init__(self, server: BucketSFTPServer, bucket: BucketInfo, key: str) -> None:
+        self.target: Target | None = None
+        self.started = 0.0
+        self.transferred = 0
         self.server = server
         self.next = 0
         self.buf = bytearray()
@@ -437,6 +460,30 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         except Exception as exc:
             raise _sftp_error(exc) from None
 
+    def trace(
+        self, operation: str, t: Target | None, started: float, status: int,
+        *, bytes_in: int = 0, bytes_out: int = 0,
+    ) -> None:
+        """Publish one live-trace event (a file transfer or a metadata operation:
+        single read/write packets would only flood the trace)."""
+        self.services.trace.publish_threadsafe(TraceEvent(
+            time=started, node=self.services.settings.node.id, protocol="sftp",
+            operation=operation, status=status,
+            duration_ms=(time.time() - started) * 1000, account=self.ops.account_id,
+            bucket=(t.bucket or "") if t else "", key=t.key if t else "",
+            bytes_in=bytes_in, bytes_out=bytes_out,
+        ))
+
+    async def _traced(self, operation: str, t: Target, fn: Any, *args: Any) -> Any:
+        started = time.time()
+        try:
+            result = await self._call(fn, *args)
+        except asyncssh.SFTPError as exc:
+            self.trace(operation, t, started, trace_status(exc))
+            raise
+        self.trace(operation, t, started, 200)
+        return result
+
     @staticmethod
     def _target(path: bytes) -> Target:
         try:
@@ -520,38 +567,60 @@ class BucketSFTPServer(asyncssh.SFTPServer):
                     pass
                 else:
                     raise asyncssh.SFTPFailure("The file already exists")
-            return _WriteHandle(self, bucket, t.key)
-        info = await self._call(self.ops.open_read, t)
-        return _ReadHandle(self, info)
+            handle: _ReadHandle | _WriteHandle = _WriteHandle(self, bucket, t.key)
+        else:
+            handle = _ReadHandle(self, await self._call(self.ops.open_read, t))
+        handle.target, handle.started = t, time.time()
+        return handle
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, _ReadHandle):
             raise asyncssh.SFTPPermissionDenied("The file is open for writing")
-        return await file_obj.read(offset, size)
+        data = await file_obj.read(offset, size)
+        file_obj.transferred += len(data)
+        return data
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, _WriteHandle):
             raise asyncssh.SFTPPermissionDenied("The file is open for reading")
+        file_obj.transferred += len(data)
         return await file_obj.write(offset, data)
 
     async def close(self, file_obj: object) -> None:
-        if isinstance(file_obj, _ReadHandle | _WriteHandle):
-            await file_obj.close(self._aborting())
+        if not isinstance(file_obj, _ReadHandle | _WriteHandle):
+            return
+        writing = isinstance(file_obj, _WriteHandle)
+        operation = "PutObject" if writing else "GetObject"
+        moved = {"bytes_in" if writing else "bytes_out": file_obj.transferred}
+        aborted = self._aborting()
+        try:
+            await file_obj.close(aborted)
+        except asyncssh.SFTPError as exc:
+            self.trace(operation, file_obj.target, file_obj.started, trace_status(exc), **moved)
+            raise
+        # An abandoned upload stores nothing: say so with 499 (client went away).
+        status = 499 if aborted and writing else 200
+        self.trace(operation, file_obj.target, file_obj.started, status, **moved)
 
     async def remove(self, path: bytes) -> None:
-        await self._call(self.ops.remove, self._target(path))
+        t = self._target(path)
+        await self._traced("Remove", t, self.ops.remove, t)
 
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        await self._call(self.ops.mkdir, self._target(path))
+        t = self._target(path)
+        await self._traced("Mkdir", t, self.ops.mkdir, t)
 
     async def rmdir(self, path: bytes) -> None:
-        await self._call(self.ops.rmdir, self._target(path))
+        t = self._target(path)
+        await self._traced("Rmdir", t, self.ops.rmdir, t)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self._call(self.ops.rename, self._target(oldpath), self._target(newpath), False)
+        old = self._target(oldpath)
+        await self._traced("Rename", old, self.ops.rename, old, self._target(newpath), False)
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        await self._call(self.ops.rename, self._target(oldpath), self._target(newpath), True)
+        old = self._target(oldpath)
+        await self._traced("Rename", old, self.ops.rename, old, self._target(newpath), True)
 
 
 class _SSHServer(asyncssh.SSHServer):

@@ -4,7 +4,6 @@ against protocols/admin/openapi.json."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import boto3
@@ -14,7 +13,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from tests.admin.conftest import Admin, console_token, validate
-from tests.harness import run_cli
+from tests.harness import TraceReader, run_cli
 
 
 def _s3(node, access_key=None, secret_key=None):
@@ -167,44 +166,8 @@ def test_bucket_usage_after_s3_uploads(admin: Admin):
     assert totals["objects"] == 2 and totals["used_bytes"] == 70010
 
 
-class _TraceReader:
-    """Reads a node's trace stream in a thread, collecting parsed events."""
-
-    def __init__(self, url: str, token: str, **params: str) -> None:
-        self.events: list[tuple[str, dict]] = []
-        self.connected = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, args=(url, token, params), daemon=True)
-        self._thread.start()
-        assert self.connected.wait(10), "trace stream did not connect"
-
-    def _run(self, url: str, token: str, params: dict[str, str]) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.stream("GET", f"{url}/admin/v1/trace", headers=headers, params=params,
-                          timeout=httpx.Timeout(5, read=None)) as r:
-            assert r.headers["content-type"].startswith("text/event-stream")
-            kind = ""
-            for line in r.iter_lines():
-                if self._stop:
-                    return
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    self.events.append((kind, json.loads(line[6:])))
-                    if kind == "hello":
-                        self.connected.set()
-                    if kind == "bye":
-                        return
-
-    def requests(self) -> list[dict]:
-        return [e for k, e in self.events if k == "request"]
-
-    def close(self) -> None:
-        self._stop = True
-
-
 def test_trace_stream_shows_s3_requests_with_account(admin: Admin):
-    reader = _TraceReader(admin.node.web_url, admin.token, protocol="s3")
+    reader = TraceReader(admin.node.web_url, admin.token, protocol="s3")
     try:
         s3 = _s3(admin.node)
         s3.put_object(Bucket="default", Key="dir/report.csv", Body=b"r" * 5000)
@@ -243,7 +206,7 @@ def jsonschema_event(event: dict) -> None:
 def test_trace_filters_status_and_rejects_bad_filters(admin: Admin):
     bad = admin.get("/trace", params={"status": "teapot"})
     assert bad.status_code == 400 and bad.json()["error"] == "InvalidArgument"
-    reader = _TraceReader(admin.node.web_url, admin.token, status="4xx")
+    reader = TraceReader(admin.node.web_url, admin.token, status="4xx")
     try:
         httpx.get(f"{admin.node.web_url}/health")
         httpx.get(f"{admin.node.web_url}/no/such/page")

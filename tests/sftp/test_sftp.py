@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -230,3 +231,37 @@ def test_cross_protocol_s3_sftp_rest_s3(node: NodeProcess, sftp_user: SftpUser) 
     assert s3.get_object(Bucket=u.bucket, Key="trip/three.csv")["Body"].read() == data
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert names == [u.bucket]
+
+
+def test_sftp_transfers_appear_in_the_live_trace(node: NodeProcess, sftp_user: SftpUser) -> None:
+    from tests.admin.conftest import console_token
+    from tests.admin.test_admin_api import jsonschema_event
+    from tests.harness import TraceReader
+
+    reader = TraceReader(node.web_url, console_token(node), protocol="sftp")
+    try:
+        sftp = paramiko_client(sftp_user)
+        bucket = sftp.listdir("/")[0]
+        with sftp.open(f"/{bucket}/traced.bin", "wb") as f:
+            f.write(b"t" * 70_000)
+        with sftp.open(f"/{bucket}/traced.bin", "rb") as f:
+            assert f.read() == b"t" * 70_000
+        with pytest.raises(FileNotFoundError):
+            sftp.remove(f"/{bucket}/missing.bin")
+        sftp.close()
+
+        deadline = time.monotonic() + 15
+        while len(reader.requests()) < 3:
+            assert time.monotonic() < deadline, reader.requests()
+            time.sleep(0.05)
+        put, get, remove = reader.requests()[:3]
+        assert (put["operation"], put["status"], put["bytes_in"]) == ("PutObject", 200, 70_000)
+        assert (get["operation"], get["status"], get["bytes_out"]) == ("GetObject", 200, 70_000)
+        assert (remove["operation"], remove["status"]) == ("Remove", 404)
+        for event in (put, get, remove):
+            assert event["protocol"] == "sftp" and event["bucket"] == bucket
+            assert event["account"] == sftp_user.username
+            jsonschema_event(event)
+        assert put["key"] == "traced.bin" and remove["key"] == "missing.bin"
+    finally:
+        reader.close()
