@@ -109,15 +109,16 @@ async def _read_body(
 
 async def _read_body_raw(
     stream: trio.SocketStream, conn: h11.Connection, length: int
-) -> tuple[bytes, bool]:
+) -> tuple[bytearray, bool]:
     """The body of the current message, read straight off the socket.
 
     h11 is given whatever body bytes it already buffered with the headers;
     the rest goes from the kernel into one preallocated buffer with
-    ``recv_into`` (no per-piece allocation, copy or parsing).  Returns the
-    body and whether h11 was bypassed: then ``conn`` no longer knows where
-    the message ended and the caller must use a fresh h11 connection for the
-    next exchange (peers never pipeline, so nothing else is buffered).
+    ``recv_into`` (no per-piece allocation, copy or parsing).  Returns that
+    buffer (no final copy: the caller owns it) and whether h11 was bypassed:
+    then ``conn`` no longer knows where the message ended and the caller must
+    use a fresh h11 connection for the next exchange (peers never pipeline,
+    so nothing else is buffered).
     """
     if length > MAX_BODY:
         raise h11.RemoteProtocolError("body too large")
@@ -131,7 +132,9 @@ async def _read_body_raw(
             buf[pos:pos + len(event.data)] = event.data
             pos += len(event.data)
         elif isinstance(event, h11.EndOfMessage):
-            return bytes(buf), False
+            if pos != length:
+                raise TransportError(f"body of {pos} bytes, {length} announced")
+            return buf, False
         elif isinstance(event, h11.ConnectionClosed):
             raise TransportError("connection closed inside a body")
         else:
@@ -142,7 +145,7 @@ async def _read_body_raw(
             if n == 0:
                 raise TransportError("connection closed inside a body")
             pos += n
-    return bytes(buf), True
+    return buf, True
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -233,12 +236,13 @@ class TransportServer:
         if _header(req.headers, b"expect") == "100-continue":
             await stream.send_all(conn.send(h11.InformationalResponse(status_code=100)))
         bypassed = False
+        body: bytes | bytearray
         if length is not None:
             body, bypassed = await _read_body_raw(stream, conn, length)
         else:
             body = await _read_body(stream, conn, None)
         declared = _header(req.headers, b"x-cs-sha256") or ""
-        if body and await trio.to_thread.run_sync(_sha256, body) != declared:
+        if body and await _sha256_async(body) != declared:
             await self._send(stream, conn, Response(400, b"body does not match its hash\n"))
             return bypassed
         try:
@@ -265,7 +269,9 @@ class TransportServer:
         expected = sign(self._key, method, target, date, node, body_sha)
         return hmac.compare_digest(expected, auth.removeprefix("CS-HMAC ").strip())
 
-    async def _dispatch(self, method: str, target: str, body: bytes, body_sha: str) -> Response:
+    async def _dispatch(
+        self, method: str, target: str, body: bytes | bytearray, body_sha: str
+    ) -> Response:
         url = urlsplit(target)
         path = url.path
         query = parse_qs(url.query)
@@ -274,6 +280,7 @@ class TransportServer:
             if method == "PUT":
                 if body_sha != cid:
                     return Response(400, b"chunk bytes do not hash to the chunk id\n")
+                # The body was hashed against ``body_sha`` == the id just above.
                 await self.local.put_chunk(cid, body)
                 return Response(204)
             if method == "GET":
@@ -319,8 +326,20 @@ class TransportServer:
 # -- client -----------------------------------------------------------------------------
 
 
-def _sha256(data: bytes) -> str:
+def _sha256(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Below this, hashing in the event loop is cheaper than a hop to a worker thread.
+_THREAD_HASH_MIN = 128 * 1024
+
+
+async def _sha256_async(data: bytes | bytearray) -> str:
+    """The hex SHA-256, computed off the event loop for big buffers (the
+    hash releases the GIL, so other requests keep being served meanwhile)."""
+    if len(data) < _THREAD_HASH_MIN:
+        return _sha256(data)
+    return await trio.to_thread.run_sync(_sha256, data)
 
 
 class _Conn:
@@ -432,7 +451,9 @@ class TransportClient:
         if method == "HEAD" or length_h is None:
             data = await _read_body(conn.stream, c, None)
         else:
-            data, bypassed = await _read_body_raw(conn.stream, c, int(length_h))
+            raw, bypassed = await _read_body_raw(conn.stream, c, int(length_h))
+            data = bytes(raw)
+            del raw
             if bypassed:
                 # h11 missed the body's end; continue the socket with a new one.
                 conn.reusable = c.their_state is not h11.MUST_CLOSE and \
@@ -464,7 +485,7 @@ class TransportClient:
         if status != 200:
             raise TransportError(f"{addr}: GET chunk answered {status}")
         # Never trust the wire (or the peer's disk): the id is the checksum.
-        if hashlib.sha256(body).hexdigest() != chunk_id:
+        if await _sha256_async(body) != chunk_id:
             raise ChunkCorrupt(chunk_id, f"bytes from {addr} do not match")
         return body
 

@@ -80,6 +80,7 @@ class AccountService:
         self._box = box
         self._default_quota = default_quota
         self._max_keys = max_access_keys
+        self._opened: dict[tuple[str, str], str] = {}
 
     async def create_account(
         self,
@@ -202,6 +203,18 @@ class AccountService:
             return None
         account, sealed = found
         return account, self._box.open(sealed, context=access_key)
+
+    def open_secret(self, access_key: str, sealed: str) -> str:
+        """The plaintext of a key's sealed secret (decryptions are cached by
+        the sealed value, so a changed secret is never served stale)."""
+        cache = self._opened
+        hit = cache.get((access_key, sealed))
+        if hit is None:
+            hit = self._box.open(sealed, context=access_key)
+            if len(cache) >= 10_000:
+                cache.clear()
+            cache[(access_key, sealed)] = hit
+        return hit
 
     async def secret_of(self, access_key: str) -> str:
         """The plaintext secret of a key (for printing first credentials)."""

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
 
@@ -48,12 +49,18 @@ def tortoise_config(url: str) -> dict[str, Any]:
     }
 
 
-def _connection_url(url: str) -> str:
+def _connection_url(url: str) -> str | dict[str, Any]:
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://").split("?", 1)[0]
         # Several node processes share one SQLite file: WAL (Tortoise's default)
         # plus a generous busy timeout so writers queue instead of failing.
-        return f"sqlite://{path}?busy_timeout=15000&synchronous=NORMAL"
+        # The statements run inline on the bridge's loop (storage.sqlite_inline)
+        # rather than one aiosqlite thread hop each.
+        info = expand_db_url(f"sqlite://{path}?busy_timeout=15000&synchronous=NORMAL")
+        info["engine"] = "storage.sqlite_inline"
+        # Hot pages stay in this connection's cache; reads map the file.
+        info["credentials"].update(cache_size=-65536, mmap_size=268435456, temp_store="MEMORY")
+        return info
     if url.startswith(("postgresql://", "psql://")):
         return "postgres://" + url.split("://", 1)[1]
     return url

@@ -192,6 +192,19 @@ class TraceMiddleware:
     ) -> None:
         method = scope.get("method", "")
         path = scope.get("path", "")
+        if not self.bus.subscriber_count:
+            # Nobody is watching: only the request counters need the event,
+            # so skip deriving its details (a measurable share of a small
+            # request's cost).
+            protocol = self.protocol
+            if protocol != "s3" and path.startswith(ADMIN_PREFIX):
+                protocol = ADMIN_PROTOCOL
+            self.bus.publish(TraceEvent(
+                time=started, node=self.node_id, protocol=protocol, operation="",
+                status=counters["status"], duration_ms=round(duration_ms, 3), method=method,
+                path=path, bytes_in=counters["in"], bytes_out=counters["out"],
+            ))
+            return
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = parse_qs(raw_query, keep_blank_values=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")

@@ -60,6 +60,7 @@ from storage import errors as serr
 from storage.accounts import AccountInfo
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
+from storage.hotpath import Loaded, load
 from storage.multipart import (
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
@@ -82,10 +83,11 @@ DEFAULT_RATE_LIMITS: dict[str, float] = {"write": 100.0, "read": 300.0, "list": 
 MAX_METADATA_BYTES = 2048
 #: Largest single PUT (S3's own limit; bigger objects go multipart).
 MAX_PUT_SIZE = 5 * 1024**3
-#: How long a resolved access key / a bucket's metadata are trusted without
-#: asking the database again.  Short, because another node may revoke a key
-#: or change a bucket; this node invalidates its own changes at once.
-KEY_CACHE_SECONDS = 2.0
+#: How long a bucket's metadata is trusted without asking the database again,
+#: for buckets a request names besides its own (a copy source).  The access
+#: key and the request's own bucket are read fresh on every request, in the
+#: same round trip (storage/hotpath.py), so revoking a key, suspending an
+#: account or deleting a bucket takes effect at once on every node.
 BUCKET_CACHE_SECONDS = 1.0
 #: After an error, an unread request body up to this size is drained so the
 #: client sees the error instead of a reset connection; larger ones are not
@@ -334,6 +336,8 @@ class Request:
             self.bucket, _, self.key = rest.partition("/")
         self.body_started = False
         self.body_done = False
+        # The trace middleware's notes (the account it should report).
+        self.trace_notes: dict[str, Any] | None = scope.get("cloudstorage.trace")
 
     @property
     def resource(self) -> str:
@@ -409,6 +413,11 @@ class Caller:
     access_key: str
     account: AccountInfo
     signing: SigningContext
+    # What the authentication round trip also fetched: the request's bucket
+    # (None if it does not exist) and, for GET/HEAD of an object, the version
+    # or the error looking it up raises.
+    loaded: Loaded | None = None
+    bucket_name: str = ""
 
 
 class BodyReader:
@@ -595,7 +604,6 @@ class S3App:
             rate_limits if rate_limits is not None else _rate_limits_from(services)
         )
         self.vhost_domains = _vhost_domains(services)
-        self._keys: dict[str, tuple[float, tuple[AccountInfo, str] | None]] = {}
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
 
     # -- ASGI ---------------------------------------------------------------------
@@ -679,43 +687,58 @@ class S3App:
 
     # -- authentication, caches ------------------------------------------------------
 
-    async def _resolve_key(self, access_key: str) -> tuple[AccountInfo, str] | None:
-        now = _now()
-        hit = self._keys.get(access_key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        found = await self.services.accounts.resolve_access_key(access_key)
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[access_key] = (now + KEY_CACHE_SECONDS, found)
-        return found
-
     async def _authenticate(self, req: Request) -> Caller:
         header_pairs = [(n.decode("latin-1"), v) for n, v in req.raw_headers]
         auth = parse_request_auth(req.method, req.raw_path, req.query_string, header_pairs)
         if auth is None:
             raise access_denied("Anonymous access is not allowed; sign your requests (SigV4).")
-        found = await self._resolve_key(auth.access_key)
-        if found is None:
+        # One round trip: the key and its account, the request's bucket and,
+        # for a plain GET/HEAD of an object, the object itself.
+        want_object = bool(req.key) and req.method in ("GET", "HEAD") and not any(
+            q in req.query for q in ("uploadId", *UNSUPPORTED_SUBRESOURCES))
+        loaded = await self.services.db.run(
+            load, auth.access_key, req.bucket, req.key, req.query.get("versionId") or None,
+            want_object=want_object,
+        )
+        record = loaded.key
+        if record is None or record.account.status != "active":
             raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": auth.access_key})
-        account, secret = found
+        secret = self.services.accounts.open_secret(auth.access_key, record.sealed_secret)
         signing = verify(auth, secret)
-        return Caller(auth.access_key, account, signing)
+        if req.trace_notes is not None:
+            req.trace_notes["account"] = record.account.email
+        if loaded.bucket is not None:
+            self._remember_bucket(loaded.bucket)
+        elif loaded.bucket_missing:
+            self._forget_bucket(req.bucket)
+        return Caller(auth.access_key, record.account, signing, loaded, req.bucket)
 
     async def _bucket(self, caller: Caller, name: str, *, fresh: bool = False) -> BucketInfo:
         """The bucket ``name`` if the caller's account owns it."""
-        now = _now()
-        hit = self._buckets.get(name)
-        if hit is not None and hit[0] > now and not fresh:
-            info = hit[1]
+        loaded = caller.loaded
+        if loaded is not None and name == caller.bucket_name and (
+            loaded.bucket is not None or loaded.bucket_missing
+        ):
+            # Read in this request's authentication round trip.
+            if loaded.bucket is None:
+                raise serr.NoSuchBucket()
+            info = loaded.bucket
         else:
-            info = await self.buckets.get(name)
-            if len(self._buckets) > 10_000:
-                self._buckets.clear()
-            self._buckets[name] = (now + BUCKET_CACHE_SECONDS, info)
+            now = _now()
+            hit = self._buckets.get(name)
+            if hit is not None and hit[0] > now and not fresh:
+                info = hit[1]
+            else:
+                info = await self.buckets.get(name)
+                self._remember_bucket(info)
         if info.account_id != caller.account.id:
             raise access_denied()
         return info
+
+    def _remember_bucket(self, info: BucketInfo) -> None:
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        self._buckets[info.name] = (_now() + BUCKET_CACHE_SECONDS, info)
 
     def _forget_bucket(self, name: str) -> None:
         self._buckets.pop(name, None)
@@ -1099,7 +1122,14 @@ class S3App:
             part = self._int_param(req, "partNumber", 1, 1, MAX_PART_NUMBER)
             if part != 1:
                 raise not_implemented("GetObject by partNumber beyond 1")
-        info = await self.objects.head_object(bucket, req.key, version_id)
+        loaded = caller.loaded
+        if loaded is not None and loaded.obj is not None and caller.bucket_name == req.bucket:
+            # Fetched in the authentication round trip.
+            if isinstance(loaded.obj, serr.StorageError):
+                raise loaded.obj
+            info = loaded.obj
+        else:
+            info = await self.objects.head_object(bucket, req.key, version_id)
         if info.is_delete_marker:
             # S3: a delete marker addressed by version id is not an object.
             raise S3Error("MethodNotAllowed", headers={
