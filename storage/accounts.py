@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+import trio
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -70,6 +73,11 @@ def _key(k: AccessKey) -> AccessKeyInfo:
     )
 
 
+@functools.cache
+def _dummy_password_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 class AccountService:
     """Create and look up accounts and key pairs."""
 
@@ -95,8 +103,9 @@ class AccountService:
         email = email.strip().lower()
         if "@" not in email or len(email) > 320:
             raise ValueError("email must look like name@example.com")
-        # scrypt is deliberately slow: hash before entering the asyncio side.
-        pw_hash = hash_password(password) if password else None
+        # scrypt is deliberately slow: hash in a worker thread, not on the
+        # trio thread nor the asyncio side.
+        pw_hash = await trio.to_thread.run_sync(hash_password, password) if password else None
         quota = self._default_quota if quota_bytes is None else quota_bytes
 
         async def tx() -> AccountInfo:
@@ -139,8 +148,12 @@ class AccountService:
             return (_account(a), a.password_hash) if a else None
 
         found = await self._db.run(q)
-        ok = verify_password(password, found[1] if found else None)
-        return found[0] if found and ok else None
+        stored = found[1] if found and found[1] else _dummy_password_hash()
+        # scrypt takes tens of milliseconds: off the trio thread.  Unknown
+        # emails are checked against a dummy hash so that a failed login takes
+        # as long whether or not the account exists (no enumeration by timing).
+        ok = await trio.to_thread.run_sync(verify_password, password, stored)
+        return found[0] if found and found[1] and ok else None
 
     async def first_admin(self) -> AccountInfo | None:
         """The oldest admin account, if one exists."""
