@@ -11,13 +11,16 @@ Authentication: every request carries
     X-CS-Node:   the sender's node id
     X-CS-Date:   unix seconds
     X-CS-Sha256: hex SHA-256 of the body (of b"" when there is none)
-    Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256)>
+    X-CS-Nonce:  random, unique per request
+    Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256\\nNONCE)>
 
 with ``K = HMAC(cluster secret, "cloudstorage transport v1")``.  The
 signature is checked (constant time, +-5 minutes of clock skew) *before* the
 body is read, so an unauthenticated peer gets a bare 401 and the connection
-is closed.  The body is then hashed and must match the signed hash; a chunk
-PUT must in addition hash to its own id.
+is closed.  A DELETE's nonce is remembered for the skew window, so a captured
+DELETE cannot be replayed (PUTs are content-addressed and idempotent, reads
+reveal nothing a captured response did not).  The body is then hashed and
+must match the signed hash; a chunk PUT must in addition hash to its own id.
 
 Endpoints (all under ``/v1``):
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,10 +67,30 @@ def transport_key(secret: bytes) -> bytes:
     return hmac.new(secret, b"cloudstorage transport v1", hashlib.sha256).digest()
 
 
-def sign(key: bytes, method: str, target: str, date: str, node: str, body_sha: str) -> str:
+def sign(
+    key: bytes, method: str, target: str, date: str, node: str, body_sha: str, nonce: str
+) -> str:
     """The request signature (hex)."""
-    msg = f"{method}\n{target}\n{date}\n{node}\n{body_sha}".encode()
+    msg = f"{method}\n{target}\n{date}\n{node}\n{body_sha}\n{nonce}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+class NonceLedger:
+    """Nonces seen within the clock-skew window; refuses any second use."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, nonce: str, now: float) -> bool:
+        """Record ``nonce``; False if it was already used inside the window."""
+        if len(self._seen) > 1024:
+            cutoff = now - 2 * self._window
+            self._seen = {n: t for n, t in self._seen.items() if t >= cutoff}
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = now
+        return True
 
 
 # -- shared framing helpers -----------------------------------------------------------
@@ -184,6 +208,7 @@ class TransportServer:
     ) -> None:
         self.node_id = node_id
         self._key = transport_key(secret)
+        self._delete_nonces = NonceLedger(CLOCK_SKEW)
         self.local = local
         self._control = control
         self._partition_of = partition_of
@@ -258,16 +283,20 @@ class TransportServer:
         date = _header(headers, b"x-cs-date")
         node = _header(headers, b"x-cs-node")
         body_sha = _header(headers, b"x-cs-sha256")
+        nonce = _header(headers, b"x-cs-nonce")
         auth = _header(headers, b"authorization") or ""
-        if not (date and node and body_sha and auth.startswith("CS-HMAC ")):
+        if not (date and node and body_sha and nonce and auth.startswith("CS-HMAC ")):
             return False
+        now = time.time()
         try:
-            if abs(time.time() - float(date)) > CLOCK_SKEW:
+            if abs(now - float(date)) > CLOCK_SKEW:
                 return False
         except ValueError:
             return False
-        expected = sign(self._key, method, target, date, node, body_sha)
-        return hmac.compare_digest(expected, auth.removeprefix("CS-HMAC ").strip())
+        expected = sign(self._key, method, target, date, node, body_sha, nonce)
+        if not hmac.compare_digest(expected, auth.removeprefix("CS-HMAC ").strip()):
+            return False
+        return method != "DELETE" or self._delete_nonces.first_use(nonce, now)
 
     async def _dispatch(
         self, method: str, target: str, body: bytes | bytearray, body_sha: str
@@ -427,11 +456,13 @@ class TransportClient:
         self, conn: _Conn, addr: str, method: str, target: str, body: bytes, body_sha: str
     ) -> tuple[int, bytes]:
         date = str(int(time.time()))
+        nonce = secrets.token_hex(12)
         headers = [
             ("host", addr), ("content-length", str(len(body))),
             ("x-cs-node", self.node_id), ("x-cs-date", date), ("x-cs-sha256", body_sha),
+            ("x-cs-nonce", nonce),
             ("authorization", "CS-HMAC " + sign(self._key, method, target, date,
-                                                self.node_id, body_sha)),
+                                                self.node_id, body_sha, nonce)),
         ]
         c = conn.h11
         await conn.stream.send_all(c.send(h11.Request(method=method, target=target,

@@ -78,3 +78,35 @@ async def test_unauthenticated_and_invalid_requests_are_refused(tmp_path: Path) 
         assert status == 400 and b"malformed" in body
         await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_captured_delete_cannot_be_replayed(tmp_path: Path) -> None:
+    import time
+
+    from cluster.transport import sign, transport_key
+
+    async with trio.open_nursery() as nursery:
+        addr, local = await _serve(nursery, tmp_path)
+        data = b"keep me"
+        cid = hashlib.sha256(data).hexdigest()
+        empty = hashlib.sha256(b"").hexdigest()
+        date = str(int(time.time()))
+        target = f"/v1/chunks/{cid}"
+        # What an eavesdropper on the node network would have captured.
+        captured = {
+            "x-cs-node": "n2", "x-cs-date": date, "x-cs-sha256": empty,
+            "x-cs-nonce": "0f" * 12,
+            "authorization": "CS-HMAC " + sign(transport_key(SECRET), "DELETE", target, date,
+                                               "n2", empty, "0f" * 12),
+        }
+
+        def delete() -> int:
+            return httpx.delete(f"http://{addr}{target}", headers=captured, timeout=5).status_code
+
+        await local.put_chunk(cid, data)
+        assert await trio.to_thread.run_sync(delete) == 204  # the original request
+        await local.put_chunk(cid, data)  # written again later
+        assert await trio.to_thread.run_sync(delete) == 401  # the replay
+        assert await local.has_chunk(cid)
+        nursery.cancel_scope.cancel()
