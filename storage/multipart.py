@@ -34,8 +34,9 @@ from tortoise.transactions import in_transaction
 from storage import errors, sql
 from storage.buckets import BucketInfo
 from storage.db import Database
+from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import MultipartPart, MultipartUpload
-from storage.objects import ObjectInfo, ObjectService, StoredData, _reference, prefix_upper_bound
+from storage.objects import ObjectInfo, ObjectService, StoredData, _reference
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024**3
@@ -417,40 +418,17 @@ class MultipartService:
     ) -> UploadsPage:
         """Open uploads by key, then initiation order, rolling keys up to ``delimiter``."""
         upper = prefix_upper_bound(prefix) if prefix else None
-        after: str | None = key_marker or None
-        after_id: str | None = (upload_id_marker or None) if key_marker else None
-        inclusive = False
-        if prefix and (after is None or after < prefix):
-            after, inclusive, after_id = prefix, True, None
-        uploads: list[UploadInfo] = []
-        prefixes: list[str] = []
-        last: tuple[str, str | None] | None = None
-        while True:
-            want = min(max(max_uploads, 0) + 1 - len(uploads) - len(prefixes), 1000)
-            rows = await self._db.run(
-                _fetch_uploads, bucket.id, after, inclusive, after_id, upper, want
+
+        async def fetch(cursor: Cursor, limit: int) -> list[UploadInfo]:
+            return await self._db.run(
+                _fetch_uploads, bucket.id, cursor.key, cursor.inclusive, cursor.sub, upper, limit
             )
-            if not rows:
-                return UploadsPage(uploads, prefixes, False, None, None)
-            jumped = False
-            for u in rows:
-                after, inclusive, after_id = u.key, False, u.upload_id
-                if len(uploads) + len(prefixes) >= max_uploads:
-                    nk, nu = last if last is not None else (None, None)
-                    return UploadsPage(uploads, prefixes, True, nk, nu)
-                cut = u.key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    common = u.key[: cut + len(delimiter)]
-                    if prefixes and prefixes[-1] == common:
-                        continue
-                    prefixes.append(common)
-                    last = (common, None)
-                    bound = prefix_upper_bound(common)
-                    if bound is not None:
-                        after, inclusive, after_id, jumped = bound, True, None, True
-                        break
-                    continue
-                uploads.append(u)
-                last = (u.key, u.upload_id)
-            if not jumped and len(rows) < want:
-                return UploadsPage(uploads, prefixes, False, None, None)
+
+        page = await roll_up(
+            fetch, prefix=prefix, delimiter=delimiter,
+            cursor=start_cursor(prefix, delimiter, key_marker, upload_id_marker or None),
+            limit=max_uploads, key_of=lambda u: u.key, sub_of=lambda u: u.upload_id,
+        )
+        next_key, last_upload = page.last if page.last else (None, None)
+        return UploadsPage(page.rows, page.prefixes, page.truncated, next_key,
+                           last_upload.upload_id if last_upload else None)

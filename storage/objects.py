@@ -33,6 +33,7 @@ from storage import errors, sql
 from storage.blobs import BlobStore, ChunkNotFound, chunk_id_of
 from storage.buckets import BucketInfo
 from storage.db import Database
+from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import ObjectVersion
 
 NULL_VERSION = "null"
@@ -145,20 +146,6 @@ def new_version_id() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``
-    (code-point order, which is UTF-8 byte order), or None if there is none."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < 0x10FFFF:
-            nxt = last + 1
-            if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not valid code points
-                nxt = 0xE000
-            return "".join(chars) + chr(nxt)
-    return None
 
 
 def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
@@ -679,80 +666,27 @@ class ObjectService:
         a prefix twice.
         """
         upper = prefix_upper_bound(prefix) if prefix else None
-        after: str | None = None
-        inclusive = False
-        if marker:
-            after = marker
-            rest = marker[len(prefix):] if marker.startswith(prefix) else None
-            if delimiter and rest and rest.find(delimiter) == len(rest) - len(delimiter):
-                bound = prefix_upper_bound(marker)
-                if bound is not None:
-                    after, inclusive = bound, True
-        if prefix and (after is None or after < prefix):
-            after, inclusive = prefix, True
 
-        entries: list[ListEntry] = []
-        prefixes: list[str] = []
-        last: str | None = None
-        skip: str | None = None  # a common prefix we could not jump past
-        exhausted = False
-        while len(entries) + len(prefixes) < max_keys:
-            want = min(max_keys - len(entries) - len(prefixes) + 1, 1000)
-            rows = await self._db.run(_fetch_listing, bucket.id, after, inclusive, upper, want)
-            if not rows:
-                exhausted = True
-                break
-            jumped = False
-            for row in rows:
-                key = row["key"]
-                after, inclusive = key, False
-                if skip is not None and key.startswith(skip):
-                    continue
-                if len(entries) + len(prefixes) >= max_keys:
-                    # Seen one more than fits: the page is truncated.
-                    return ListPage(entries, prefixes, True, last)
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    common = key[: cut + len(delimiter)]
-                    prefixes.append(common)
-                    last = common
-                    bound = prefix_upper_bound(common)
-                    if bound is not None:
-                        after, inclusive, jumped = bound, True, True
-                        break
-                    skip = common
-                    continue
-                entries.append(ListEntry(
-                    key=key, size=row["size"], etag=row["etag"],
-                    last_modified=row["created_at"], content_type=row["content_type"],
-                    version_id=row["version_id"],
-                ))
-                last = key
-            if not jumped and len(rows) < want:
-                exhausted = True
-                break
-        if exhausted or max_keys <= 0:
-            return ListPage(entries, prefixes, False, None)
-        # The page is full: it is truncated only if anything follows.
-        more = await self._any_after(bucket, after, inclusive, upper, skip)
-        return ListPage(entries, prefixes, more, last if more else None)
+        async def fetch(cursor: Cursor, limit: int) -> list[dict[str, Any]]:
+            return await self._db.run(
+                _fetch_listing, bucket.id, cursor.key, cursor.inclusive, upper, limit
+            )
 
-    async def _any_after(
-        self,
-        bucket: BucketInfo,
-        after: str | None,
-        inclusive: bool,
-        upper: str | None,
-        skip: str | None = None,
-    ) -> bool:
-        while True:
-            rows = await self._db.run(_fetch_listing, bucket.id, after, inclusive, upper, 100)
-            if not rows:
-                return False
-            for row in rows:
-                if skip is None or not row["key"].startswith(skip):
-                    return True
-            after, inclusive = rows[-1]["key"], False
+        page = await roll_up(
+            fetch, prefix=prefix, delimiter=delimiter,
+            cursor=start_cursor(prefix, delimiter, marker), limit=max_keys,
+            key_of=lambda row: row["key"],
+        )
+        entries = [
+            ListEntry(
+                key=row["key"], size=row["size"], etag=row["etag"],
+                last_modified=row["created_at"], content_type=row["content_type"],
+                version_id=row["version_id"],
+            )
+            for row in page.rows
+        ]
+        return ListPage(entries, page.prefixes, page.truncated,
+                        page.last[0] if page.last else None)
 
     async def list_versions(
         self,
@@ -771,64 +705,34 @@ class ObjectService:
         listing resumes after that version of the key.
         """
         upper = prefix_upper_bound(prefix) if prefix else None
-        after: str | None = None
-        after_id: int | None = None
-        inclusive = False
-        if key_marker:
-            after = key_marker
-            if version_id_marker:
-                after_id = await self._db.run(
-                    _version_row_id, bucket.id, key_marker, version_id_marker
-                )
-            rest = key_marker[len(prefix):] if key_marker.startswith(prefix) else None
-            if (
-                after_id is None and delimiter and rest
-                and rest.find(delimiter) == len(rest) - len(delimiter)
-            ):
-                bound = prefix_upper_bound(key_marker)
-                if bound is not None:
-                    after, inclusive = bound, True
-        if prefix and (after is None or after < prefix):
-            after, inclusive, after_id = prefix, True, None
-
-        entries: list[VersionEntry] = []
-        prefixes: list[str] = []
-        last: tuple[str, str | None] | None = None
-        while True:
-            want = min(max(max_keys, 0) + 1 - len(entries) - len(prefixes), 1000)
-            rows = await self._db.run(
-                _fetch_versions, bucket.id, after, inclusive, after_id, upper, want
+        after_id = None
+        if key_marker and version_id_marker:
+            after_id = await self._db.run(
+                _version_row_id, bucket.id, key_marker, version_id_marker
             )
-            if not rows:
-                return VersionPage(entries, prefixes, False, None, None)
-            jumped = False
-            for row in rows:
-                key = row["key"]
-                after, inclusive, after_id = key, False, row["id"]
-                if len(entries) + len(prefixes) >= max_keys:
-                    # One more item exists beyond a full page.
-                    nk, nv = last if last is not None else (None, None)
-                    return VersionPage(entries, prefixes, True, nk, nv)
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    common = key[: cut + len(delimiter)]
-                    if prefixes and prefixes[-1] == common:
-                        continue  # a later version of a key already rolled up
-                    prefixes.append(common)
-                    last = (common, None)
-                    bound = prefix_upper_bound(common)
-                    if bound is not None:
-                        after, inclusive, after_id, jumped = bound, True, None, True
-                        break
-                    continue
-                entries.append(VersionEntry(
-                    key=key, version_id=row["version_id"], is_latest=bool(row["is_latest"]),
-                    is_delete_marker=row["is_delete_marker"], size=row["size"],
-                    etag=row["etag"], last_modified=row["created_at"],
-                ))
-                last = (key, row["version_id"])
-            if not jumped and len(rows) < want:
-                return VersionPage(entries, prefixes, False, None, None)
+
+        async def fetch(cursor: Cursor, limit: int) -> list[dict[str, Any]]:
+            return await self._db.run(
+                _fetch_versions, bucket.id, cursor.key, cursor.inclusive, cursor.sub, upper,
+                limit,
+            )
+
+        page = await roll_up(
+            fetch, prefix=prefix, delimiter=delimiter,
+            cursor=start_cursor(prefix, delimiter, key_marker, after_id), limit=max_keys,
+            key_of=lambda row: row["key"], sub_of=lambda row: row["id"],
+        )
+        entries = [
+            VersionEntry(
+                key=row["key"], version_id=row["version_id"], is_latest=bool(row["is_latest"]),
+                is_delete_marker=row["is_delete_marker"], size=row["size"],
+                etag=row["etag"], last_modified=row["created_at"],
+            )
+            for row in page.rows
+        ]
+        next_key, last_row = page.last if page.last else (None, None)
+        return VersionPage(entries, page.prefixes, page.truncated, next_key,
+                           last_row["version_id"] if last_row else None)
 
     # -- copy and delete ---------------------------------------------------------------
 
