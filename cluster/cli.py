@@ -90,13 +90,10 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    """The operator console (Textual)."""
-    try:
-        from admin_tui.app import main as console_main
-    except ImportError:
-        raise CliError(
-            "the operator console is not part of this build yet (admin_tui/ is empty)"
-        ) from None
+    """The operator console (Textual; imported here, since it is a heavy import
+    the nodes themselves never need)."""
+    from admin_tui.app import main as console_main
+
     return console_main(args)
 
 

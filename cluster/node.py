@@ -24,6 +24,10 @@ from hypercorn.trio import serve
 from cluster import membership
 from cluster.services import NodeServices, build_services
 from config import Settings
+from protocols.admin import queries
+from protocols.admin.trace import AccountCache, wrap_apps
+from protocols.s3.app import create_s3_app
+from protocols.web.app import create_web_app
 from storage.bridge import AsyncioBridge
 from storage.db import Database
 
@@ -56,21 +60,13 @@ def _hypercorn_config(settings: Settings, port: int, name: str) -> HypercornConf
 
 
 def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
-    """The ASGI apps this node serves, with their ports."""
-    from protocols.web.app import create_web_app
-
+    """The ASGI apps this node serves, with their ports, each wrapped so that
+    every request becomes one event of the live trace."""
     settings = services.settings
-    apps: list[tuple[str, int, Any]] = [("web", settings.listen.web_port, create_web_app(services))]
-    try:
-        from protocols.s3.app import create_s3_app
-    except ImportError:  # the S3 adapter is optional while it is being built
-        pass
-    else:
-        apps.append(("s3", settings.listen.s3_port, create_s3_app(services)))
-    # Every request on every app becomes one event of the live trace.
-    from protocols.admin import queries
-    from protocols.admin.trace import AccountCache, wrap_apps
-
+    apps: list[tuple[str, int, Any]] = [
+        ("web", settings.listen.web_port, create_web_app(services)),
+        ("s3", settings.listen.s3_port, create_s3_app(services)),
+    ]
     accounts = AccountCache(lambda key: queries.account_label_of_key(services.db, key))
     return wrap_apps(apps, services.trace, settings.node.id, accounts)
 
