@@ -256,7 +256,7 @@ async def test_quota_refuses_without_visible_change(core, bucket):
 async def test_concurrent_writers_leave_one_latest(core, bucket):
     bodies = {i: bytes([i]) * (1000 + i) for i in range(8)}
     async with trio.open_nursery() as nursery:
-        for i, body in bodies.items():
+        for body in bodies.values():
             nursery.start_soon(put, core, bucket, "race", body)
     final = await read(core, bucket, "race")
     assert final in bodies.values()
