@@ -168,17 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _operator_problem(exc: BaseException) -> BaseException | None:
-    """The operator-fixable error in ``exc``, looking inside the exception
-    groups trio wraps errors of concurrent tasks in."""
-    from cluster.node import ListenError
+    """The operator-fixable error in ``exc``, if there is one."""
+    from cluster.node import ListenError, find_exception
 
-    if isinstance(exc, ConfigError | DatabaseUnavailable | CliError | ListenError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := _operator_problem(inner)) is not None:
-                return found
-    return None
+    return find_exception(exc, (ConfigError, DatabaseUnavailable, CliError, ListenError))
 
 
 if __name__ == "__main__":

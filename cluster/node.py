@@ -115,8 +115,8 @@ def _naming_listener(name: str, host: str, port: int) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        os_error = _find_os_error(exc)
-        if os_error is None:
+        os_error = find_exception(exc, OSError)
+        if not isinstance(os_error, OSError):
             raise
         raise ListenError(
             f"listen.{name}_port: cannot listen on {host}:{port}: "
@@ -124,12 +124,14 @@ def _naming_listener(name: str, host: str, port: int) -> Iterator[None]:
         ) from None
 
 
-def _find_os_error(exc: BaseException) -> OSError | None:
-    if isinstance(exc, OSError):
+def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
+    """The first exception of ``kinds`` in ``exc``, looking inside the
+    exception groups trio wraps the errors of concurrent tasks in."""
+    if isinstance(exc, kinds):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _find_os_error(inner)) is not None:
+            if (found := find_exception(inner, kinds)) is not None:
                 return found
     return None
 

@@ -14,7 +14,7 @@ Authentication: every request carries
     X-CS-Nonce:  random, unique per request
     Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256\\nNONCE)>
 
-with ``K = HMAC(cluster secret, "cloudstorage transport v1")``.  The
+with ``K = HKDF(cluster secret, "transport v1")`` (storage.crypto.derive_key).  The
 signature is checked (constant time, +-5 minutes of clock skew) *before* the
 body is read, so an unauthenticated peer gets a bare 401 and the connection
 is closed.  A DELETE's nonce is remembered for the skew window, so a captured
@@ -50,6 +50,7 @@ import trio
 
 from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 from storage.chunkstore import LocalChunkStore
+from storage.crypto import derive_key
 
 RECV_SIZE = 4 * 1024 * 1024
 MAX_BODY = 64 * 1024 * 1024 + 1024
@@ -64,7 +65,7 @@ class TransportError(Exception):
 
 def transport_key(secret: bytes) -> bytes:
     """The MAC key derived from the cluster secret (never the secret itself)."""
-    return hmac.new(secret, b"cloudstorage transport v1", hashlib.sha256).digest()
+    return derive_key(secret, "transport v1")
 
 
 def sign(

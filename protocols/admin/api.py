@@ -33,6 +33,7 @@ from config import parse_size
 from protocols.admin import queries
 from protocols.admin.tokens import TokenStore
 from storage import errors
+from storage.crypto import derive_key
 from storage.trace import TraceEvent
 
 API_PREFIX = "/admin/v1"
@@ -60,10 +61,11 @@ def _error(status: int, code: str, message: str) -> Response:
     return response
 
 
-def internal_signature(secret: bytes, method: str, path: str, stamp: str) -> str:
-    """The node-to-node MAC of one admin request (method, path and time bound)."""
+def internal_signature(key: bytes, method: str, path: str, stamp: str) -> str:
+    """The node-to-node MAC of one admin request (method, path and time bound),
+    under a key derived from the cluster secret for this purpose only."""
     msg = f"{stamp}\n{method.upper()}\n{path}".encode()
-    return hmac.new(secret, b"admin-internal\n" + msg, hashlib.sha256).hexdigest()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 class _ChunkStats:
@@ -206,7 +208,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
     tokens = TokenStore(settings)
     chunk_stats = _ChunkStats(services)
     bus = services.trace
-    secret = settings.cluster_secret()
+    secret = derive_key(settings.cluster_secret(), "admin-internal")
     clients: list[httpx.AsyncClient] = []
 
     def http() -> httpx.AsyncClient:
