@@ -93,6 +93,9 @@ BUCKET_CACHE_SECONDS = 1.0
 #: client sees the error instead of a reset connection; larger ones are not
 #: read and the connection is closed.
 DRAIN_LIMIT = 8 * 1024 * 1024
+#: Body pieces at least this large are hashed in a worker thread (a thread
+#: hop costs more than hashing anything smaller).
+OFFLOAD_HASH_BYTES = 128 * 1024
 DRAIN_SECONDS = 5.0
 
 # Object headers S3 stores with the object and returns on GET/HEAD.
@@ -487,16 +490,26 @@ class BodyReader:
         summers = [s for s, _ in self._summers.values()]
         decoder = self.decoder
         raw_total = 0
+
+        def digest(piece: bytes) -> None:
+            if sha is not None:
+                sha.update(piece)
+            for summer in summers:
+                summer.update(piece)
+
+        hashing = sha is not None or bool(summers)
         async for data in self.req.receive_body():
             raw_total += len(data)
             if self.declared is not None and raw_total > self.declared:
                 raise S3Error("IncompleteBody", detail="body longer than Content-Length")
             pieces = decoder.feed(data) if decoder is not None else (data,)
             for piece in pieces:
-                if sha is not None:
-                    sha.update(piece)
-                for summer in summers:
-                    summer.update(piece)
+                if hashing and len(piece) >= OFFLOAD_HASH_BYTES:
+                    # Hashing a large piece on the trio thread would stall
+                    # every other request of this node meanwhile.
+                    await trio.to_thread.run_sync(digest, piece)
+                elif hashing:
+                    digest(piece)
                 self.received += len(piece)
                 yield piece
         if self.declared is not None and raw_total != self.declared:
