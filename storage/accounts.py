@@ -131,15 +131,6 @@ class AccountService:
 
         return await self._db.run(q)
 
-    async def find_by_email(self, email: str) -> AccountInfo | None:
-        """The account with this email, if any."""
-
-        async def q() -> AccountInfo | None:
-            a = await Account.get_or_none(email=email.strip().lower())
-            return _account(a) if a else None
-
-        return await self._db.run(q)
-
     async def check_password(self, email: str, password: str) -> AccountInfo | None:
         """The account if ``password`` is right, else None (constant-time check)."""
 

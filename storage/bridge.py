@@ -228,15 +228,6 @@ class AsyncioBridge:
             None, lambda: trio.from_thread.run(fn, *args, trio_token=token)
         )
 
-    def spawn(self, coro_fn: Callable[[], Awaitable[Any]]) -> None:
-        """Fire-and-forget an asyncio coroutine (servers' own tasks)."""
-        loop = self._loop
-        if loop is None:
-            raise BridgeClosed("the asyncio bridge is not running")
-        loop.call_soon_threadsafe(
-            lambda: loop.create_task(coro_fn(), context=self._base_context.copy())  # type: ignore[arg-type]
-        )
-
 
 def _deliver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any) -> None:
     """Hand an outcome to an asyncio future from any thread (if still wanted)."""
