@@ -24,10 +24,10 @@ from hypercorn.trio import serve
 from cluster import membership
 from cluster.services import NodeServices, build_services
 from config import Settings
-from protocols.admin import queries
 from protocols.admin.trace import AccountCache, wrap_apps
 from protocols.s3.app import create_s3_app
 from protocols.web.app import create_web_app
+from storage import admin_queries as queries
 from storage.bridge import AsyncioBridge
 from storage.db import Database
 

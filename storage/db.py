@@ -9,7 +9,6 @@ trio.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -128,6 +127,10 @@ class Database:
         with contextlib.suppress(Exception):
             await self.bridge.publish_context(Tortoise.close_connections)
 
+    async def ping(self) -> None:
+        """One trivial query: raises if the database does not answer."""
+        await self.run(_ping)
+
     async def run(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
@@ -135,11 +138,8 @@ class Database:
         return await self.bridge.run(fn, *args, **kwargs)
 
 
-def sqlite_path(url: str) -> str | None:
-    """The file path of a sqlite URL, else None."""
-    if not url.startswith("sqlite://"):
-        return None
-    return os.fspath(url.removeprefix("sqlite://").split("?", 1)[0])
+async def _ping() -> None:
+    await connections.get("default").execute_query("SELECT 1")
 
 
 # Used by ``tortoise -c storage.db.TORTOISE_ORM makemigrations`` (the `make

@@ -30,8 +30,8 @@ from werkzeug.exceptions import HTTPException
 from cluster import membership
 from cluster.services import NodeServices
 from config import parse_size
-from protocols.admin import queries
 from protocols.admin.tokens import TokenStore
+from storage import admin_queries as queries
 from storage import errors
 from storage.crypto import derive_key
 from storage.trace import TraceEvent

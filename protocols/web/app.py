@@ -92,7 +92,7 @@ def create_web_app(services: NodeServices) -> QuartTrio:
     async def health() -> Any:
         # Healthy means: the process serves and its metadata database answers.
         try:
-            await services.db.run(_ping)
+            await services.db.ping()
         except Exception as exc:
             return jsonify(status="degraded", node=settings.node.id, error=str(exc)), 503
         return jsonify(
@@ -127,9 +127,3 @@ def create_web_app(services: NodeServices) -> QuartTrio:
         return jsonify(error="InternalError", message="An internal error occurred."), 500
 
     return app
-
-
-async def _ping() -> None:
-    from tortoise import connections
-
-    await connections.get("default").execute_query("SELECT 1")
