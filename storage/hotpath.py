@@ -36,7 +36,8 @@ _BUCKET_SQL = (
 )
 _OBJECT_COLUMNS = (
     'SELECT "key", version_id, size, etag, content_type, created_at, user_metadata, headers, '
-    'checksums, is_delete_marker, is_latest, chunks, inline_data FROM object_versions '
+    'checksums, is_delete_marker, is_latest, chunks, inline_data, part_sizes, tags '
+    'FROM object_versions '
 )
 _LATEST_SQL = _OBJECT_COLUMNS + 'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?'
 _VERSION_SQL = _OBJECT_COLUMNS + 'WHERE bucket_id = ? AND "key" = ? AND version_id = ?'
@@ -106,6 +107,7 @@ def _object(bucket: str, r: dict[str, Any]) -> ObjectInfo:
         is_latest=bool(r["is_latest"]),
         chunks=tuple((c, s) for c, s in _json(r["chunks"], ())),
         inline_data=bytes(inline) if inline is not None else None,
+        part_sizes=tuple(_json(r["part_sizes"], ())), tags=_json(r["tags"], {}),
     )
 
 

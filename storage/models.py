@@ -87,6 +87,10 @@ class Bucket(Model):
     # "" = never versioned, "Enabled", "Suspended" -- S3's three states.
     versioning = fields.CharField(max_length=16, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Bucket tags {key: value}; NULL or {} = no tag set (S3's NoSuchTagSet).
+    tags = fields.JSONField(null=True)
+    # The CORS rules as stored by PutBucketCors; NULL = no CORS configuration.
+    cors = fields.JSONField(null=True)
 
     class Meta:
         table = "buckets"
@@ -120,6 +124,12 @@ class ObjectVersion(Model):
     chunks = fields.JSONField(default=list)
     inline_data = fields.BinaryField(null=True)
     created_at = fields.DatetimeField()
+    # Sizes of the parts a multipart upload was completed from, in order
+    # (GetObject ?partNumber=N); NULL or [] for an object stored in one piece.
+    # Nullable so that adding the column needs no rewrite of existing rows.
+    part_sizes = fields.JSONField(null=True)
+    # Object tags {key: value}; NULL or {} = none.
+    tags = fields.JSONField(null=True)
 
     class Meta:
         table = "object_versions"
@@ -139,6 +149,8 @@ class MultipartUpload(Model):
     headers = fields.JSONField(default=dict)
     checksum_algorithm = fields.CharField(max_length=16, default="")
     created_at = fields.DatetimeField()
+    # x-amz-tagging of CreateMultipartUpload, applied to the object at completion.
+    tags = fields.JSONField(null=True)
 
     class Meta:
         table = "multipart_uploads"

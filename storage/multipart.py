@@ -75,6 +75,8 @@ class UploadInfo:
     checksum_algorithm: str
     checksum_type: str
     initiated: datetime
+    # Tags the object gets at completion (x-amz-tagging of CreateMultipartUpload).
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _upload(u: MultipartUpload) -> UploadInfo:
         upload_id=u.upload_id, bucket_id=u.bucket_id,  # type: ignore[attr-defined]
         key=u.key, content_type=u.content_type, user_metadata=u.user_metadata or {},
         headers=u.headers or {}, checksum_algorithm=alg, checksum_type=kind,
-        initiated=u.created_at,
+        initiated=u.created_at, tags=u.tags or {},
     )
 
 
@@ -286,13 +288,15 @@ class MultipartService:
         headers: Mapping[str, str] | None = None,
         checksum_algorithm: str = "",
         checksum_type: str = "",
+        tags: Mapping[str, str] | None = None,
     ) -> UploadInfo:
-        """Open an upload; the object's metadata is fixed now, as in S3."""
+        """Open an upload; the object's metadata (and tags) are fixed now, as in S3."""
         alg = checksum_algorithm.lower()
         fields = {
             "content_type": content_type, "user_metadata": dict(user_metadata or {}),
             "headers": dict(headers or {}),
             "checksum_algorithm": f"{alg}:{checksum_type.upper()}" if alg else "",
+            "tags": dict(tags or {}),
         }
         return await self._db.run(_create_upload, bucket.id, key, fields)
 
@@ -399,7 +403,7 @@ class MultipartService:
         return await self._objects.commit(
             bucket, up.key, stored, etag=plan.etag, content_type=up.content_type,
             user_metadata=up.user_metadata, headers=up.headers, checksums=checksums,
-            before=retire,
+            before=retire, tags=up.tags, part_sizes=[p.size for p in plan.parts],
         )
 
     async def abort(self, bucket: BucketInfo, upload_id: str) -> None:

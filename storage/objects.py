@@ -60,6 +60,9 @@ class ObjectInfo:
     is_latest: bool = True
     chunks: tuple[tuple[str, int], ...] = ()
     inline_data: bytes | None = None
+    # Sizes of the parts of a multipart upload, in order; () if stored in one piece.
+    part_sizes: tuple[int, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
         checksums=v.checksums or {}, is_delete_marker=v.is_delete_marker,
         is_latest=bool(v.is_latest), chunks=tuple((c, s) for c, s in v.chunks or ()),
         inline_data=bytes(v.inline_data) if v.inline_data is not None else None,
+        part_sizes=tuple(v.part_sizes or ()), tags=v.tags or {},
     )
 
 
@@ -262,6 +266,16 @@ async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) ->
     if v is None:
         raise errors.NoSuchVersion(version_id=version_id)
     return v
+
+
+async def _set_tags(
+    bucket: BucketInfo, key: str, version_id: str, tags: dict[str, str]
+) -> None:
+    changed = await ObjectVersion.filter(
+        bucket_id=bucket.id, key=key, version_id=version_id, is_delete_marker=False
+    ).update(tags=tags)
+    if not changed:
+        raise errors.NoSuchVersion(version_id=version_id)
 
 
 async def _delete_version(bucket: BucketInfo, key: str, version_id: str) -> DeleteResult:
@@ -526,6 +540,7 @@ class ObjectService:
         checksums: Mapping[str, str] | None = None,
         content_md5: bytes | None = None,
         expected_size: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Store a new version of ``key`` from ``body``.
 
@@ -544,7 +559,7 @@ class ObjectService:
             raise errors.BadDigest()
         return await self.commit(
             bucket, key, stored, etag=stored.md5.hex(), content_type=content_type,
-            user_metadata=user_metadata, headers=headers, checksums=checksums,
+            user_metadata=user_metadata, headers=headers, checksums=checksums, tags=tags,
         )
 
     async def commit(
@@ -559,16 +574,20 @@ class ObjectService:
         headers: Mapping[str, str] | None = None,
         checksums: Mapping[str, str] | None = None,
         before: CommitHook | None = None,
+        tags: Mapping[str, str] | None = None,
+        part_sizes: Sequence[int] = (),
     ) -> ObjectInfo:
         """Make stored bytes the latest version of ``key`` (one transaction).
 
         ``before`` runs first inside that transaction (multipart completion
-        uses it to retire the upload atomically with the new version).
+        uses it to retire the upload atomically with the new version, and
+        passes the sizes of the parts in ``part_sizes``).
         """
         fields = {
             "size": stored.size, "etag": etag, "content_type": content_type,
             "user_metadata": dict(user_metadata or {}), "headers": dict(headers or {}),
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
+            "tags": dict(tags or {}), "part_sizes": list(part_sizes),
         }
         v = await self._commit(bucket, key, fields, stored.chunks, before)
         return _to_info(bucket.name, v)
@@ -747,11 +766,12 @@ class ObjectService:
         content_type: str | None = None,
         user_metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Copy a version without moving bytes (chunks are shared by reference).
 
         Metadata is copied unless ``user_metadata`` (with ``content_type`` and
-        ``headers``) is given, which replaces it.
+        ``headers``) is given, which replaces it; tags likewise with ``tags``.
         """
         src = await self.head_object(src_bucket, src_key, version_id)
         if src.is_delete_marker:
@@ -763,9 +783,21 @@ class ObjectService:
             "user_metadata": dict(user_metadata) if replace else dict(src.user_metadata),
             "headers": dict(headers or {}) if replace else dict(src.headers),
             "checksums": dict(src.checksums), "inline_data": src.inline_data,
+            "tags": dict(tags) if tags is not None else dict(src.tags),
+            # The copy keeps the source's ETag ("...-N"), so it keeps its parts too.
+            "part_sizes": list(src.part_sizes),
         }
         v = await self._commit(dst_bucket, dst_key, fields, list(src.chunks))
         return _to_info(dst_bucket.name, v)
+
+    async def set_tags(
+        self, bucket: BucketInfo, key: str, version_id: str, tags: Mapping[str, str]
+    ) -> None:
+        """Replace the tags of one version (not a delete marker); NoSuchVersion if gone.
+
+        Tags are not content: the version keeps its id, ETag and time.
+        """
+        await self._db.run(_set_tags, bucket, key, version_id, dict(tags))
 
     async def delete_object(
         self, bucket: BucketInfo, key: str, version_id: str | None = None
