@@ -1,9 +1,15 @@
-"""Buckets: creation rules, ownership, versioning state."""
+"""Buckets: creation rules, ownership, versioning state, tags and CORS rules.
+
+Tags and CORS rules are not part of :class:`BucketInfo` (which every request
+loads): they are read only by the operations that need them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -107,3 +113,35 @@ class BucketService:
             return _info(await Bucket.get(id=bucket.id))
 
         return await self._db.run(tx)
+
+    async def get_tags(self, bucket: BucketInfo) -> dict[str, str]:
+        """The bucket's tags ({} when it has none); NoSuchBucket if it is gone."""
+        return dict(await self._get_column(bucket, "tags") or {})
+
+    async def set_tags(self, bucket: BucketInfo, tags: Mapping[str, str] | None) -> None:
+        """Replace the bucket's tags (None or {} removes them)."""
+        await self._set_column(bucket, "tags", dict(tags) if tags else None)
+
+    async def get_cors(self, bucket: BucketInfo) -> list[dict[str, Any]] | None:
+        """The bucket's CORS rules as stored by :meth:`set_cors`, or None."""
+        return await self._get_column(bucket, "cors")
+
+    async def set_cors(self, bucket: BucketInfo, rules: Sequence[Mapping[str, Any]] | None) -> None:
+        """Replace the bucket's CORS rules (JSON-able mappings; None removes them)."""
+        await self._set_column(bucket, "cors", [dict(r) for r in rules] if rules else None)
+
+    async def _get_column(self, bucket: BucketInfo, column: str) -> Any:
+        async def q() -> Any:
+            rows = await Bucket.filter(id=bucket.id).values_list(column, flat=True)
+            if not rows:
+                raise errors.NoSuchBucket()
+            return rows[0]
+
+        return await self._db.run(q)
+
+    async def _set_column(self, bucket: BucketInfo, column: str, value: Any) -> None:
+        async def q() -> None:
+            if not await Bucket.filter(id=bucket.id).update(**{column: value}):
+                raise errors.NoSuchBucket()
+
+        await self._db.run(q)

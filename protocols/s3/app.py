@@ -1123,18 +1123,41 @@ class S3App:
         out = list(headers.items())
         out += [(f"x-amz-meta-{k}", v) for k, v in info.user_metadata.items()]
         out += self._version_headers(bucket, info)
-        if "-" in info.etag:
-            out.append(("x-amz-mp-parts-count", info.etag.rsplit("-", 1)[1]))
+        if info.tags:
+            out.append(("x-amz-tagging-count", str(len(info.tags))))
         return out
+
+    @staticmethod
+    def _part_range(info: ObjectInfo, number: int) -> tuple[int, int, int | None]:
+        """``(start, stop, parts count)`` of part ``number`` (GetObject ?partNumber=).
+
+        An object stored in one piece is its own part 1 (count None: S3 sends
+        no x-amz-mp-parts-count then); beyond the count is 416 InvalidPartNumber.
+        """
+        sizes = info.part_sizes
+        if not sizes and "-" in info.etag:
+            # Completed before part sizes were recorded: the boundaries are unknown.
+            raise not_implemented("GetObject by partNumber of a multipart object completed "
+                                  "before part boundaries were recorded")
+        count = len(sizes) if sizes else None
+        if number > (count or 1):
+            raise S3Error("InvalidPartNumber", extra={
+                "PartNumberRequested": number, "ActualPartCount": count or 1})
+        if not sizes:
+            return 0, info.size, None
+        start = sum(sizes[: number - 1])
+        return start, start + sizes[number - 1], count
 
     async def get_object(self, req: Request, caller: Caller, *, head: bool) -> Response:
         """GetObject / HeadObject: versions, conditions, ranges, overrides."""
         bucket = await self._bucket(caller, req.bucket)
         version_id = req.query.get("versionId") or None
+        part_number: int | None = None
         if "partNumber" in req.query:
-            part = self._int_param(req, "partNumber", 1, 1, MAX_PART_NUMBER)
-            if part != 1:
-                raise not_implemented("GetObject by partNumber beyond 1")
+            part_number = self._part_number(req)
+            if req.headers.get("range") is not None:
+                raise S3Error("InvalidRequest", "Cannot specify both Range header and "
+                              "partNumber query parameter")
         loaded = caller.loaded
         if loaded is not None and loaded.obj is not None and caller.bucket_name == req.bucket:
             # Fetched in the authentication round trip.
@@ -1153,7 +1176,15 @@ class S3App:
         evaluate_conditions(info, h.get("if-match"), h.get("if-none-match"),
                             h.get("if-modified-since"), h.get("if-unmodified-since"))
         headers = self._object_headers(req, bucket, info)
-        rng = parse_range(h.get("range"), info.size)
+        if part_number is not None:
+            first, last, count = self._part_range(info, part_number)
+            # S3 answers a part as a range (206 + Content-Range) unless the
+            # object is empty, where no range exists.
+            rng = (first, last) if info.size else None
+            if count is not None:
+                headers.append(("x-amz-mp-parts-count", str(count)))
+        else:
+            rng = parse_range(h.get("range"), info.size)
         if rng is None and h.get("x-amz-checksum-mode", "").upper() == "ENABLED":
             headers += [(f"x-amz-checksum-{alg}", v) for alg, v in info.checksums.items()]
             if info.checksums:

@@ -15,6 +15,13 @@ from collections.abc import Mapping
 ERROR_TABLE: dict[str, tuple[int, str]] = {
     # --- authentication / authorization -------------------------------------------
     "AccessDenied": (403, "Access Denied"),
+    # A CORS preflight no rule allows (AWS's wording, typo included).
+    "CORSResponse": (
+        403,
+        "CORSResponse: This CORS request is not allowed. This is usually because the "
+        "evalution of Origin, request method / Access-Control-Request-Method or "
+        "Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+    ),
     "InvalidAccessKeyId": (
         403,
         "The AWS Access Key Id you provided does not exist in our records.",
@@ -118,9 +125,11 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     # --- request shape ------------------------------------------------------------
     "InvalidArgument": (400, "Invalid Argument"),
+    "BadRequest": (400, "Bad Request"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
     "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold"),
     "NotModified": (304, "Not Modified"),
     "MalformedXML": (

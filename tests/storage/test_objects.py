@@ -286,3 +286,62 @@ async def test_upload_memory_is_bounded_by_chunks_not_size(core, bucket):
     assert info.size == 64 * MiB
     # A 64 MiB upload may hold a handful of 256 KiB chunks, never the object.
     assert peak < 12 * chunk, peak
+
+
+async def test_multipart_records_part_sizes_and_tags(core, bucket):
+    from storage.hotpath import load
+    from storage.multipart import MultipartService
+
+    multipart = MultipartService(core.db, core.objects, min_part_size=1024)
+    up = await multipart.create(bucket, "mp", tags={"team": "blue"})
+    sizes = {1: 2048, 2: 3000, 4: 10}
+    for number, size in sizes.items():
+        await multipart.upload_part(bucket, up.upload_id, number, stream(b"p" * size))
+    plan = await multipart.plan_completion(
+        bucket, up.upload_id,
+        [(n, hashlib.md5(b"p" * s).hexdigest()) for n, s in sizes.items()],
+    )
+    info = await multipart.complete(bucket, plan)
+    assert info.part_sizes == (2048, 3000, 10) and info.tags == {"team": "blue"}
+    head = await core.objects.head_object(bucket, "mp")
+    assert head == info
+    # The request hot path reads the same columns as the ORM.
+    creds = await core.accounts.create_access_key(core.account_id, "k")
+    loaded = await core.db.run(load, creds.access_key, bucket.name, "mp", want_object=True)
+    assert loaded.obj == head
+
+    copied = await core.objects.copy_object(bucket, "mp", bucket, "copy")
+    assert copied.part_sizes == head.part_sizes and copied.tags == {"team": "blue"}
+    retagged = await core.objects.copy_object(bucket, "mp", bucket, "retag", tags={})
+    assert retagged.tags == {}
+    single = await put(core, bucket, "single", b"abc", tags={"a": "1", "b": ""})
+    assert single.part_sizes == () and single.tags == {"a": "1", "b": ""}
+
+
+async def test_object_and_bucket_tags(core, bucket):
+    bucket = await core.buckets.set_versioning(bucket, "Enabled")
+    first = await put(core, bucket, "t", b"one", tags={"k": "v"})
+    second = await put(core, bucket, "t", b"two")
+    await core.objects.set_tags(bucket, "t", first.version_id, {"x": "1", "y": "2"})
+    assert (await core.objects.head_object(bucket, "t", first.version_id)).tags == {
+        "x": "1", "y": "2"}
+    latest = await core.objects.head_object(bucket, "t")
+    assert latest.tags == {} and latest.version_id == second.version_id
+    assert latest.etag == second.etag and latest.last_modified == second.last_modified
+    marker = await core.objects.delete_object(bucket, "t")
+    with pytest.raises(errors.NoSuchVersion):
+        await core.objects.set_tags(bucket, "t", marker.version_id, {"a": "b"})
+    with pytest.raises(errors.NoSuchVersion):
+        await core.objects.set_tags(bucket, "t", "nope", {"a": "b"})
+
+    assert await core.buckets.get_tags(bucket) == {}
+    await core.buckets.set_tags(bucket, {"env": "prod"})
+    assert await core.buckets.get_tags(bucket) == {"env": "prod"}
+    await core.buckets.set_tags(bucket, None)
+    assert await core.buckets.get_tags(bucket) == {}
+    assert await core.buckets.get_cors(bucket) is None
+    rules = [{"origins": ["https://a.example"], "methods": ["GET"], "max_age": 60}]
+    await core.buckets.set_cors(bucket, rules)
+    assert await core.buckets.get_cors(bucket) == rules
+    await core.buckets.set_cors(bucket, None)
+    assert await core.buckets.get_cors(bucket) is None
