@@ -25,7 +25,9 @@ from cluster import membership
 from cluster.services import NodeServices, build_services
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
+from protocols.http_server import ServerConfig, serve_http
 from protocols.s3.app import create_s3_app
+from protocols.s3.error_page import s3_error_page
 from protocols.web.app import create_web_app
 from storage import admin_queries as queries
 from storage.bridge import AsyncioBridge
@@ -34,9 +36,9 @@ from storage.db import Database
 # hypercorn's trio worker reads its sockets 64 KiB at a time (a module constant,
 # not a Config field), so a request body reached the app as 64 KiB messages,
 # each through h11, hypercorn's stream and the ASGI queue.  1 MiB reads cut
-# that per-message work ~16x on big uploads (PUT 64 MiB: ~1.3 s less server
-# CPU per GiB); small requests do not notice (a read returns what arrived).
-# Memory stays bounded: max_app_queue_size messages per connection.
+# that per-message work ~16x on big uploads; small requests do not notice (a
+# read returns what arrived).  Memory stays bounded: max_app_queue_size
+# messages per connection.
 hypercorn.trio.tcp_server.MAX_RECV = 1024 * 1024
 
 
@@ -44,11 +46,9 @@ def _hypercorn_config(settings: Settings, port: int, name: str) -> HypercornConf
     cfg = HypercornConfig()
     cfg.bind = [f"{settings.listen.host}:{port}"]
     cfg.graceful_timeout = settings.cluster.shutdown_grace_seconds
-    # Hypercorn answers a bare 431 past this size; leave the S3 app room to
-    # answer its own XML error (RequestHeaderSectionTooLarge) instead.
-    factor = 4 if name == "s3" else 1
-    cfg.h11_max_incomplete_size = settings.listen.max_header_bytes * factor
+    cfg.h11_max_incomplete_size = settings.listen.max_header_bytes
     cfg.keep_alive_timeout = 75
+    cfg.keep_alive_max_requests = 1_000_000
     cfg.accesslog = None
     cfg.errorlog = "-"
     # Bodies stream through the app; a small ASGI queue is back-pressure.
@@ -72,8 +72,22 @@ def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
 
 
 async def _serve_app(
-    app: Any, cfg: HypercornConfig, shutdown: trio.Event, *, task_status: Any
+    settings: Settings, name: str, port: int, app: Any, shutdown: trio.Event, *,
+    task_status: Any,
 ) -> None:
+    if name == "s3":
+        # The lean server (protocols/http_server.py): hypercorn alone cannot
+        # carry the S3 port's small-request rates.  Heads somewhat past the S3
+        # limit still reach the app, which answers S3's own XML error.
+        config = ServerConfig(
+            host=settings.listen.host, port=port,
+            max_header_bytes=settings.listen.max_header_bytes * 4,
+            graceful_timeout=settings.cluster.shutdown_grace_seconds,
+        )
+        await serve_http(app, config, shutdown, error_page=s3_error_page,
+                         task_status=task_status)
+        return
+    cfg = _hypercorn_config(settings, port, name)
     await serve(app, cfg, shutdown_trigger=shutdown.wait, task_status=task_status)
 
 
@@ -159,9 +173,8 @@ async def run_node(
                                services.trace.close)
             async with trio.open_nursery() as listeners:
                 for name, port, app in build_apps(services):
-                    cfg = _hypercorn_config(settings, port, name)
                     with _naming_listener(name, settings.listen.host, port):
-                        await listeners.start(_serve_app, app, cfg, shutdown)
+                        await listeners.start(_serve_app, settings, name, port, app, shutdown)
                 if settings.sftp.enabled:
                     from protocols.sftp.server import serve_sftp
 

@@ -1,4 +1,4 @@
-"""An S3 endpoint for real clients: the S3 app served by hypercorn's trio worker.
+"""An S3 endpoint for real clients: the S3 app on the node's own HTTP server.
 
 A module-scoped server runs in a background thread (its own trio loop, the
 asyncio bridge, a SQLite metadata DB and a local chunk store in a temp dir);
@@ -10,7 +10,6 @@ the node fixture of tests/conftest.py (``s3_url``, ``access_key``,
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -68,12 +67,11 @@ class Server:
             self._ready.set()
 
     async def _main(self) -> None:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
         from cluster.services import build_services
         from config.settings import Settings, replace
+        from protocols.http_server import ServerConfig, serve_http
         from protocols.s3.app import create_s3_app
+        from protocols.s3.error_page import s3_error_page
         from storage.bridge import AsyncioBridge
         from storage.db import Database
 
@@ -93,18 +91,17 @@ class Server:
             await db.open()
             self.services = build_services(settings, bridge, db)
             app = create_s3_app(self.services, rate_limits=self.rate_limits)
-            config = Config()
-            config.bind = ["127.0.0.1:0"]
-            config.accesslog = None
-            # Let headers somewhat past the S3 limit reach the app, which
-            # answers them with S3's XML error instead of h11's bare 431.
-            config.h11_max_incomplete_size = self.max_header_bytes * 4
+            # As cluster.node serves it: heads somewhat past the S3 limit
+            # reach the app, which answers them with S3's XML error.
+            config = ServerConfig(host="127.0.0.1", port=0,
+                                  max_header_bytes=self.max_header_bytes * 4)
             self._token = trio.lowlevel.current_trio_token()
             self._stop = trio.Event()
             async with trio.open_nursery() as nursery:
                 binds = await nursery.start(
-                    lambda task_status: serve(
-                        app, config, shutdown_trigger=self._stop.wait, task_status=task_status
+                    lambda task_status: serve_http(
+                        app, config, self._stop, error_page=s3_error_page,
+                        task_status=task_status,
                     )
                 )
                 self.url = binds[0]
@@ -168,7 +165,6 @@ class S3Node:
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One S3 server per test module (default, documented rate limits)."""
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
     server = Server(tmp_path_factory.mktemp("s3node"))
     server.start()
     yield server

@@ -1,0 +1,260 @@
+"""protocols/http_server.py on a loopback port, spoken to over raw sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from protocols.http_server import ServerConfig, serve_http
+
+
+class Client:
+    """A raw HTTP/1.1 connection that parses responses just enough to test."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _fill(self) -> bool:
+        with trio.fail_after(10):
+            data = await self.stream.receive_some(65536)
+        self.buf += data
+        return bool(data)
+
+    async def response(self, *, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            if not await self._fill():
+                raise ConnectionError("closed before a response")
+        raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head or status in (100, 204, 304) else int(headers.get("content-length", 0))
+        while len(self.buf) < length:
+            if not await self._fill():
+                raise ConnectionError("closed inside a body")
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, headers, body
+
+    async def closed(self) -> bool:
+        """True once the server has closed the connection (nothing else arrives);
+        a reset counts, as a close with unread request bytes sends one."""
+        try:
+            return not self.buf and not await self._fill()
+        except trio.BrokenResourceError:
+            return True
+
+
+async def echo_app(scope: dict, receive: Any, send: Any) -> None:
+    """Answers with the request body, or a description of the request."""
+    path = scope["path"]
+    if path == "/crash":
+        raise RuntimeError("boom")
+    if path == "/crash-late":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+        raise RuntimeError("boom after the head")
+    if path == "/ignore-body":
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return
+    body = b""
+    events = []
+    while True:
+        message = await receive()
+        events.append(message["type"])
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if path.startswith("/describe"):
+        body = repr((scope["method"], scope["path"], scope["raw_path"], scope["query_string"],
+                     events[-1])).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()),
+                            (b"x-events", str(len(events)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_page(status: int, reason: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    return status, [("content-type", "text/x-test")], f"refused {status}".encode()
+
+
+@asynccontextmanager
+async def running(app: Any = echo_app, **limits: Any) -> AsyncIterator[tuple[Any, trio.Event]]:
+    shutdown = trio.Event()
+    config = ServerConfig(host="127.0.0.1", port=0, **limits)
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(lambda task_status: serve_http(
+            app, config, shutdown, error_page=error_page, task_status=task_status))
+        port = int(urls[0].rsplit(":", 1)[1])
+
+        async def connect() -> Client:
+            return Client(await trio.open_tcp_stream("127.0.0.1", port))
+
+        try:
+            yield connect, shutdown
+        finally:
+            shutdown.set()
+
+
+@pytest.mark.trio
+async def test_keep_alive_sized_and_chunked_bodies() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+        status, headers, body = await c.response()
+        assert (status, body) == (200, b"hello") and "date" in headers
+        await c.send(b"PUT /b HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        status, _, body = await c.response()
+        assert (status, body) == (200, b"abcde")
+        # A body that fits one read arrives as one message.
+        assert headers["x-events"] == "1"
+
+
+@pytest.mark.trio
+async def test_pipelined_requests_answer_in_order() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"".join(
+            b"POST /%d HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n%d" % (i, i)
+            for i in range(5)))
+        assert [(await c.response())[2] for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
+
+
+@pytest.mark.trio
+async def test_scope_path_query_and_head() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"GET /describe/a%20b?x=1&y HTTP/1.1\r\nhost: x\r\n\r\n")
+        _, _, body = await c.response()
+        assert body == repr(("GET", "/describe/a b", b"/describe/a%20b", b"x=1&y",
+                             "http.request")).encode()
+        await c.send(b"HEAD /describe HTTP/1.1\r\nhost: x\r\n\r\n")
+        status, headers, body = await c.response(head=True)
+        assert status == 200 and int(headers["content-length"]) > 0 and body == b""
+        # Nothing but the next response follows the HEAD response's head.
+        await c.send(b"GET /describe HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await c.response())[2].startswith(b"('GET'")
+
+
+@pytest.mark.trio
+async def test_expect_100_continue_only_when_the_body_is_wanted() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        assert (await c.response())[0] == 100
+        await c.send(b"body")
+        assert (await c.response())[2] == b"body"
+        # Refused without reading: no 100, and the connection cannot be reused.
+        await c.send(b"PUT /ignore-body HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        assert (await c.response())[0] == 403
+        assert await c.closed()
+
+
+@pytest.mark.trio
+async def test_unread_body_is_dropped_when_small_and_cuts_the_connection_when_large() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /ignore-body HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc")
+        assert (await c.response())[0] == 403
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok")
+        assert (await c.response())[2] == b"ok"
+        c = await connect()
+        await c.send(b"PUT /ignore-body HTTP/1.1\r\nhost: x\r\ncontent-length: 2000000000"
+                     b"\r\n\r\n" + b"x" * 1000)
+        assert (await c.response())[0] == 403
+        assert await c.closed()
+
+
+@pytest.mark.trio
+async def test_malformed_and_oversized_heads_get_the_error_page() -> None:
+    async with running(max_header_bytes=4096) as (connect, _):
+        c = await connect()
+        await c.send(b"NOT A REQUEST\r\n\r\n")
+        status, headers, body = await c.response()
+        assert status == 400 and body == b"refused 400"
+        assert headers["connection"] == "close" and await c.closed()
+        c = await connect()
+        await c.send(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 8192 + b"\r\n\r\n")
+        status, _, body = await c.response()
+        assert status == 431 and body == b"refused 431"
+
+
+@pytest.mark.trio
+async def test_app_errors_are_500_before_the_head_and_a_cut_after() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"GET /crash HTTP/1.1\r\nhost: x\r\n\r\n")
+        status, _, body = await c.response()
+        assert status == 500 and body == b"refused 500" and await c.closed()
+        c = await connect()
+        await c.send(b"GET /crash-late HTTP/1.1\r\nhost: x\r\n\r\n")
+        with pytest.raises(ConnectionError, match="inside a body"):
+            await c.response()
+
+
+@pytest.mark.trio
+async def test_client_gone_mid_body_is_a_disconnect() -> None:
+    seen: list[dict] = []
+    done = trio.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message)
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        done.set()
+
+    async with running(app) as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\npartial")
+        await c.stream.aclose()
+        with trio.fail_after(10):
+            await done.wait()
+    assert seen[-1]["type"] == "http.disconnect"
+    assert b"".join(m.get("body", b"") for m in seen) == b"partial"
+
+
+@pytest.mark.trio
+async def test_graceful_shutdown_finishes_requests_in_flight() -> None:
+    entered, release = trio.Event(), trio.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            entered.set()
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with running(app) as (connect, shutdown):
+        idle = await connect()
+        await idle.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        await idle.response()
+        busy = await connect()
+        await busy.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        await entered.wait()
+        shutdown.set()
+        assert await idle.closed()
+        release.set()
+        status, headers, body = await busy.response()
+        assert (status, body) == (200, b"ok") and headers["connection"] == "close"
+        assert await busy.closed()
