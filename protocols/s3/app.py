@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote, unquote_plus, unquote_to_bytes
 
 import trio
 
@@ -118,12 +118,26 @@ RESPONSE_OVERRIDES = {
 # Subresources S3 has that this endpoint does not implement: answered with
 # NotImplemented rather than silently treated as a plain GET/PUT.
 UNSUPPORTED_SUBRESOURCES = frozenset({
-    "accelerate", "acl", "analytics", "attributes", "cors", "encryption",
+    "accelerate", "analytics", "attributes", "encryption",
     "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metadataTable",
     "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-    "tagging", "torrent", "website", "renameObject", "session",
+    "torrent", "website", "renameObject", "session",
 })
+# Bucket configuration subresources served here (reads are "read", not "list").
+BUCKET_CONFIG_SUBRESOURCES = ("location", "versioning", "tagging", "acl", "cors")
+#: Canned ACLs S3 knows; only those that give no one but the owner any access
+#: are honoured (every bucket and object here is private to its account).
+CANNED_ACLS = frozenset({
+    "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
+    "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write",
+})
+# The bucket owner is always the object owner, so these mean "private" too.
+PRIVATE_CANNED_ACLS = frozenset({"private", "bucket-owner-read", "bucket-owner-full-control"})
+GRANT_HEADERS = ("x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp",
+                 "x-amz-grant-write", "x-amz-grant-write-acp")
+ONLY_PRIVATE = ("Only private access is supported: every bucket and object belongs to its "
+                "account alone")
 BUCKET_LIST_PARAMS = ("versions", "uploads")
 
 _STORAGE_CODES = {
@@ -587,13 +601,56 @@ def _op_class(req: Request) -> str:
         if not req.bucket:
             return "list"
         if not req.key and not any(
-            q in req.query for q in ("location", "versioning", *UNSUPPORTED_SUBRESOURCES)
+            q in req.query for q in (*BUCKET_CONFIG_SUBRESOURCES, *UNSUPPORTED_SUBRESOURCES)
         ):
             return "list"
         if req.key and "uploadId" in req.query:
             return "list"
         return "read"
     return "write"
+
+
+def _wildcard_match(pattern: str, value: str) -> bool:
+    head, star, tail = pattern.partition("*")
+    if not star:
+        return pattern == value
+    return (len(value) >= len(head) + len(tail) and value.startswith(head)
+            and value.endswith(tail))
+
+
+def match_cors_rule(
+    rules: list[s3xml.CORSRule], origin: str, method: str, headers: list[str] | None = None
+) -> s3xml.CORSRule | None:
+    """The first rule allowing ``origin``, ``method`` and every (lower-case) header."""
+    for rule in rules:
+        if method not in rule.methods:
+            continue
+        if not any(_wildcard_match(o, origin) for o in rule.origins):
+            continue
+        allowed = [h.lower() for h in rule.headers]
+        if all(any(_wildcard_match(a, h) for a in allowed) for h in headers or ()):
+            return rule
+    return None
+
+
+def cors_response_headers(
+    rule: s3xml.CORSRule, origin: str, requested_headers: list[str] | None = None
+) -> dict[str, str]:
+    """The Access-Control-* headers S3 sends for a request a rule allows."""
+    out = {"vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"}
+    if "*" in rule.origins:
+        out["access-control-allow-origin"] = "*"
+    else:
+        out["access-control-allow-origin"] = origin
+        out["access-control-allow-credentials"] = "true"
+    out["access-control-allow-methods"] = ", ".join(rule.methods)
+    if requested_headers:
+        out["access-control-allow-headers"] = ", ".join(requested_headers)
+    if rule.expose_headers:
+        out["access-control-expose-headers"] = ", ".join(rule.expose_headers)
+    if rule.max_age is not None:
+        out["access-control-max-age"] = str(rule.max_age)
+    return out
 
 
 # ====================================================================================
@@ -618,6 +675,8 @@ class S3App:
         )
         self.vhost_domains = _vhost_domains(services)
         self._buckets: dict[str, tuple[float, BucketInfo]] = {}
+        # bucket id -> (expiry, CORS rules): cached like the bucket cache.
+        self._cors: dict[int, tuple[float, list[s3xml.CORSRule]]] = {}
 
     # -- ASGI ---------------------------------------------------------------------
 
@@ -689,6 +748,8 @@ class S3App:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
             async for piece in stream:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except ConnectionError:
+            raise  # the client left: nothing to report
         except Exception:
             # Headers are gone: all we can do is cut the connection (by raising)
             # so the client sees a short body instead of a silently wrong one.
@@ -763,8 +824,28 @@ class S3App:
         if size > self.max_header_bytes:
             raise S3Error("RequestHeaderSectionTooLarge",
                           extra={"MaxSizeAllowed": self.max_header_bytes})
+        if req.method == "OPTIONS":
+            # A browser's CORS preflight is never signed.
+            return await self.cors_preflight(req)
         caller = await self._authenticate(req)
         self.limiter.check(caller.access_key, _op_class(req))
+        origin = req.headers.get("origin")
+        if not origin or not req.bucket:
+            return await self._route(req, caller)
+        # Browsers only let a page read an error that carries CORS headers too.
+        try:
+            response = await self._route(req, caller)
+        except S3Error as exc:
+            exc.headers.update(await self._cors_headers(req, caller, origin))
+            raise
+        except serr.StorageError as exc:
+            err = from_storage_error(exc)
+            err.headers.update(await self._cors_headers(req, caller, origin))
+            raise err from exc
+        response.headers += (await self._cors_headers(req, caller, origin)).items()
+        return response
+
+    async def _route(self, req: Request, caller: Caller) -> Response:
         for name in req.query:
             if name in UNSUPPORTED_SUBRESOURCES:
                 raise not_implemented(f"The ?{name} subresource")
@@ -783,8 +864,20 @@ class S3App:
         if method == "PUT":
             if "versioning" in q:
                 return await self.put_bucket_versioning(req, caller)
+            if "tagging" in q:
+                return await self.put_bucket_tagging(req, caller)
+            if "acl" in q:
+                return await self.put_bucket_acl(req, caller)
+            if "cors" in q:
+                return await self.put_bucket_cors(req, caller)
             return await self.create_bucket(req, caller)
         if method == "GET":
+            if "tagging" in q:
+                return await self.get_bucket_tagging(req, caller)
+            if "acl" in q:
+                return await self.get_bucket_acl(req, caller)
+            if "cors" in q:
+                return await self.get_bucket_cors(req, caller)
             if "location" in q:
                 return await self.get_bucket_location(req, caller)
             if "versioning" in q:
@@ -799,6 +892,10 @@ class S3App:
         if method == "HEAD":
             return await self.head_bucket(req, caller)
         if method == "DELETE":
+            if "tagging" in q:
+                return await self.delete_bucket_tagging(req, caller)
+            if "cors" in q:
+                return await self.delete_bucket_cors(req, caller)
             return await self.delete_bucket(req, caller)
         if method == "POST" and "delete" in q:
             return await self.delete_objects(req, caller)
@@ -806,6 +903,8 @@ class S3App:
 
     async def _object_op(self, req: Request, caller: Caller, method: str) -> Response:
         q = req.query
+        if "tagging" in q or "acl" in q:
+            return await self._object_config_op(req, caller, method)
         if method == "PUT":
             if "uploadId" in q or "partNumber" in q:
                 if "x-amz-copy-source" in req.headers:
@@ -829,6 +928,20 @@ class S3App:
                 return await self.create_multipart_upload(req, caller)
             if "uploadId" in q:
                 return await self.complete_multipart_upload(req, caller)
+        raise method_not_allowed(method, "OBJECT")
+
+    async def _object_config_op(self, req: Request, caller: Caller, method: str) -> Response:
+        if "tagging" in req.query:
+            if method == "GET":
+                return await self.get_object_tagging(req, caller)
+            if method == "PUT":
+                return await self.put_object_tagging(req, caller)
+            if method == "DELETE":
+                return await self.delete_object_tagging(req, caller)
+        elif method == "GET":
+            return await self.get_object_acl(req, caller)
+        elif method == "PUT":
+            return await self.put_object_acl(req, caller)
         raise method_not_allowed(method, "OBJECT")
 
     # -- helpers ----------------------------------------------------------------------
@@ -905,6 +1018,98 @@ class S3App:
         value = req.header("content-md5")
         return cks.parse_content_md5(value) if value is not None else None
 
+    async def _config_body(
+        self, req: Request, caller: Caller, limit: int = s3xml.MAX_XML_BODY_SIZE
+    ) -> bytes:
+        """A small configuration document (tags, ACL, CORS), Content-MD5 checked."""
+        body = await BodyReader(req, caller.signing).read_all(limit)
+        md5 = self._content_md5(req)
+        if md5 is not None and hashlib.md5(body).digest() != md5:
+            raise S3Error("BadDigest")
+        return body
+
+    @staticmethod
+    def _tagging_header(req: Request) -> dict[str, str] | None:
+        """The tags of ``x-amz-tagging`` (URL query form), None when absent."""
+        raw = req.headers.get("x-amz-tagging")
+        if raw is None:
+            return None
+        malformed = invalid_argument(
+            "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
+            "parameters without tag name duplicates.", "x-amz-tagging", raw)
+        pairs: list[tuple[str, str]] = []
+        try:
+            for part in raw.strip().split("&"):
+                if part:
+                    name, _, value = part.partition("=")
+                    pairs.append((unquote_plus(name, errors="strict"),
+                                  unquote_plus(value, errors="strict")))
+        except UnicodeDecodeError:
+            raise malformed from None
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise malformed
+        return s3xml.validate_tags(pairs, max_tags=s3xml.MAX_OBJECT_TAGS)
+
+    @staticmethod
+    def _is_owner(kind: str, grantee: str, caller: Caller) -> bool:
+        account = caller.account
+        if kind.lower() == "id":
+            return grantee == account.id
+        return kind.lower() == "emailaddress" and grantee.lower() == account.email.lower()
+
+    def _check_acl_headers(self, req: Request, caller: Caller) -> None:
+        """Accept ``x-amz-acl`` / ``x-amz-grant-*`` only when they keep things private.
+
+        Anything that would give someone else access (or the owner less than
+        FULL_CONTROL) is 501 NotImplemented: never silently ignored.
+        """
+        canned = req.headers.get("x-amz-acl")
+        grants = [(h, req.headers[h]) for h in GRANT_HEADERS if h in req.headers]
+        if canned is not None and grants:
+            raise S3Error("InvalidRequest",
+                          "Specifying both Canned ACLs and Header Grants is not allowed")
+        if canned is not None:
+            value = canned.strip()
+            if value not in CANNED_ACLS:
+                raise invalid_argument(f"Invalid canned ACL: {value}", "x-amz-acl", value)
+            if value not in PRIVATE_CANNED_ACLS:
+                raise S3Error("NotImplemented",
+                              f"The canned ACL {value} is not implemented. {ONLY_PRIVATE}.")
+        for header, value in grants:
+            for grantee in value.split(","):
+                kind, _, who = grantee.strip().partition("=")
+                who = who.strip().strip('"')
+                if header != "x-amz-grant-full-control" or not self._is_owner(
+                        kind.strip(), who, caller):
+                    raise S3Error("NotImplemented",
+                                  f"{header}: {grantee.strip()} is not implemented. "
+                                  f"{ONLY_PRIVATE}.")
+
+    def _check_acl_policy(self, policy: s3xml.AccessControlPolicy, caller: Caller) -> None:
+        """Accept an AccessControlPolicy only if it is "the owner has FULL_CONTROL"."""
+        if policy.owner_id and policy.owner_id != caller.account.id:
+            raise access_denied("The owner of a bucket or object cannot be changed.")
+        if not policy.grants or not all(
+            g.permission == "FULL_CONTROL" and self._is_owner(g.grantee_kind, g.grantee, caller)
+            for g in policy.grants
+        ):
+            raise S3Error("NotImplemented",
+                          "An access control list other than the owner's FULL_CONTROL is not "
+                          f"implemented. {ONLY_PRIVATE}.")
+
+    async def _put_acl(self, req: Request, caller: Caller) -> None:
+        """Check a PutBucketAcl / PutObjectAcl request (headers or body, not both)."""
+        body = await self._config_body(req, caller)
+        has_headers = "x-amz-acl" in req.headers or any(h in req.headers for h in GRANT_HEADERS)
+        if body.strip():
+            if has_headers:
+                raise S3Error("UnexpectedContent")
+            self._check_acl_policy(s3xml.parse_access_control_policy(body), caller)
+        elif has_headers:
+            self._check_acl_headers(req, caller)
+        else:
+            raise S3Error("MissingRequestBodyError")
+
     # -- service / bucket operations ----------------------------------------------------
 
     async def list_buckets(self, req: Request, caller: Caller) -> Response:
@@ -920,6 +1125,7 @@ class S3App:
     async def create_bucket(self, req: Request, caller: Caller) -> Response:
         """CreateBucket (LocationConstraint must be this cluster's region if given)."""
         validate_bucket_name(req.bucket)
+        self._check_acl_headers(req, caller)
         body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_XML_BODY_SIZE)
         config = s3xml.parse_create_bucket(body)
         constraint = config.location_constraint
@@ -964,6 +1170,122 @@ class S3App:
         """GetBucketVersioning."""
         bucket = await self._bucket(caller, req.bucket, fresh=True)
         return _xml(s3xml.render_versioning_configuration(bucket.versioning or None))
+
+    async def put_bucket_tagging(self, req: Request, caller: Caller) -> Response:
+        """PutBucketTagging (up to 50 tags) replaces the bucket's tag set."""
+        bucket = await self._bucket(caller, req.bucket)
+        body = await self._config_body(req, caller)
+        tags = s3xml.parse_tagging(body, max_tags=s3xml.MAX_BUCKET_TAGS)
+        await self.buckets.set_tags(bucket, tags)
+        return Response(204)
+
+    async def get_bucket_tagging(self, req: Request, caller: Caller) -> Response:
+        """GetBucketTagging; 404 NoSuchTagSet for a bucket without tags."""
+        bucket = await self._bucket(caller, req.bucket)
+        tags = await self.buckets.get_tags(bucket)
+        if not tags:
+            raise S3Error("NoSuchTagSet", extra={"BucketName": bucket.name})
+        return _xml(s3xml.render_tagging(tags))
+
+    async def delete_bucket_tagging(self, req: Request, caller: Caller) -> Response:
+        """DeleteBucketTagging."""
+        bucket = await self._bucket(caller, req.bucket)
+        await self.buckets.set_tags(bucket, None)
+        return Response(204)
+
+    async def get_bucket_acl(self, req: Request, caller: Caller) -> Response:
+        """GetBucketAcl: the owner with FULL_CONTROL (the only ACL there is here)."""
+        await self._bucket(caller, req.bucket)
+        return _xml(s3xml.render_owner_only_acl(self._owner(caller)))
+
+    async def put_bucket_acl(self, req: Request, caller: Caller) -> Response:
+        """PutBucketAcl: accepted when private, 501 when it would share the bucket."""
+        await self._bucket(caller, req.bucket)
+        await self._put_acl(req, caller)
+        return Response(200)
+
+    async def put_bucket_cors(self, req: Request, caller: Caller) -> Response:
+        """PutBucketCors replaces the bucket's CORS rules."""
+        bucket = await self._bucket(caller, req.bucket)
+        body = await self._config_body(req, caller, s3xml.MAX_CORS_BODY_SIZE)
+        rules = s3xml.parse_cors_configuration(body)
+        await self.buckets.set_cors(bucket, [r.as_dict() for r in rules])
+        self._cors.pop(bucket.id, None)
+        return Response(200)
+
+    async def get_bucket_cors(self, req: Request, caller: Caller) -> Response:
+        """GetBucketCors; 404 NoSuchCORSConfiguration when there is none."""
+        bucket = await self._bucket(caller, req.bucket)
+        stored = await self.buckets.get_cors(bucket)
+        if not stored:
+            raise S3Error("NoSuchCORSConfiguration", extra={"BucketName": bucket.name})
+        return _xml(s3xml.render_cors_configuration(
+            [s3xml.CORSRule.from_dict(r) for r in stored]))
+
+    async def delete_bucket_cors(self, req: Request, caller: Caller) -> Response:
+        """DeleteBucketCors."""
+        bucket = await self._bucket(caller, req.bucket)
+        await self.buckets.set_cors(bucket, None)
+        self._cors.pop(bucket.id, None)
+        return Response(204)
+
+    # -- CORS ---------------------------------------------------------------------------
+
+    async def _cors_rules(self, bucket: BucketInfo) -> list[s3xml.CORSRule]:
+        now = _now()
+        hit = self._cors.get(bucket.id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        rules = [s3xml.CORSRule.from_dict(r) for r in await self.buckets.get_cors(bucket) or ()]
+        if len(self._cors) > 10_000:
+            self._cors.clear()
+        self._cors[bucket.id] = (now + BUCKET_CACHE_SECONDS, rules)
+        return rules
+
+    async def _cors_headers(self, req: Request, caller: Caller, origin: str) -> dict[str, str]:
+        """Access-Control-* headers for a request from ``origin``, if a rule allows it."""
+        try:
+            bucket = await self._bucket(caller, req.bucket)
+            rules = await self._cors_rules(bucket)
+        except (S3Error, serr.StorageError):
+            return {}  # no bucket of the caller's (any more): no CORS to apply
+        rule = match_cors_rule(rules, origin, req.method)
+        return cors_response_headers(rule, origin) if rule is not None else {}
+
+    async def cors_preflight(self, req: Request) -> Response:
+        """A CORS preflight (unsigned OPTIONS), answered from the bucket's CORS rules."""
+        origin = req.headers.get("origin")
+        if not origin:
+            raise S3Error("BadRequest", "Insufficient information. Origin request header "
+                          "needed.")
+        method = req.headers.get("access-control-request-method")
+        if method not in s3xml.CORS_METHODS:
+            raise S3Error("BadRequest", f"Invalid Access-Control-Request-Method: {method}")
+        bucket: BucketInfo | None = None
+        if req.bucket:
+            hit = self._buckets.get(req.bucket)
+            if hit is not None and hit[0] > _now():
+                bucket = hit[1]
+            else:
+                try:
+                    bucket = await self.buckets.get(req.bucket)
+                except serr.NoSuchBucket:
+                    pass
+                else:
+                    self._remember_bucket(bucket)
+        if bucket is None:
+            # Unsigned: say no more than "not allowed" about other tenants' names.
+            raise S3Error("CORSResponse")
+        rules = await self._cors_rules(bucket)
+        if not rules:
+            raise S3Error("CORSResponse", "CORSResponse: CORS is not enabled for this bucket.")
+        requested = [h.strip().lower() for h in
+                     req.headers.get("access-control-request-headers", "").split(",")
+                     if h.strip()]
+        rule = match_cors_rule(rules, origin, method, requested)
+        if rule is None:
+            raise S3Error("CORSResponse")
+        return Response(200, list(cors_response_headers(rule, origin, requested).items()))
 
     async def list_objects(self, req: Request, caller: Caller, *, v2: bool) -> Response:
         """ListObjects (v1) and ListObjectsV2."""
@@ -1093,6 +1415,8 @@ class S3App:
         """PutObject, streamed and verified before it becomes visible."""
         bucket = await self._bucket(caller, req.bucket)
         content_type, meta, stored = self._object_fields(req)
+        self._check_acl_headers(req, caller)
+        tags = self._tagging_header(req)
         reader = BodyReader(req, caller.signing)
         if reader.size is not None and reader.size > MAX_PUT_SIZE:
             raise entity_too_large(reader.size, MAX_PUT_SIZE)
@@ -1101,7 +1425,7 @@ class S3App:
         info = await self.objects.put_object(
             bucket, req.key, reader, content_type=content_type, user_metadata=meta,
             headers=stored, checksums=reader.checksums, content_md5=md5,
-            expected_size=reader.size,
+            expected_size=reader.size, tags=tags,
         )
         headers = [("etag", s3xml.quote_etag(info.etag)), *self._version_headers(bucket, info)]
         headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
@@ -1148,16 +1472,14 @@ class S3App:
         start = sum(sizes[: number - 1])
         return start, start + sizes[number - 1], count
 
-    async def get_object(self, req: Request, caller: Caller, *, head: bool) -> Response:
-        """GetObject / HeadObject: versions, conditions, ranges, overrides."""
-        bucket = await self._bucket(caller, req.bucket)
-        version_id = req.query.get("versionId") or None
-        part_number: int | None = None
-        if "partNumber" in req.query:
-            part_number = self._part_number(req)
-            if req.headers.get("range") is not None:
-                raise S3Error("InvalidRequest", "Cannot specify both Range header and "
-                              "partNumber query parameter")
+    async def _addressed_object(
+        self, req: Request, caller: Caller, bucket: BucketInfo
+    ) -> ObjectInfo:
+        """The version a request names (the latest, or ``?versionId=``).
+
+        NoSuchKey / NoSuchVersion if absent; a delete marker named by its
+        version id is 405 MethodNotAllowed, as S3 answers.
+        """
         loaded = caller.loaded
         if loaded is not None and loaded.obj is not None and caller.bucket_name == req.bucket:
             # Fetched in the authentication round trip.
@@ -1165,13 +1487,25 @@ class S3App:
                 raise loaded.obj
             info = loaded.obj
         else:
-            info = await self.objects.head_object(bucket, req.key, version_id)
+            info = await self.objects.head_object(
+                bucket, req.key, req.query.get("versionId") or None)
         if info.is_delete_marker:
-            # S3: a delete marker addressed by version id is not an object.
             raise S3Error("MethodNotAllowed", headers={
                 "x-amz-delete-marker": "true", "x-amz-version-id": info.version_id,
                 "Last-Modified": http_date(info.last_modified),
             }, extra={"Method": req.method, "ResourceType": "DeleteMarker"})
+        return info
+
+    async def get_object(self, req: Request, caller: Caller, *, head: bool) -> Response:
+        """GetObject / HeadObject: versions, conditions, ranges, overrides."""
+        bucket = await self._bucket(caller, req.bucket)
+        part_number: int | None = None
+        if "partNumber" in req.query:
+            part_number = self._part_number(req)
+            if req.headers.get("range") is not None:
+                raise S3Error("InvalidRequest", "Cannot specify both Range header and "
+                              "partNumber query parameter")
+        info = await self._addressed_object(req, caller, bucket)
         h = req.headers
         evaluate_conditions(info, h.get("if-match"), h.get("if-none-match"),
                             h.get("if-modified-since"), h.get("if-unmodified-since"))
@@ -1201,6 +1535,42 @@ class S3App:
         if info.inline_data is not None:
             return Response(status, headers, info.inline_data[start:stop])
         return Response(status, headers, stream=self.objects.read_object(info, start, stop))
+
+    async def get_object_tagging(self, req: Request, caller: Caller) -> Response:
+        """GetObjectTagging (of the latest version or ``?versionId=``)."""
+        bucket = await self._bucket(caller, req.bucket)
+        info = await self._addressed_object(req, caller, bucket)
+        return _xml(s3xml.render_tagging(info.tags), 200, self._version_headers(bucket, info))
+
+    async def put_object_tagging(self, req: Request, caller: Caller) -> Response:
+        """PutObjectTagging replaces a version's tags (up to 10)."""
+        bucket = await self._bucket(caller, req.bucket)
+        body = await self._config_body(req, caller)
+        tags = s3xml.parse_tagging(body, max_tags=s3xml.MAX_OBJECT_TAGS)
+        info = await self._addressed_object(req, caller, bucket)
+        await self.objects.set_tags(bucket, req.key, info.version_id, tags)
+        return Response(200, self._version_headers(bucket, info))
+
+    async def delete_object_tagging(self, req: Request, caller: Caller) -> Response:
+        """DeleteObjectTagging removes a version's tags."""
+        bucket = await self._bucket(caller, req.bucket)
+        info = await self._addressed_object(req, caller, bucket)
+        await self.objects.set_tags(bucket, req.key, info.version_id, {})
+        return Response(204, self._version_headers(bucket, info))
+
+    async def get_object_acl(self, req: Request, caller: Caller) -> Response:
+        """GetObjectAcl: the owner with FULL_CONTROL."""
+        bucket = await self._bucket(caller, req.bucket)
+        info = await self._addressed_object(req, caller, bucket)
+        return _xml(s3xml.render_owner_only_acl(self._owner(caller)), 200,
+                    self._version_headers(bucket, info))
+
+    async def put_object_acl(self, req: Request, caller: Caller) -> Response:
+        """PutObjectAcl: accepted when private, 501 when it would share the object."""
+        bucket = await self._bucket(caller, req.bucket)
+        await self._put_acl(req, caller)
+        info = await self._addressed_object(req, caller, bucket)
+        return Response(200, self._version_headers(bucket, info))
 
     async def delete_object(self, req: Request, caller: Caller) -> Response:
         """DeleteObject: a version, the null version, or a new delete marker."""
@@ -1258,6 +1628,13 @@ class S3App:
         if directive not in ("COPY", "REPLACE"):
             raise invalid_argument("Unknown metadata directive.", "x-amz-metadata-directive",
                                    directive)
+        tagging = req.headers.get("x-amz-tagging-directive", "COPY").strip().upper()
+        if tagging not in ("COPY", "REPLACE"):
+            raise invalid_argument("Unknown tagging directive.", "x-amz-tagging-directive",
+                                   tagging)
+        self._check_acl_headers(req, caller)
+        # REPLACE takes x-amz-tagging (no header: no tags); COPY keeps the source's.
+        tags = (self._tagging_header(req) or {}) if tagging == "REPLACE" else None
         _, _, explicit_version = self._copy_source(req)
         same = src_bucket.id == bucket.id and src.key == req.key and (
             explicit_version is None or src.is_latest)
@@ -1272,11 +1649,11 @@ class S3App:
             content_type, meta, stored = self._object_fields(req)
             info = await self.objects.copy_object(
                 src_bucket, src.key, bucket, req.key, version_id=src.version_id,
-                content_type=content_type, user_metadata=meta, headers=stored,
+                content_type=content_type, user_metadata=meta, headers=stored, tags=tags,
             )
         else:
             info = await self.objects.copy_object(
-                src_bucket, src.key, bucket, req.key, version_id=src.version_id
+                src_bucket, src.key, bucket, req.key, version_id=src.version_id, tags=tags,
             )
         headers = self._version_headers(bucket, info)
         if src_bucket.versioning:
@@ -1289,6 +1666,8 @@ class S3App:
         """CreateMultipartUpload (metadata fixed now; optional checksum algorithm/type)."""
         bucket = await self._bucket(caller, req.bucket)
         content_type, meta, stored = self._object_fields(req)
+        self._check_acl_headers(req, caller)
+        tags = self._tagging_header(req)
         alg = req.headers.get("x-amz-checksum-algorithm", "").strip()
         kind = req.headers.get("x-amz-checksum-type", "").strip().upper()
         if alg:
@@ -1302,7 +1681,7 @@ class S3App:
             kind = kind or ("FULL_OBJECT" if alg == "crc64nvme" else "COMPOSITE")
         upload = await self.multipart.create(
             bucket, req.key, content_type=content_type, user_metadata=meta, headers=stored,
-            checksum_algorithm=alg, checksum_type=kind if alg else "",
+            checksum_algorithm=alg, checksum_type=kind if alg else "", tags=tags,
         )
         headers: list[tuple[str, str]] = []
         if alg:

@@ -132,11 +132,17 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold"),
     "NotModified": (304, "Not Modified"),
+    "MalformedACLError": (
+        400,
+        "The XML you provided was not well-formed or did not validate against our published "
+        "schema.",
+    ),
     "MalformedXML": (
         400,
         "The XML you provided was not well-formed or did not validate against our published schema",
     ),
     "MissingRequestBodyError": (400, "Request Body is empty"),
+    "UnexpectedContent": (400, "This request does not support content"),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "BadDigest": (400, "The Content-MD5 you specified did not match what we received."),
     "XAmzContentSHA256Mismatch": (

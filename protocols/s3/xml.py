@@ -34,9 +34,21 @@ MAX_XML_BODY_SIZE = 1 << 20
 MAX_DELETE_BODY_SIZE = 4 << 20
 MAX_COMPLETE_BODY_SIZE = 4 << 20
 
+# S3's CORS configuration is at most 64 KB.
+MAX_CORS_BODY_SIZE = 64 << 10
+
 MAX_XML_DEPTH = 32
 MAX_DELETE_OBJECTS = 1000
 MAX_PART_NUMBER = 10000
+
+# S3's tag limits (lengths in characters).
+MAX_OBJECT_TAGS = 10
+MAX_BUCKET_TAGS = 50
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
+
+MAX_CORS_RULES = 100
+CORS_METHODS = ("GET", "PUT", "HEAD", "POST", "DELETE")
 
 
 # ====================================================================================
@@ -661,6 +673,71 @@ def render_versioning_configuration(status: str | None, mfa_delete: str | None =
     return render_document("VersioningConfiguration", {"Status": status, "MfaDelete": mfa_delete})
 
 
+def render_tagging(tags: Mapping[str, str]) -> bytes:
+    """Tagging (GetObjectTagging, GetBucketTagging): the TagSet, possibly empty."""
+    return render_document(
+        "Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}}
+    )
+
+
+def render_owner_only_acl(owner: Owner) -> bytes:
+    """AccessControlPolicy (GetBucketAcl, GetObjectAcl): the owner with FULL_CONTROL.
+
+    Written by hand because the Grantee carries an ``xsi:type`` attribute,
+    which the generic renderer does not do.
+    """
+    ident = f"<ID>{escape_text(owner.id)}</ID>"
+    if owner.display_name is not None:
+        ident += f"<DisplayName>{escape_text(owner.display_name)}</DisplayName>"
+    body = (
+        f'<AccessControlPolicy xmlns="{S3_NAMESPACE}"><Owner>{ident}</Owner>'
+        "<AccessControlList><Grant>"
+        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:type="CanonicalUser">{ident}</Grantee>'
+        "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList>"
+        "</AccessControlPolicy>"
+    )
+    return (XML_DECLARATION + body).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class CORSRule:
+    """One CORSRule of a bucket's CORS configuration."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...]
+    headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form the bucket stores."""
+        return {"id": self.id, "origins": list(self.origins), "methods": list(self.methods),
+                "headers": list(self.headers), "expose": list(self.expose_headers),
+                "max_age": self.max_age}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CORSRule:
+        """The rule :meth:`as_dict` stored."""
+        return cls(
+            origins=tuple(data.get("origins") or ()), methods=tuple(data.get("methods") or ()),
+            headers=tuple(data.get("headers") or ()),
+            expose_headers=tuple(data.get("expose") or ()), max_age=data.get("max_age"),
+            id=data.get("id"),
+        )
+
+
+def render_cors_configuration(rules: Sequence[CORSRule]) -> bytes:
+    """CORSConfiguration (GetBucketCors)."""
+    return render_document("CORSConfiguration", {"CORSRule": [
+        {"ID": r.id, "AllowedHeader": list(r.headers), "AllowedMethod": list(r.methods),
+         "AllowedOrigin": list(r.origins), "ExposeHeader": list(r.expose_headers),
+         "MaxAgeSeconds": r.max_age}
+        for r in rules
+    ]})
+
+
 # ====================================================================================
 # Safe parsing
 # ====================================================================================
@@ -947,3 +1024,207 @@ def parse_versioning_configuration(
     if mfa is not None and mfa not in ("Enabled", "Disabled"):
         raise malformed_xml("<MfaDelete> must be Enabled or Disabled")
     return VersioningConfiguration(status, mfa)
+
+
+def _invalid_tag(message: str) -> S3Error:
+    return S3Error("InvalidTag", message)
+
+
+def validate_tags(pairs: Sequence[tuple[str, str]], *, max_tags: int) -> dict[str, str]:
+    """Apply S3's tag rules to ``(key, value)`` pairs; the tags as a dict.
+
+    At most ``max_tags`` tags, keys of 1..128 characters not starting with
+    ``aws:``, values of 0..256 characters, no key twice; else 400 InvalidTag.
+    """
+    if len(pairs) > max_tags:
+        raise _invalid_tag(f"Object tags cannot be greater than {max_tags}"
+                           if max_tags == MAX_OBJECT_TAGS
+                           else f"Bucket tag count cannot be greater than {max_tags}")
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if not key:
+            raise _invalid_tag("The TagKey you have provided is invalid")
+        if len(key) > MAX_TAG_KEY_LENGTH:
+            raise _invalid_tag(f"The TagKey you have provided is too long, max "
+                               f"{MAX_TAG_KEY_LENGTH}")
+        if len(value) > MAX_TAG_VALUE_LENGTH:
+            raise _invalid_tag(f"The TagValue you have provided is too long, max "
+                               f"{MAX_TAG_VALUE_LENGTH}")
+        if key.lower().startswith("aws:"):
+            raise _invalid_tag("Your TagKey cannot be prefixed with aws:")
+        if key in tags:
+            raise _invalid_tag("Cannot provide multiple Tags with the same key")
+        tags[key] = value
+    return tags
+
+
+def parse_tagging(
+    body: bytes, *, max_tags: int = MAX_OBJECT_TAGS, max_size: int = MAX_XML_BODY_SIZE
+) -> dict[str, str]:
+    """Parse a ``<Tagging><TagSet><Tag><Key/><Value/></Tag>...`` body into validated tags."""
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "Tagging")
+    _check_container(root)
+    if len(root) != 1 or root[0].tag != "TagSet":
+        raise malformed_xml("<Tagging> must hold exactly one <TagSet>")
+    tag_set = root[0]
+    _check_container(tag_set)
+    pairs: list[tuple[str, str]] = []
+    for child in tag_set:
+        if child.tag != "Tag":
+            raise malformed_xml(f"unexpected <{child.tag}> in <TagSet>")
+        if len(pairs) > MAX_BUCKET_TAGS:
+            # Bounded before validation so a huge TagSet costs nothing more.
+            break
+        fields = _leaf_fields(child, ("Key", "Value"))
+        if "Key" not in fields or "Value" not in fields:
+            raise malformed_xml("<Tag> needs <Key> and <Value>")
+        pairs.append((fields["Key"], fields["Value"]))
+    return validate_tags(pairs, max_tags=max_tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ``<Grant>`` of an AccessControlPolicy: the grantee's kind and identity."""
+
+    grantee_kind: str  # "ID", "EmailAddress" or "URI"
+    grantee: str
+    permission: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessControlPolicy:
+    """The parsed body of PutBucketAcl / PutObjectAcl."""
+
+    owner_id: str | None
+    grants: list[Grant]
+
+
+_PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+
+
+def _malformed_acl(detail: str) -> S3Error:
+    return S3Error("MalformedACLError", detail=detail)
+
+
+def parse_access_control_policy(
+    body: bytes, *, max_size: int = MAX_XML_BODY_SIZE
+) -> AccessControlPolicy:
+    """Parse an AccessControlPolicy; MalformedACLError if it is not one.
+
+    The grantee's ``xsi:type`` attribute is not kept (the parser drops
+    attributes): its kind is told by which identifying element it holds.
+    """
+    try:
+        root = parse_xml(body, max_size=max_size)
+    except S3Error as exc:
+        if exc.code != "MalformedXML":
+            raise
+        raise _malformed_acl(exc.detail or "not XML") from None
+    if root.tag != "AccessControlPolicy":
+        raise _malformed_acl(f"root element is <{root.tag}>")
+    owner_id: str | None = None
+    grants: list[Grant] = []
+    try:
+        _check_container(root)
+        for child in root:
+            if child.tag == "Owner":
+                owner_id = _leaf_fields(child, ("ID", "DisplayName")).get("ID", "").strip()
+            elif child.tag == "AccessControlList":
+                _check_container(child)
+                for grant in child:
+                    if grant.tag != "Grant" or len(grants) >= 100:
+                        raise malformed_xml("bad <AccessControlList>")
+                    grants.append(_parse_grant(grant))
+            else:
+                raise malformed_xml(f"unexpected <{child.tag}>")
+    except S3Error as exc:
+        if exc.code != "MalformedXML":
+            raise
+        raise _malformed_acl(exc.detail or "") from None
+    return AccessControlPolicy(owner_id, grants)
+
+
+def _parse_grant(grant: Element) -> Grant:
+    _check_container(grant)
+    grantee: Element | None = None
+    permission: str | None = None
+    for child in grant:
+        if child.tag == "Grantee" and grantee is None:
+            grantee = child
+        elif child.tag == "Permission" and permission is None:
+            permission = _leaf_text(child).strip()
+        else:
+            raise malformed_xml(f"unexpected <{child.tag}> in <Grant>")
+    if grantee is None or permission not in _PERMISSIONS:
+        raise malformed_xml("<Grant> needs a <Grantee> and a valid <Permission>")
+    fields = _leaf_fields(grantee, ("ID", "DisplayName", "EmailAddress", "URI"))
+    for kind in ("ID", "EmailAddress", "URI"):
+        if kind in fields:
+            return Grant(kind, fields[kind].strip(), permission)
+    raise malformed_xml("<Grantee> without ID, EmailAddress or URI")
+
+
+def _one_wildcard(kind: str, value: str) -> str:
+    if value.count("*") > 1:
+        raise S3Error("InvalidRequest", f'{kind} "{value}" can not have more than one wildcard.')
+    return value
+
+
+def parse_cors_configuration(
+    body: bytes, *, max_size: int = MAX_CORS_BODY_SIZE
+) -> list[CORSRule]:
+    """Parse a CORSConfiguration: 1..100 rules, each with methods and origins.
+
+    A method S3 does not know, or a second ``*`` in an origin or header, is
+    S3's 400 InvalidRequest; anything structurally wrong is MalformedXML.
+    """
+    root = parse_xml(body, max_size=max_size)
+    _expect_root(root, "CORSConfiguration")
+    _check_container(root)
+    rules: list[CORSRule] = []
+    for child in root:
+        if child.tag != "CORSRule":
+            raise malformed_xml(f"unexpected <{child.tag}> in <CORSConfiguration>")
+        if len(rules) >= MAX_CORS_RULES:
+            raise malformed_xml(f"more than {MAX_CORS_RULES} rules")
+        rules.append(_parse_cors_rule(child))
+    if not rules:
+        raise malformed_xml("no <CORSRule>")
+    return rules
+
+
+def _parse_cors_rule(elem: Element) -> CORSRule:
+    _check_container(elem)
+    lists: dict[str, list[str]] = {
+        "AllowedOrigin": [], "AllowedMethod": [], "AllowedHeader": [], "ExposeHeader": []}
+    single: dict[str, str] = {}
+    for child in elem:
+        text = _leaf_text(child).strip()
+        if child.tag in lists:
+            lists[child.tag].append(text)
+        elif child.tag in ("ID", "MaxAgeSeconds") and child.tag not in single:
+            single[child.tag] = text
+        else:
+            raise malformed_xml(f"unexpected <{child.tag}> in <CORSRule>")
+    if not lists["AllowedOrigin"] or not lists["AllowedMethod"]:
+        raise malformed_xml("<CORSRule> needs <AllowedOrigin> and <AllowedMethod>")
+    for method in lists["AllowedMethod"]:
+        if method not in CORS_METHODS:
+            raise S3Error("InvalidRequest", "Found unsupported HTTP method in CORS config. "
+                          f"Unsupported method is {method}")
+    max_age: int | None = None
+    if "MaxAgeSeconds" in single:
+        raw = single["MaxAgeSeconds"]
+        if not raw.isascii() or not raw.isdigit():
+            raise malformed_xml("<MaxAgeSeconds> must be a non-negative integer")
+        max_age = int(raw)
+    rule_id = single.get("ID") or None
+    if rule_id is not None and len(rule_id) > 255:
+        raise S3Error("InvalidRequest", "The ID of a CORS rule can be at most 255 characters.")
+    return CORSRule(
+        origins=tuple(_one_wildcard("AllowedOrigin", o) for o in lists["AllowedOrigin"]),
+        methods=tuple(dict.fromkeys(lists["AllowedMethod"])),
+        headers=tuple(_one_wildcard("AllowedHeader", h) for h in lists["AllowedHeader"]),
+        expose_headers=tuple(lists["ExposeHeader"]), max_age=max_age, id=rule_id,
+    )
