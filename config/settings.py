@@ -74,7 +74,9 @@ class MetadataSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     chunk_size: int = parse_size("4MiB")
-    inline_threshold: int = parse_size("3KiB")
+    # One 4 KiB page: an object that fits in it costs a row instead of
+    # replication_factor chunk files, each written and fsynced on its own.
+    inline_threshold: int = parse_size("4KiB")
     replication_factor: int = 3
     write_quorum: int = 2
     gc_grace_seconds: int = 3600

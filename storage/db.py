@@ -3,15 +3,17 @@
 Tortoise runs on the asyncio side of the :class:`~storage.bridge.AsyncioBridge`.
 Callers pass :meth:`Database.run` a coroutine function that does one whole unit
 of work (usually one transaction); it runs there and its result comes back to
-trio.
+trio.  :meth:`Database.read` runs a read-only unit of work written against a
+plain ``fetch(sql, params)``: on SQLite right on the calling thread
+(:mod:`storage.sqlite_reader`), on PostgreSQL through the bridge.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from tortoise import Tortoise, connections
@@ -20,9 +22,14 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from storage.bridge import AsyncioBridge
+from storage.sqlite_reader import Busy, SqliteReader
 
 P = ParamSpec("P")
 T = TypeVar("T")
+# fetch(sql with ? placeholders on SQLite / $n on PostgreSQL, params) -> rows
+# whose columns are readable by name.
+Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Mapping[str, Any]]]]
+ReadWork = Callable[Concatenate[Fetch, str, P], Awaitable[T]]
 
 MODELS_MODULE = "storage.models"
 MIGRATIONS_MODULE = "storage.migrations"
@@ -81,6 +88,7 @@ class Database:
         self.url = url
         self.bridge = bridge
         self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
+        self._reader: SqliteReader | None = None
 
     async def open(self, *, migrate: bool = True) -> None:
         """Connect (and by default bring the schema up to date)."""
@@ -106,6 +114,9 @@ class Database:
             raise DatabaseUnavailable(
                 f"metadata database {describe(self.url)}: {type(exc).__name__}: {exc}"
             ) from None
+        if self.dialect == "sqlite" and str(path) != ":memory:":
+            self._reader = SqliteReader(str(path))
+            self._reader.open()
 
     async def _open_async(self, migrate: bool) -> None:
         config = tortoise_config(self.url)
@@ -123,6 +134,9 @@ class Database:
 
     async def close(self) -> None:
         """Close every connection (idempotent)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         # Closing must never mask the error that made us close.
         with contextlib.suppress(Exception):
             await self.bridge.publish_context(Tortoise.close_connections)
@@ -136,6 +150,25 @@ class Database:
     ) -> T:
         """Run one unit of work (a coroutine function using Tortoise) and return its result."""
         return await self.bridge.run(fn, *args, **kwargs)
+
+    async def read(self, fn: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(fetch, dialect, *args)``: a read-only unit of work in raw SQL.
+
+        It must only read: on SQLite it runs on the calling thread against a
+        query-only connection, outside any transaction of the ORM's.
+        """
+        if self._reader is not None:
+            try:
+                return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
+            except Busy:
+                pass
+        return await self.bridge.run(_read_with_orm_connection, fn, *args, **kwargs)
+
+
+async def _read_with_orm_connection(fn: Callable[..., Awaitable[T]], *args: Any,
+                                    **kwargs: Any) -> T:
+    conn = connections.get("default")
+    return await fn(conn.execute_query_dict, conn.capabilities.dialect, *args, **kwargs)
 
 
 async def _ping() -> None:

@@ -4,7 +4,8 @@ An S3 request needs its access key (secret and account), its bucket and, for
 GetObject/HeadObject, the object's row.  Fetched separately, or through the
 ORM's query builder, these cost several bridge crossings and most of a
 small request's CPU.  :func:`load` fetches them with fixed raw SQL in a
-single unit of work.
+single read (:meth:`storage.db.Database.read`: on SQLite without leaving the
+trio thread).
 
 Because the key is read from the database on every request, a revoked key,
 a suspended account or a deleted bucket take effect at once on every node:
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise import connections
-
 from storage import errors
 from storage.accounts import AccountInfo
 from storage.buckets import BucketInfo
+from storage.db import Fetch
 from storage.objects import ObjectInfo
 
 _KEY_SQL = (
@@ -89,10 +89,15 @@ def _dt(value: Any) -> datetime:
     return value
 
 
+_EMPTY_JSON = frozenset({"{}", "[]", b"{}", b"[]"})
+
+
 def _json(value: Any, default: Any) -> Any:
     if value is None:
         return default
     if isinstance(value, str | bytes):
+        if value in _EMPTY_JSON:  # most columns of most rows: skip the parser
+            return type(default)()
         return json.loads(value)
     return value
 
@@ -112,6 +117,8 @@ def _object(bucket: str, r: dict[str, Any]) -> ObjectInfo:
 
 
 async def load(
+    fetch: Fetch,
+    dialect: str,
     access_key: str,
     bucket: str = "",
     key: str = "",
@@ -119,10 +126,8 @@ async def load(
     *,
     want_object: bool = False,
 ) -> Loaded:
-    """The unit of work (run it with :meth:`storage.db.Database.run`)."""
-    conn = connections.get("default")
-    sql = _DIALECT_SQL[conn.capabilities.dialect]
-    fetch = conn.execute_query_dict
+    """The unit of work (run it with :meth:`storage.db.Database.read`)."""
+    sql = _DIALECT_SQL[dialect]
     rows = await fetch(sql["key"], [access_key])
     record: KeyRecord | None = None
     if rows:

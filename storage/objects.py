@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 import secrets
 import time
 from collections import Counter, deque
@@ -166,7 +167,9 @@ def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
 # -- units of work on the asyncio side -----------------------------------------------
 
 
-async def _release(conn: Any, account_id: str, versions: Sequence[ObjectVersion]) -> None:
+async def _release(
+    conn: Any, account_id: str, versions: Sequence[ObjectVersion | _Dropped]
+) -> None:
     """Drop versions: their chunk references and their usage."""
     freed = sum(v.size for v in versions if not v.is_delete_marker)
     count = sum(1 for v in versions if not v.is_delete_marker)
@@ -219,39 +222,95 @@ async def _charge(conn: Any, account_id: str, size: int, count: int) -> None:
 CommitHook = Callable[[Any], Awaitable[None]]
 
 
+# Columns a commit writes, in the order of _INSERT_VERSION's placeholders.
+_VERSION_COLUMNS = (
+    "bucket_id", "key", "version_id", "is_latest", "is_delete_marker", "size", "etag",
+    "content_type", "user_metadata", "headers", "checksums", "chunks", "inline_data",
+    "created_at", "part_sizes", "tags",
+)
+_INSERT_VERSION = (
+    "INSERT INTO object_versions (" + ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
+    + ") VALUES (" + ", ".join("?" for _ in _VERSION_COLUMNS) + ")"
+)
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    """What _release needs of a version removed by raw SQL."""
+
+    size: int
+    is_delete_marker: bool
+    chunks: list[list[Any]]
+
+
+def _json_column(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
 async def _commit_version(
     bucket: BucketInfo,
     key: str,
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
     before: CommitHook | None = None,
-) -> ObjectVersion:
-    """Make a new version (or delete marker) the latest one, atomically."""
+) -> ObjectInfo:
+    """Make a new version (or delete marker) the latest one, atomically.
+
+    Raw SQL rather than the ORM: this is every PutObject's transaction, and
+    the query builder and model instances cost several times the statements.
+    """
     versioned = bucket.versioning == "Enabled"
+    version_id = new_version_id() if versioned else NULL_VERSION
+    created_at = _now()
+    is_marker = bool(fields.get("is_delete_marker"))
+    row = {
+        "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
+        "is_delete_marker": is_marker, "size": fields["size"], "etag": fields["etag"],
+        "content_type": fields["content_type"],
+        "user_metadata": json.dumps(fields.get("user_metadata") or {}),
+        "headers": json.dumps(fields.get("headers") or {}),
+        "checksums": json.dumps(fields.get("checksums") or {}),
+        "chunks": json.dumps([list(c) for c in chunks]),
+        "inline_data": fields.get("inline_data"), "created_at": created_at,
+        "part_sizes": json.dumps(list(fields.get("part_sizes") or ())),
+        "tags": json.dumps(fields.get("tags") or {}),
+    }
     async with in_transaction() as conn:
         if before is not None:
             await before(conn)
         # The first statement writes, so SQLite takes its write lock up front
         # instead of failing to upgrade a read snapshot later.
-        await ObjectVersion.filter(bucket_id=bucket.id, key=key, is_latest=True).update(
-            is_latest=None
+        await sql.execute(
+            conn,
+            'UPDATE object_versions SET is_latest = NULL '
+            'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?',
+            (bucket.id, key, True),
         )
-        replaced: list[ObjectVersion] = []
         if not versioned:
-            replaced = await ObjectVersion.filter(
-                bucket_id=bucket.id, key=key, version_id=NULL_VERSION
+            replaced = await sql.fetch(
+                conn,
+                'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                "AND version_id = ? RETURNING size, is_delete_marker, chunks",
+                (bucket.id, key, NULL_VERSION),
             )
             if replaced:
-                await ObjectVersion.filter(id__in=[v.id for v in replaced]).delete()
-                await _release(conn, bucket.account_id, replaced)
-        if not fields.get("is_delete_marker"):
+                await _release(conn, bucket.account_id, [
+                    _Dropped(r["size"], bool(r["is_delete_marker"]), _json_column(r["chunks"]))
+                    for r in replaced
+                ])
+        if not is_marker:
             await _charge(conn, bucket.account_id, fields["size"], 1)
         await _reference(conn, chunks)
-        return await ObjectVersion.create(
-            bucket_id=bucket.id, key=key, is_latest=True,
-            version_id=new_version_id() if versioned else NULL_VERSION,
-            chunks=[list(c) for c in chunks], created_at=_now(), **fields,
-        )
+        await sql.execute(conn, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    return ObjectInfo(
+        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
+        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
+        user_metadata=dict(fields.get("user_metadata") or {}),
+        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
+        is_delete_marker=is_marker, is_latest=True, chunks=tuple(chunks),
+        inline_data=fields.get("inline_data"),
+        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
+    )
 
 
 async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
@@ -411,7 +470,7 @@ class ObjectService:
         blobs: BlobStore,
         *,
         chunk_size: int = 4 * 1024 * 1024,
-        inline_threshold: int = 3 * 1024,
+        inline_threshold: int = 4 * 1024,
         hash_limiter: trio.CapacityLimiter | None = None,
         write_window: int = 4,
         read_ahead: int = 2,
@@ -589,8 +648,7 @@ class ObjectService:
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
             "tags": dict(tags or {}), "part_sizes": list(part_sizes),
         }
-        v = await self._commit(bucket, key, fields, stored.chunks, before)
-        return _to_info(bucket.name, v)
+        return await self._commit(bucket, key, fields, stored.chunks, before)
 
     async def _commit(
         self,
@@ -599,7 +657,7 @@ class ObjectService:
         fields: dict[str, Any],
         chunks: list[tuple[str, int]],
         before: CommitHook | None = None,
-    ) -> ObjectVersion:
+    ) -> ObjectInfo:
         for attempt in range(_COMMIT_RETRIES):
             try:
                 return await self._db.run(_commit_version, bucket, key, fields, chunks, before)
@@ -787,8 +845,7 @@ class ObjectService:
             # The copy keeps the source's ETag ("...-N"), so it keeps its parts too.
             "part_sizes": list(src.part_sizes),
         }
-        v = await self._commit(dst_bucket, dst_key, fields, list(src.chunks))
-        return _to_info(dst_bucket.name, v)
+        return await self._commit(dst_bucket, dst_key, fields, list(src.chunks))
 
     async def set_tags(
         self, bucket: BucketInfo, key: str, version_id: str, tags: Mapping[str, str]
@@ -809,5 +866,5 @@ class ObjectService:
         if bucket.versioning == "":
             return await self._db.run(_delete_latest_unversioned, bucket, key)
         fields = {"size": 0, "etag": "", "content_type": "", "is_delete_marker": True}
-        v = await self._commit(bucket, key, fields, [])
-        return DeleteResult(version_id=v.version_id, delete_marker=True)
+        marker = await self._commit(bucket, key, fields, [])
+        return DeleteResult(version_id=marker.version_id, delete_marker=True)

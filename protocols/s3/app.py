@@ -124,6 +124,8 @@ UNSUPPORTED_SUBRESOURCES = frozenset({
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
     "torrent", "website", "renameObject", "session",
 })
+# Query parameters that make a GET/HEAD of a key something other than reading it.
+_NOT_PLAIN_OBJECT_READ = UNSUPPORTED_SUBRESOURCES | {"uploadId"}
 # Bucket configuration subresources served here (reads are "read", not "list").
 BUCKET_CONFIG_SUBRESOURCES = ("location", "versioning", "tagging", "acl", "cors")
 #: Canned ACLs S3 knows; only those that give no one but the owner any access
@@ -768,9 +770,9 @@ class S3App:
             raise access_denied("Anonymous access is not allowed; sign your requests (SigV4).")
         # One round trip: the key and its account, the request's bucket and,
         # for a plain GET/HEAD of an object, the object itself.
-        want_object = bool(req.key) and req.method in ("GET", "HEAD") and not any(
-            q in req.query for q in ("uploadId", *UNSUPPORTED_SUBRESOURCES))
-        loaded = await self.services.db.run(
+        want_object = bool(req.key) and req.method in ("GET", "HEAD") and (
+            _NOT_PLAIN_OBJECT_READ.isdisjoint(req.query))
+        loaded = await self.services.db.read(
             load, auth.access_key, req.bucket, req.key, req.query.get("versionId") or None,
             want_object=want_object,
         )

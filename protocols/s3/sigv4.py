@@ -241,7 +241,9 @@ def parse_amz_date(value: str) -> dt.datetime:
     """Parse ``YYYYMMDDTHHMMSSZ`` into an aware UTC datetime (ValueError if invalid)."""
     if not _AMZ_DATE_RE.fullmatch(value):
         raise ValueError(f"not an ISO 8601 basic timestamp: {value!r}")
-    return dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    # By hand: strptime costs more than the rest of parsing a request's auth.
+    return dt.datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                       int(value[11:13]), int(value[13:15]), tzinfo=dt.UTC)
 
 
 def format_amz_date(moment: dt.datetime) -> str:

@@ -24,38 +24,38 @@ async def test_load_matches_services(core):
     )
     big = await core.objects.put_object(bucket, "big.bin", _body(b"x" * 5000))
 
-    got = await core.db.run(load, creds.access_key, "hot", "dir/small.txt", want_object=True)
+    got = await core.db.read(load, creds.access_key, "hot", "dir/small.txt", want_object=True)
     assert got.key is not None
     assert got.key.account == await core.accounts.get(core.account_id)
     assert core.accounts.open_secret(creds.access_key, got.key.sealed_secret) == creds.secret_key
     assert got.bucket == bucket and not got.bucket_missing
     assert got.obj == await core.objects.head_object(bucket, "dir/small.txt") == small
 
-    got = await core.db.run(load, creds.access_key, "hot", "big.bin", want_object=True)
+    got = await core.db.read(load, creds.access_key, "hot", "big.bin", want_object=True)
     assert got.obj == await core.objects.head_object(bucket, "big.bin")
     assert got.obj.chunks == big.chunks and got.obj.inline_data is None
 
-    got = await core.db.run(load, creds.access_key, "hot", "big.bin", "0123abcd",
+    got = await core.db.read(load, creds.access_key, "hot", "big.bin", "0123abcd",
                             want_object=True)
     assert isinstance(got.obj, errors.NoSuchVersion)
-    got = await core.db.run(load, creds.access_key, "hot", "big.bin", "null", want_object=True)
+    got = await core.db.read(load, creds.access_key, "hot", "big.bin", "null", want_object=True)
     assert got.obj == await core.objects.head_object(bucket, "big.bin", "null")
-    got = await core.db.run(load, creds.access_key, "hot", "nope", want_object=True)
+    got = await core.db.read(load, creds.access_key, "hot", "nope", want_object=True)
     assert isinstance(got.obj, errors.NoSuchKey)
-    got = await core.db.run(load, creds.access_key, "hot", "big.bin")
+    got = await core.db.read(load, creds.access_key, "hot", "big.bin")
     assert got.obj is None and got.bucket == bucket
 
     bucket = await core.buckets.set_versioning(bucket, "Enabled")
     await core.objects.delete_object(bucket, "big.bin")
-    got = await core.db.run(load, creds.access_key, "hot", "big.bin", want_object=True)
+    got = await core.db.read(load, creds.access_key, "hot", "big.bin", want_object=True)
     assert isinstance(got.obj, errors.NoSuchKey) and got.obj.details.get("delete_marker")
 
-    got = await core.db.run(load, creds.access_key, "missing-bucket", "k", want_object=True)
+    got = await core.db.read(load, creds.access_key, "missing-bucket", "k", want_object=True)
     assert got.bucket is None and got.bucket_missing and got.obj is None
-    got = await core.db.run(load, creds.access_key)
+    got = await core.db.read(load, creds.access_key)
     assert got.bucket is None and not got.bucket_missing
 
     # Revocation is seen by the very next load.
     assert await core.accounts.delete_access_key(core.account_id, creds.access_key)
-    got = await core.db.run(load, creds.access_key, "hot")
+    got = await core.db.read(load, creds.access_key, "hot")
     assert got.key is None and got.bucket is not None
