@@ -266,6 +266,10 @@ class _Exchange:
             return False
         if h.their_state is h11.DONE:
             return h.our_state is h11.DONE
+        if self.body_length == 0:
+            # A bodiless request's end is already buffered: no I/O, no timer.
+            event = h.next_event()
+            return isinstance(event, h11.EndOfMessage) and h.our_state is h11.DONE
         if self.refused_continue or self.body_length > DRAIN_LIMIT:
             # They will not send the body (the framing is lost), or too much
             # of it is left to be worth reading.

@@ -182,9 +182,29 @@ class TraceMiddleware:
             raise
         finally:
             duration = (time.perf_counter() - t0) * 1000
-            # Shielded: a client that went away still produces its event.
-            with trio.CancelScope(shield=True):
-                await self._publish(scope, notes, counters, started, duration)
+            if not self.bus.subscriber_count:
+                self._publish_counters(scope, counters, started, duration)
+            else:
+                # Shielded: a client that went away still produces its event.
+                with trio.CancelScope(shield=True):
+                    await self._publish(scope, notes, counters, started, duration)
+
+    def _publish_counters(
+        self, scope: dict[str, Any], counters: dict[str, int], started: float,
+        duration_ms: float,
+    ) -> None:
+        """The event when nobody is watching: only the request counters need
+        it, so its details (a measurable share of a small request) are skipped."""
+        path = scope.get("path", "")
+        protocol = self.protocol
+        if protocol != "s3" and path.startswith(ADMIN_PREFIX):
+            protocol = ADMIN_PROTOCOL
+        self.bus.publish(TraceEvent(
+            time=started, node=self.node_id, protocol=protocol, operation="",
+            status=counters["status"], duration_ms=round(duration_ms, 3),
+            method=scope.get("method", ""), path=path, bytes_in=counters["in"],
+            bytes_out=counters["out"],
+        ))
 
     async def _publish(
         self, scope: dict[str, Any], notes: dict[str, Any], counters: dict[str, int],
@@ -192,19 +212,6 @@ class TraceMiddleware:
     ) -> None:
         method = scope.get("method", "")
         path = scope.get("path", "")
-        if not self.bus.subscriber_count:
-            # Nobody is watching: only the request counters need the event,
-            # so skip deriving its details (a measurable share of a small
-            # request's cost).
-            protocol = self.protocol
-            if protocol != "s3" and path.startswith(ADMIN_PREFIX):
-                protocol = ADMIN_PROTOCOL
-            self.bus.publish(TraceEvent(
-                time=started, node=self.node_id, protocol=protocol, operation="",
-                status=counters["status"], duration_ms=round(duration_ms, 3), method=method,
-                path=path, bytes_in=counters["in"], bytes_out=counters["out"],
-            ))
-            return
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = parse_qs(raw_query, keep_blank_values=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
