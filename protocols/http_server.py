@@ -245,7 +245,6 @@ class _Exchange:
             log.exception("%s %s failed", self.request.method.decode(), self.request.target[:200])
             if self.head_sent:
                 return False  # a partial response: cutting the connection is all that is left
-            self.started = None
             await conn._refuse(500, "Internal Server Error")
             return False
         finally:

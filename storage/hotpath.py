@@ -15,7 +15,6 @@ no cache can serve a stale answer.  Only the secret's decryption is cached
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from storage.accounts import AccountInfo
 from storage.buckets import BucketInfo
 from storage.db import Fetch
 from storage.objects import ObjectInfo
+from storage.sql import json_column
 
 _KEY_SQL = (
     'SELECT k.secret_enc, a.id, a.email, a.plan, a.quota_bytes, a.used_bytes, a.object_count, '
@@ -89,30 +89,17 @@ def _dt(value: Any) -> datetime:
     return value
 
 
-_EMPTY_JSON = frozenset({"{}", "[]", b"{}", b"[]"})
-
-
-def _json(value: Any, default: Any) -> Any:
-    if value is None:
-        return default
-    if isinstance(value, str | bytes):
-        if value in _EMPTY_JSON:  # most columns of most rows: skip the parser
-            return type(default)()
-        return json.loads(value)
-    return value
-
-
 def _object(bucket: str, r: dict[str, Any]) -> ObjectInfo:
     inline = r["inline_data"]
     return ObjectInfo(
         bucket=bucket, key=r["key"], version_id=r["version_id"], size=r["size"],
         etag=r["etag"], content_type=r["content_type"], last_modified=_dt(r["created_at"]),
-        user_metadata=_json(r["user_metadata"], {}), headers=_json(r["headers"], {}),
-        checksums=_json(r["checksums"], {}), is_delete_marker=bool(r["is_delete_marker"]),
+        user_metadata=json_column(r["user_metadata"], {}), headers=json_column(r["headers"], {}),
+        checksums=json_column(r["checksums"], {}), is_delete_marker=bool(r["is_delete_marker"]),
         is_latest=bool(r["is_latest"]),
-        chunks=tuple((c, s) for c, s in _json(r["chunks"], ())),
+        chunks=tuple((c, s) for c, s in json_column(r["chunks"], ())),
         inline_data=bytes(inline) if inline is not None else None,
-        part_sizes=tuple(_json(r["part_sizes"], ())), tags=_json(r["tags"], {}),
+        part_sizes=tuple(json_column(r["part_sizes"], ())), tags=json_column(r["tags"], {}),
     )
 
 

@@ -243,10 +243,6 @@ class _Dropped:
     chunks: list[list[Any]]
 
 
-def _json_column(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 async def _commit_version(
     bucket: BucketInfo,
     key: str,
@@ -295,7 +291,8 @@ async def _commit_version(
             )
             if replaced:
                 await _release(conn, bucket.account_id, [
-                    _Dropped(r["size"], bool(r["is_delete_marker"]), _json_column(r["chunks"]))
+                    _Dropped(r["size"], bool(r["is_delete_marker"]),
+                             sql.json_column(r["chunks"], []))
                     for r in replaced
                 ])
         if not is_marker:

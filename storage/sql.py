@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,3 +41,21 @@ async def execute_many(conn: BaseDBAsyncClient, sql: str, rows: Sequence[Sequenc
 async def fetch(conn: BaseDBAsyncClient, sql: str, params: Sequence[Any] = ()) -> list[dict]:
     """Run a query written with ``?`` placeholders; rows as dicts."""
     return await conn.execute_query_dict(_placeholders(conn, sql), list(params))
+
+
+_EMPTY_JSON = frozenset({"{}", "[]", b"{}", b"[]"})
+
+
+def json_column(value: Any, default: Any) -> Any:
+    """A JSON column of a raw row: text on SQLite and asyncpg, parsed here.
+
+    ``default`` stands for NULL, and its type for the empty documents most
+    rows hold, which skip the parser.
+    """
+    if value is None:
+        return default
+    if isinstance(value, str | bytes):
+        if value in _EMPTY_JSON:
+            return type(default)()
+        return json.loads(value)
+    return value

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -800,15 +801,18 @@ class S3App:
                 raise serr.NoSuchBucket()
             info = loaded.bucket
         else:
-            now = _now()
-            hit = self._buckets.get(name)
-            if hit is not None and hit[0] > now and not fresh:
-                info = hit[1]
-            else:
-                info = await self.buckets.get(name)
-                self._remember_bucket(info)
+            info = await self._cached_bucket(name, fresh=fresh)
         if info.account_id != caller.account.id:
             raise access_denied()
+        return info
+
+    async def _cached_bucket(self, name: str, *, fresh: bool = False) -> BucketInfo:
+        """The bucket ``name``, whoever owns it (NoSuchBucket if absent)."""
+        hit = self._buckets.get(name)
+        if hit is not None and hit[0] > _now() and not fresh:
+            return hit[1]
+        info = await self.buckets.get(name)
+        self._remember_bucket(info)
         return info
 
     def _remember_bucket(self, info: BucketInfo) -> None:
@@ -1265,16 +1269,8 @@ class S3App:
             raise S3Error("BadRequest", f"Invalid Access-Control-Request-Method: {method}")
         bucket: BucketInfo | None = None
         if req.bucket:
-            hit = self._buckets.get(req.bucket)
-            if hit is not None and hit[0] > _now():
-                bucket = hit[1]
-            else:
-                try:
-                    bucket = await self.buckets.get(req.bucket)
-                except serr.NoSuchBucket:
-                    pass
-                else:
-                    self._remember_bucket(bucket)
+            with contextlib.suppress(serr.NoSuchBucket):
+                bucket = await self._cached_bucket(req.bucket)
         if bucket is None:
             # Unsigned: say no more than "not allowed" about other tenants' names.
             raise S3Error("CORSResponse")
