@@ -6,11 +6,15 @@ of work (usually one transaction); it runs there and its result comes back to
 trio.  :meth:`Database.read` runs a read-only unit of work written against a
 plain ``fetch(sql, params)``: on SQLite right on the calling thread
 (:mod:`storage.sqlite_reader`), on PostgreSQL through the bridge.
+:meth:`Database.write` runs a write transaction written as steps
+(:data:`storage.sql.UnitOfWork`): on SQLite on the group-committing writer
+thread (:mod:`storage.sqlite_writer`), on PostgreSQL through the bridge.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,10 +23,14 @@ from urllib.parse import urlsplit
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.transactions import in_transaction
 
+from storage import sql
 from storage.bridge import AsyncioBridge
 from storage.sqlite_reader import Busy, SqliteReader
+from storage.sqlite_writer import SqliteWriter
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -89,6 +97,7 @@ class Database:
         self.bridge = bridge
         self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
         self._reader: SqliteReader | None = None
+        self._writer: SqliteWriter | None = None
 
     async def open(self, *, migrate: bool = True) -> None:
         """Connect (and by default bring the schema up to date)."""
@@ -117,6 +126,8 @@ class Database:
         if self.dialect == "sqlite" and str(path) != ":memory:":
             self._reader = SqliteReader(str(path))
             self._reader.open()
+            self._writer = SqliteWriter(str(path))
+            self._writer.open()
 
     async def _open_async(self, migrate: bool) -> None:
         config = tortoise_config(self.url)
@@ -137,6 +148,10 @@ class Database:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._writer is not None:
+            # Lets the group in progress finish: a few milliseconds.
+            self._writer.close()
+            self._writer = None
         # Closing must never mask the error that made us close.
         with contextlib.suppress(Exception):
             await self.bridge.publish_context(Tortoise.close_connections)
@@ -164,11 +179,33 @@ class Database:
                 pass
         return await self.bridge.run(_read_with_orm_connection, fn, *args, **kwargs)
 
+    async def write(self, fn: Callable[P, sql.UnitOfWork[T]], /, *args: P.args,
+                    **kwargs: P.kwargs) -> T:
+        """Run the unit of work ``fn(*args)`` in a transaction of its own.
+
+        On SQLite it may share a group commit with concurrent units, each in
+        its own savepoint, so a unit that raises rolls back alone.  A
+        constraint violation raises Tortoise's IntegrityError on both
+        databases.
+        """
+        if self._writer is not None:
+            try:
+                return await self._writer.run(fn(*args, **kwargs))
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(str(exc)) from exc
+        return await self.bridge.run(_write_with_orm_connection, fn, *args, **kwargs)
+
 
 async def _read_with_orm_connection(fn: Callable[..., Awaitable[T]], *args: Any,
                                     **kwargs: Any) -> T:
     conn = connections.get("default")
     return await fn(conn.execute_query_dict, conn.capabilities.dialect, *args, **kwargs)
+
+
+async def _write_with_orm_connection(fn: Callable[..., sql.UnitOfWork[T]], *args: Any,
+                                     **kwargs: Any) -> T:
+    async with in_transaction() as conn:
+        return await sql.drive(conn, fn(*args, **kwargs))
 
 
 async def _ping() -> None:

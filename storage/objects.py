@@ -164,54 +164,65 @@ def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
     )
 
 
-# -- units of work on the asyncio side -----------------------------------------------
+# -- units of work ------------------------------------------------------------------
+# Written as steps (storage.sql.UnitOfWork) so one text runs both on the
+# SQLite group-commit writer and through the ORM.
 
 
-async def _release(
-    conn: Any, account_id: str, versions: Sequence[ObjectVersion | _Dropped]
-) -> None:
+def _release_steps(
+    account_id: str, versions: Sequence[ObjectVersion | _Dropped]
+) -> sql.UnitOfWork[None]:
     """Drop versions: their chunk references and their usage."""
     freed = sum(v.size for v in versions if not v.is_delete_marker)
     count = sum(1 for v in versions if not v.is_delete_marker)
     refs: Counter[str] = Counter()
     for v in versions:
         refs.update(c for c, _ in v.chunks or ())
-    now = _now()
-    await sql.execute_many(
-        conn,
-        "UPDATE chunk_refs SET refcount = refcount - ?, updated_at = ? WHERE chunk_id = ?",
-        [(n, now, cid) for cid, n in sorted(refs.items())],
-    )
+    if refs:
+        now = _now()
+        yield (sql.MANY,
+               "UPDATE chunk_refs SET refcount = refcount - ?, updated_at = ? WHERE chunk_id = ?",
+               [(n, now, cid) for cid, n in sorted(refs.items())])
     if versions:
-        await sql.execute(
-            conn,
-            "UPDATE accounts SET used_bytes = used_bytes - ?, object_count = object_count - ? "
-            "WHERE id = ?",
-            (freed, count, account_id),
-        )
+        yield (sql.EXECUTE,
+               "UPDATE accounts SET used_bytes = used_bytes - ?, object_count = object_count - ? "
+               "WHERE id = ?",
+               (freed, count, account_id))
 
 
-async def _reference(conn: Any, chunks: Sequence[Sequence[Any]]) -> None:
+async def _release(
+    conn: Any, account_id: str, versions: Sequence[ObjectVersion | _Dropped]
+) -> None:
+    """:func:`_release_steps` on an ORM connection."""
+    await sql.drive(conn, _release_steps(account_id, versions))
+
+
+def _reference_steps(chunks: Sequence[Sequence[Any]]) -> sql.UnitOfWork[None]:
+    """Count one more reference to each chunk (creating its row if new)."""
+    if not chunks:
+        return
     refs: Counter[str] = Counter(c for c, _ in chunks)
     sizes = {c: s for c, s in chunks}
     now = _now()
-    await sql.execute_many(
-        conn,
-        "INSERT INTO chunk_refs (chunk_id, size, refcount, updated_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (chunk_id) DO UPDATE SET refcount = chunk_refs.refcount + excluded.refcount, "
-        "updated_at = excluded.updated_at",
-        [(cid, sizes[cid], n, now) for cid, n in sorted(refs.items())],
-    )
+    yield (sql.MANY,
+           "INSERT INTO chunk_refs (chunk_id, size, refcount, updated_at) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT (chunk_id) DO UPDATE SET "
+           "refcount = chunk_refs.refcount + excluded.refcount, updated_at = excluded.updated_at",
+           [(cid, sizes[cid], n, now) for cid, n in sorted(refs.items())])
 
 
-async def _charge(conn: Any, account_id: str, size: int, count: int) -> None:
+async def _reference(conn: Any, chunks: Sequence[Sequence[Any]]) -> None:
+    """:func:`_reference_steps` on an ORM connection."""
+    await sql.drive(conn, _reference_steps(chunks))
+
+
+def _charge_steps(account_id: str, size: int, count: int) -> sql.UnitOfWork[None]:
     """Add usage, refusing (and so rolling back) anything over the quota."""
-    changed = await sql.execute(
-        conn,
-        "UPDATE accounts SET used_bytes = used_bytes + ?, object_count = object_count + ? "
-        "WHERE id = ? AND used_bytes + ? <= quota_bytes",
-        (size, count, account_id, size),
-    )
+    changed = yield (sql.EXECUTE,
+                     "UPDATE accounts SET used_bytes = used_bytes + ?, "
+                     "object_count = object_count + ? "
+                     "WHERE id = ? AND used_bytes + ? <= quota_bytes",
+                     (size, count, account_id, size))
     if changed != 1:
         raise errors.QuotaExceeded()
 
@@ -243,14 +254,13 @@ class _Dropped:
     chunks: list[list[Any]]
 
 
-async def _commit_version(
+def _commit_steps(
     bucket: BucketInfo,
     key: str,
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
-    before: CommitHook | None = None,
-) -> ObjectInfo:
-    """Make a new version (or delete marker) the latest one, atomically.
+) -> sql.UnitOfWork[ObjectInfo]:
+    """Make a new version (or delete marker) the latest one.
 
     Raw SQL rather than the ORM: this is every PutObject's transaction, and
     the query builder and model instances cost several times the statements.
@@ -271,34 +281,27 @@ async def _commit_version(
         "part_sizes": json.dumps(list(fields.get("part_sizes") or ())),
         "tags": json.dumps(fields.get("tags") or {}),
     }
-    async with in_transaction() as conn:
-        if before is not None:
-            await before(conn)
-        # The first statement writes, so SQLite takes its write lock up front
-        # instead of failing to upgrade a read snapshot later.
-        await sql.execute(
-            conn,
-            'UPDATE object_versions SET is_latest = NULL '
-            'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?',
-            (bucket.id, key, True),
-        )
-        if not versioned:
-            replaced = await sql.fetch(
-                conn,
-                'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                "AND version_id = ? RETURNING size, is_delete_marker, chunks",
-                (bucket.id, key, NULL_VERSION),
-            )
-            if replaced:
-                await _release(conn, bucket.account_id, [
-                    _Dropped(r["size"], bool(r["is_delete_marker"]),
-                             sql.json_column(r["chunks"], []))
-                    for r in replaced
-                ])
-        if not is_marker:
-            await _charge(conn, bucket.account_id, fields["size"], 1)
-        await _reference(conn, chunks)
-        await sql.execute(conn, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    # The first statement writes, so SQLite takes its write lock up front
+    # instead of failing to upgrade a read snapshot later.
+    yield (sql.EXECUTE,
+           'UPDATE object_versions SET is_latest = NULL '
+           'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?',
+           (bucket.id, key, True))
+    if not versioned:
+        replaced = yield (sql.FETCH,
+                          'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                          "AND version_id = ? RETURNING size, is_delete_marker, chunks",
+                          (bucket.id, key, NULL_VERSION))
+        if replaced:
+            yield from _release_steps(bucket.account_id, [
+                _Dropped(r["size"], bool(r["is_delete_marker"]),
+                         sql.json_column(r["chunks"], []))
+                for r in replaced
+            ])
+    if not is_marker:
+        yield from _charge_steps(bucket.account_id, fields["size"], 1)
+    yield from _reference_steps(chunks)
+    yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
         etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
@@ -308,6 +311,19 @@ async def _commit_version(
         inline_data=fields.get("inline_data"),
         part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
     )
+
+
+async def _commit_version_after(
+    before: CommitHook,
+    bucket: BucketInfo,
+    key: str,
+    fields: dict[str, Any],
+    chunks: list[tuple[str, int]],
+) -> ObjectInfo:
+    """:func:`_commit_steps` in an ORM transaction that ``before`` opens."""
+    async with in_transaction() as conn:
+        await before(conn)
+        return await sql.drive(conn, _commit_steps(bucket, key, fields, chunks))
 
 
 async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
@@ -458,6 +474,13 @@ class _Prefetch:
 # -- the service ------------------------------------------------------------------------
 
 
+async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for piece in head:
+        yield piece
+    async for piece in rest:
+        yield piece
+
+
 class ObjectService:
     """Objects of buckets, over a metadata database and a blob store."""
 
@@ -500,6 +523,22 @@ class ObjectService:
         away), the exception propagates and the chunks already written stay
         unreferenced, to be collected.
         """
+        if allow_inline:
+            # Most PUTs by count are small enough to live inline: read those
+            # without the pipeline's nursery and tasks.
+            stream = aiter(body)
+            head: list[bytes] = []
+            have = 0
+            async for piece in stream:
+                head.append(piece if type(piece) is bytes else bytes(piece))
+                have += len(piece)
+                if have > self.inline_threshold:
+                    break
+            else:
+                inline = b"".join(head)
+                return StoredData(size=have, md5=hashlib.md5(inline).digest(), chunks=[],
+                                  inline_data=inline)
+            body = _chain(head, stream)
         cs = self.chunk_size
         md5 = hashlib.md5()
         # Slots filled in as chunks get their ids; the order is the body's.
@@ -657,7 +696,10 @@ class ObjectService:
     ) -> ObjectInfo:
         for attempt in range(_COMMIT_RETRIES):
             try:
-                return await self._db.run(_commit_version, bucket, key, fields, chunks, before)
+                if before is None:
+                    return await self._db.write(_commit_steps, bucket, key, fields, chunks)
+                return await self._db.run(_commit_version_after, before, bucket, key, fields,
+                                          chunks)
             except IntegrityError as exc:
                 if "foreign" in str(exc).lower():
                     raise errors.NoSuchBucket() from None

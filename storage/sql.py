@@ -1,17 +1,33 @@
 """Small raw-SQL helpers for statements Tortoise's query builder cannot say
-(conditional increments, upserts).  Runs on the asyncio side of the bridge."""
+(conditional increments, upserts), and units of work written as steps.
+
+A *unit of work* is a generator that yields :data:`Step` tuples (a statement
+and its parameters) and receives each statement's result back, returning its
+own result at the end.  It does no I/O itself, so the same unit runs on a
+Tortoise connection (:func:`drive`, on the asyncio side of the bridge) or on
+a plain ``sqlite3`` connection (:mod:`storage.sqlite_writer`).
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 _QMARK = re.compile(r"\?")
+
+T = TypeVar("T")
+
+#: Step kinds.  EXECUTE receives the number of rows changed, FETCH the rows
+#: as dicts, MANY (one statement per parameter row) receives None.
+EXECUTE, FETCH, MANY = "execute", "fetch", "many"
+#: (kind, SQL with ``?`` placeholders, parameters; for MANY a list of rows)
+Step = tuple[str, str, Sequence[Any]]
+UnitOfWork = Generator[Step, Any, T]
 
 
 def dialect(conn: BaseDBAsyncClient) -> str:
@@ -59,3 +75,19 @@ def json_column(value: Any, default: Any) -> Any:
             return type(default)()
         return json.loads(value)
     return value
+
+
+async def drive(conn: BaseDBAsyncClient, work: UnitOfWork[T]) -> T:
+    """Run a unit of work's steps on a Tortoise connection; its result."""
+    result: Any = None
+    while True:
+        try:
+            kind, statement, params = work.send(result)
+        except StopIteration as stop:
+            return stop.value
+        if kind == FETCH:
+            result = await fetch(conn, statement, params)
+        elif kind == MANY:
+            result = await execute_many(conn, statement, params)
+        else:
+            result = await execute(conn, statement, params)

@@ -120,11 +120,16 @@ class PayloadMode(enum.Enum):
         return self.name.endswith("TRAILER")
 
 
+# The literal modes by value (iterating an Enum costs more than the rest of
+# the classification, several times per request).
+_LITERAL_MODES = {m.value: m for m in PayloadMode if m is not PayloadMode.SHA256}
+
+
 def payload_mode(payload_hash: str) -> PayloadMode:
     """Classify an ``x-amz-content-sha256`` value; InvalidArgument if it is none of them."""
-    for mode in PayloadMode:
-        if mode is not PayloadMode.SHA256 and payload_hash == mode.value:
-            return mode
+    mode = _LITERAL_MODES.get(payload_hash)
+    if mode is not None:
+        return mode
     if _SHA256_RE.fullmatch(payload_hash):
         return PayloadMode.SHA256
     if payload_hash.startswith("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"):
