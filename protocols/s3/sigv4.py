@@ -355,11 +355,14 @@ def canonical_query_string(query: QueryInput, *, exclude: Iterable[str] = ()) ->
 HeaderInput = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
 
 _WS_RE = re.compile(r"[ \t\r\n\f\v]+")
+_WS_TO_COLLAPSE = re.compile(r"  |[\t\r\n\f\v]")
 
 
 def _wire_text(value: str | bytes) -> str:
     # Recover the wire bytes (latin-1 round trip) and carry them in a str that encodes
     # back to exactly those bytes (utf-8 + surrogateescape), so hashing sees the wire.
+    if type(value) is bytes:
+        return value.decode("utf-8", "surrogateescape")
     if isinstance(value, str):
         try:
             value = value.encode("latin-1")
@@ -377,9 +380,16 @@ def header_multimap(headers: HeaderInput) -> dict[str, list[str]]:
     return result
 
 
+def _canonical_value(value: str) -> str:
+    value = value.strip(" \t\r\n\f\v")
+    if _WS_TO_COLLAPSE.search(value):
+        return _WS_RE.sub(" ", value)
+    return value  # most values: no run of whitespace to collapse (no regex rewrite)
+
+
 def canonical_header_value(values: Iterable[str]) -> str:
     """Trim each value, collapse inner whitespace runs to one space, join with commas."""
-    return ",".join(_WS_RE.sub(" ", v).strip(" \t\r\n\f\v") for v in values)
+    return ",".join([_canonical_value(v) for v in values])
 
 
 def canonical_request(
@@ -425,7 +435,7 @@ def _parse_credential(
     if len(parts) != 5 or not all(parts):
         raise on_error(f"the Credential is mal-formed; expecting {_CREDENTIAL_FORMAT}.")
     access_key, date, region, svc, terminator = parts
-    if not re.fullmatch(r"\d{8}", date):
+    if not (len(date) == 8 and date.isascii() and date.isdigit()):
         raise on_error(
             f'incorrect date format "{date}". This date in the credential '
             'must be in the format "yyyyMMdd".'
