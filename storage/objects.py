@@ -254,6 +254,11 @@ class _Dropped:
     chunks: list[list[Any]]
 
 
+def _json(value: Any, empty: str) -> str:
+    # Most of a small object's JSON columns are empty: no encoder for those.
+    return json.dumps(value) if value else empty
+
+
 def _commit_steps(
     bucket: BucketInfo,
     key: str,
@@ -273,13 +278,13 @@ def _commit_steps(
         "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
         "is_delete_marker": is_marker, "size": fields["size"], "etag": fields["etag"],
         "content_type": fields["content_type"],
-        "user_metadata": json.dumps(fields.get("user_metadata") or {}),
-        "headers": json.dumps(fields.get("headers") or {}),
-        "checksums": json.dumps(fields.get("checksums") or {}),
-        "chunks": json.dumps([list(c) for c in chunks]),
+        "user_metadata": _json(fields.get("user_metadata"), "{}"),
+        "headers": _json(fields.get("headers"), "{}"),
+        "checksums": _json(fields.get("checksums"), "{}"),
+        "chunks": _json([list(c) for c in chunks], "[]"),
         "inline_data": fields.get("inline_data"), "created_at": created_at,
-        "part_sizes": json.dumps(list(fields.get("part_sizes") or ())),
-        "tags": json.dumps(fields.get("tags") or {}),
+        "part_sizes": _json(list(fields.get("part_sizes") or ()), "[]"),
+        "tags": _json(fields.get("tags"), "{}"),
     }
     # The first statement writes, so SQLite takes its write lock up front
     # instead of failing to upgrade a read snapshot later.

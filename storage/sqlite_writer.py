@@ -63,14 +63,10 @@ class _Job:
         self.result: outcome.Outcome | None = None
 
 
-def _param(value: Any) -> Any:
-    # The text form the ORM stores (and the readers parse), without relying
-    # on sqlite3's deprecated default datetime adapter.
-    return str(value) if isinstance(value, dt.datetime) else value
-
-
 def _params(values: Sequence[Any]) -> list[Any]:
-    return [_param(v) for v in values]
+    # Datetimes in the text form the ORM stores (and the readers parse),
+    # without relying on sqlite3's deprecated default adapter.
+    return [str(v) if type(v) is dt.datetime else v for v in values]
 
 
 def drive_sync(conn: sqlite3.Connection, work: UnitOfWork[T]) -> T:
