@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 server for one ASGI app, on trio and h11.
+"""A lean HTTP/1.1 server for one ASGI app, on trio and our own sans-I/O protocol.
 
 Why not hypercorn for this listener: on these 2-core machines a do-nothing
 ASGI app answers about 2,500 requests/s under hypercorn's trio worker (a task
@@ -8,10 +8,16 @@ serve 3,000 small GETs/s *with* real work, so it gets this server; the web
 port (Quart: dashboard, REST, admin API with its event streams) stays on
 hypercorn.
 
-Shape: one task per connection reads a request head with h11 and runs the
-app inline (no task or queue per request).  Bodies stream both ways with the
-socket itself as back-pressure: ``receive()`` reads from the socket only when
-the app asks for more, ``send()`` returns when the kernel took the bytes.
+Why not h11 either: one small keep-alive exchange (parse a GET head, frame a
+4 KiB response, reset) costs h11 about 100-140 µs of Python, a quarter of the
+CPU a node may spend on a 4 KiB GET.  ``protocols/http1.py`` does the same
+work, as strictly, in about 13-17 µs (measured on this machine with a
+boto3-like GET head and an S3 GET response head).
+
+Shape: one task per connection reads a request head and runs the app inline
+(no task or queue per request).  Bodies stream both ways with the socket
+itself as back-pressure: ``receive()`` reads from the socket only when the
+app asks for more, ``send()`` returns when the kernel took the bytes.
 Supported: keep-alive and pipelining, ``Expect: 100-continue``, chunked and
 sized bodies, HEAD.  Left out on purpose: HTTP/2, websockets, TLS (put a
 proxy in front) and lifespan events (the app needs none).
@@ -33,8 +39,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-import h11
 import trio
+
+from protocols import http1
 
 log = logging.getLogger("cloudstorage.http")
 
@@ -46,8 +53,8 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 ErrorPage = Callable[[int, str], tuple[int, list[tuple[str, str]], bytes]]
 
 HEAD_RECV = 64 * 1024
-# Bodies are read in big pieces: each piece costs h11, the app and the
-# hashers one round of per-message work, whatever its size.
+# Bodies are read in big pieces: each piece costs the app and the hashers
+# one round of per-message work, whatever its size.
 BODY_RECV = 1024 * 1024
 # A piece this small is sent together with the response head.
 COALESCE = 64 * 1024
@@ -124,53 +131,55 @@ class _Connection:
     def __init__(self, server: _Server, stream: trio.SocketStream) -> None:
         self.server = server
         self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER,
-                                  max_incomplete_event_size=server.config.max_header_bytes)
-        self._pending: Any = None  # an event read ahead while looking for a body's end
+        self.proto = http1.ServerConnection(server.config.max_header_bytes)
         try:
             self.client = _address(stream.socket.getpeername())
             self.local = _address(stream.socket.getsockname())
         except OSError:
             self.client = self.local = None
 
-    async def _next_event(self, recv_size: int) -> Any:
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            return event
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.h11.receive_data(await self.stream.receive_some(recv_size))
+    async def receive_into_proto(self, size: int) -> bool:
+        """Read once and hand the bytes to the protocol; False if the client closed."""
+        data = await self.stream.receive_some(size)
+        if not data:
+            return False
+        self.proto.feed(data)
+        return True
 
     async def run(self) -> None:
         server = self.server
+        proto = self.proto
         try:
             while not server.closing:
-                with trio.move_on_after(server.config.keep_alive_timeout) as idle:
-                    server.idle.add(idle)
-                    try:
-                        event = await self._next_event(HEAD_RECV)
-                    finally:
-                        server.idle.discard(idle)
-                if idle.cancel_called or not isinstance(event, h11.Request):
+                # A pipelined request may be buffered already: then no timer at all.
+                request = proto.next_request() or await self._wait_for_request()
+                if request is None:
                     return  # idle too long, shutting down, or the client closed
-                if _head_size(event) > server.config.max_header_bytes:
-                    # h11 bounds only heads split over several reads.
-                    await self._refuse(431, "request header section too large")
+                if not await _Exchange(self, request).run():
                     return
-                if not await _Exchange(self, event).run():
-                    return
-                self.h11.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
-            await self._refuse(exc.error_status_hint, str(exc))
+                proto.start_next()
+        except http1.ProtocolError as exc:
+            await self._refuse(exc.status_hint, str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, ClientDisconnected):
             pass
 
+    async def _wait_for_request(self) -> http1.Request | None:
+        server = self.server
+        with trio.move_on_after(server.config.keep_alive_timeout) as idle:
+            server.idle.add(idle)
+            try:
+                while await self.receive_into_proto(HEAD_RECV):
+                    request = self.proto.next_request()
+                    if request is not None:
+                        return request
+                if self.proto.buffered:
+                    raise http1.ProtocolError("the connection ended inside a request head")
+            finally:
+                server.idle.discard(idle)
+        return None
+
     async def _refuse(self, status: int, reason: str) -> None:
-        """Answer a request the app never saw, then close."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
+        """Answer a request the app never saw (or crashed on), then close."""
         status, headers, body = self.server.error_page(status, reason)
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
         raw += [(b"content-length", str(len(body)).encode()), (b"connection", b"close"),
@@ -180,7 +189,7 @@ class _Connection:
 
 
 def _head_bytes(status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """A response head written without h11 (used once h11 is in an error state)."""
+    """A response head written outside the protocol's state (the exchange is lost)."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
     lines += [name + b": " + value + b"\r\n" for name, value in headers]
     lines.append(b"\r\n")
@@ -193,13 +202,20 @@ def _address(addr: Any) -> tuple[str, int] | None:
     return None
 
 
+def _drop_buffered(proto: http1.ServerConnection) -> bool:
+    """Discard the buffered part of the request body; True if that was its end."""
+    while True:
+        data, done = proto.read_body()
+        if done or not data:
+            return done
+
+
 class _Exchange:
     """One request and its response, as seen by the ASGI app."""
 
-    def __init__(self, conn: _Connection, request: h11.Request) -> None:
+    def __init__(self, conn: _Connection, request: http1.Request) -> None:
         self.conn = conn
         self.request = request
-        self.is_head = request.method == b"HEAD"
         self.body_done = False
         self.body_broken = False
         self.started: Message | None = None  # the app's http.response.start
@@ -207,8 +223,8 @@ class _Exchange:
         self.refused_continue = False
         self.complete = False
         self.finished = trio.Event()  # the response is over (for late receive() calls)
-        self.body_length = _body_length(request.headers)
-        self.big_body = self.body_length > HEAD_RECV
+        length = request.body_length
+        self.recv_size = BODY_RECV if length is None or length > HEAD_RECV else HEAD_RECV
 
     def scope(self) -> Scope:
         req = self.request
@@ -221,14 +237,14 @@ class _Exchange:
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": req.http_version.decode("ascii"),
+            "http_version": req.http_version,
             "method": req.method.decode("ascii"),
             "scheme": "http",
             "path": unquote(raw_path.decode("ascii")),
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": list(req.headers),
+            "headers": req.headers,  # a fresh list per request: the app may keep it
             "client": self.conn.client,
             "server": self.conn.local,
             "extensions": {},
@@ -258,32 +274,26 @@ class _Exchange:
 
     async def _finish_body(self) -> bool:
         """Read and drop what the app left of the request body, within limits."""
-        h = self.conn.h11
-        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+        conn = self.conn
+        proto = conn.proto
+        if not proto.keep_alive or self.body_broken or conn.server.closing:
             return False
-        if self.body_broken or self.conn.server.closing:
-            return False
-        if h.their_state is h11.DONE:
-            return h.our_state is h11.DONE
-        if self.body_length == 0:
-            # A bodiless request's end is already buffered: no I/O, no timer.
-            event = h.next_event()
-            return isinstance(event, h11.EndOfMessage) and h.our_state is h11.DONE
-        if self.refused_continue or self.body_length > DRAIN_LIMIT:
-            # They will not send the body (the framing is lost), or too much
-            # of it is left to be worth reading.
-            return False
-        dropped = 0
-        with trio.move_on_after(5):
-            while dropped <= DRAIN_LIMIT:
-                event = await self.conn._next_event(HEAD_RECV)
-                if isinstance(event, h11.Data):
-                    dropped += len(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    return h.our_state is h11.DONE
-                else:
-                    return False
-        return False
+        if not proto.request_done:
+            remaining = proto.body_remaining
+            if self.refused_continue or remaining is None or remaining > DRAIN_LIMIT:
+                # They will not send the body (the framing is lost), or too much
+                # of it may be left to be worth reading.
+                return False
+            try:
+                # What already arrived needs no I/O and no timer.
+                if not _drop_buffered(proto):
+                    with trio.move_on_after(5):
+                        while await conn.receive_into_proto(HEAD_RECV):
+                            if _drop_buffered(proto):
+                                break
+            except http1.ProtocolError:
+                return False
+        return proto.reusable
 
     # -- ASGI receive / send -----------------------------------------------------------
 
@@ -293,31 +303,23 @@ class _Exchange:
             await self.finished.wait()
             return {"type": "http.disconnect"}
         conn = self.conn
-        h = conn.h11
+        proto = conn.proto
         try:
-            if h.they_are_waiting_for_100_continue and not self.head_sent:
-                go_on = h11.InformationalResponse(status_code=100, headers=[])
-                await conn.stream.send_all(h.send(go_on))
-            with trio.fail_after(conn.server.config.body_timeout):
-                event = await conn._next_event(BODY_RECV if self.big_body else HEAD_RECV)
-        except (trio.TooSlowError, h11.RemoteProtocolError, trio.BrokenResourceError,
+            data, done = proto.read_body()  # a body that came with the head: no I/O
+            if not data and not done:
+                if proto.awaiting_continue and not self.head_sent:
+                    await conn.stream.send_all(proto.send_continue())
+                with trio.fail_after(conn.server.config.body_timeout):
+                    while not data and not done:
+                        if not await conn.receive_into_proto(self.recv_size):
+                            raise trio.BrokenResourceError("the body ended early")
+                        data, done = proto.read_body()
+        except (trio.TooSlowError, http1.ProtocolError, trio.BrokenResourceError,
                 trio.ClosedResourceError):
             self.body_done = self.body_broken = True
             return {"type": "http.disconnect"}
-        if isinstance(event, h11.Data):
-            # Peek (no I/O) for the end, so a small body is one message.
-            after = h.next_event()
-            if isinstance(after, h11.EndOfMessage):
-                self.body_done = True
-                return {"type": "http.request", "body": event.data, "more_body": False}
-            if after is not h11.NEED_DATA:
-                conn._pending = after
-            return {"type": "http.request", "body": event.data, "more_body": True}
-        if isinstance(event, h11.EndOfMessage):
-            self.body_done = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        self.body_done = self.body_broken = True
-        return {"type": "http.disconnect"}
+        self.body_done = done
+        return {"type": "http.request", "body": data, "more_body": not done}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -332,23 +334,18 @@ class _Exchange:
             raise RuntimeError("http.response.body before http.response.start")
         if self.complete:
             raise RuntimeError("http.response.body after the response ended")
-        h = self.conn.h11
-        body = b"" if self.is_head else message.get("body", b"")
         more = message.get("more_body", False)
-        out: list[bytes | bytearray | memoryview] = []
-        if not self.head_sent:
-            # Answered before the body was asked for: the client will not send it.
-            self.refused_continue = h.they_are_waiting_for_100_continue
-            out.append(h.send(self._response_head()))
+        # Both raise ResponseError (to the app) before anything is sent.
+        head = None if self.head_sent else self._response_head()
+        out = self.conn.proto.send_body(message.get("body", b""), not more)
+        if head is not None:
+            out.insert(0, head)
             self.head_sent = True
-        if body:
-            # Passthrough: h11 frames the body without copying it.
-            out.extend(h.send_with_data_passthrough(h11.Data(data=body)))
-        if not more:
-            out.append(h.send(h11.EndOfMessage()))
-            self.complete = True
+        self.complete = not more
         try:
-            if sum(len(p) for p in out) <= COALESCE:
+            if len(out) == 1:
+                await self.conn.stream.send_all(out[0])
+            elif sum(map(len, out)) <= COALESCE:
                 await self.conn.stream.send_all(b"".join(out))
             else:
                 for piece in out:
@@ -356,32 +353,18 @@ class _Exchange:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ClientDisconnected("the client closed the connection") from exc
 
-    def _response_head(self) -> h11.Response:
+    def _response_head(self) -> bytes:
         assert self.started is not None
-        headers = list(self.started.get("headers", ()))
-        if not any(name.lower() == b"date" for name, _ in headers):
-            headers.append((b"date", self.conn.server.dates.now()))
-        if self.conn.server.closing:
-            headers.append((b"connection", b"close"))
-        return h11.Response(status_code=self.started["status"], headers=headers,
-                            reason=_REASONS.get(self.started["status"], b""))
-
-
-def _head_size(request: h11.Request) -> int:
-    size = len(request.method) + len(request.target) + 12
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-    return size
-
-
-def _body_length(headers: Any) -> int:
-    """The declared body length; chunked bodies count as unbounded."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)  # h11 validated it
-        if name == b"transfer-encoding":
-            return 1 << 62
-    return 0
+        conn = self.conn
+        proto = conn.proto
+        # Answered before the body was asked for: the client will not send it.
+        self.refused_continue = proto.awaiting_continue
+        remaining = proto.body_remaining
+        # Tell the client now if the connection will not be reused (see _finish_body).
+        close = (conn.server.closing or self.refused_continue or remaining is None
+                 or remaining > DRAIN_LIMIT)
+        return proto.start_response(self.started["status"], self.started.get("headers", ()),
+                                    date=conn.server.dates.now(), close=close)
 
 
 async def serve_http(

@@ -258,3 +258,164 @@ async def test_graceful_shutdown_finishes_requests_in_flight() -> None:
         status, headers, body = await busy.response()
         assert (status, body) == (200, b"ok") and headers["connection"] == "close"
         assert await busy.closed()
+
+
+def recording_app(seen: list[str]) -> Any:
+    """echo_app, noting every request path it is given."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await echo_app(scope, receive, send)
+
+    return app
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize(("framing", "status"), [
+    (b"content-length: 4\r\ntransfer-encoding: chunked\r\n", 400),
+    (b"transfer-encoding: chunked\r\ncontent-length: 4\r\n", 400),
+    (b"content-length: 4\r\ncontent-length: 50\r\n", 400),
+    (b"content-length: 4, 50\r\n", 400),
+    (b"transfer-encoding: chunked\r\ntransfer-encoding: identity\r\n", 501),
+    (b"transfer-encoding: xchunked\r\n", 501),
+    (b"x-a: 1\r\n transfer-encoding: chunked\r\n", 400),
+    (b"transfer-encoding : chunked\r\n", 400),
+    (b"x-a: 1\ntransfer-encoding: chunked\r\n", 400),
+])
+async def test_request_smuggling_is_refused_and_the_connection_closed(
+        framing: bytes, status: int) -> None:
+    seen: list[str] = []
+    async with running(recording_app(seen)) as (connect, _):
+        c = await connect()
+        smuggled = b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n"
+        await c.send(b"POST /front HTTP/1.1\r\nhost: x\r\n" + framing + b"\r\n"
+                     b"0\r\n\r\n" + smuggled)
+        got, headers, body = await c.response()
+        assert (got, body) == (status, b"refused %d" % status)
+        assert headers["connection"] == "close" and await c.closed()
+    assert seen == []
+
+
+@pytest.mark.trio
+async def test_two_pipelined_requests_in_one_send_with_a_chunked_one() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"4\r\nfirs\r\n1\r\nt\r\n0\r\n\r\n"
+                     b"GET /describe?n=2 HTTP/1.1\r\nhost: x\r\n\r\n")
+        status, headers, body = await c.response()
+        # Chunks that arrived together reach the app as one message.
+        assert (status, body, headers["x-events"]) == (200, b"first", "1")
+        status, _, body = await c.response()
+        assert status == 200 and body.startswith(b"('GET', '/describe', b'/describe', b'n=2'")
+
+
+@pytest.mark.trio
+async def test_chunked_upload_streams_piece_by_piece() -> None:
+    pieces_in, pieces_out = trio.open_memory_channel[dict](10)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            await pieces_in.send(message)
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async with running(app) as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        for piece in (b"5;ext=1\r\nhello\r\n", b"1", b"\r\n \r", b"\n6\r\nworld!\r\n"):
+            await c.send(piece)
+        # Each piece is passed on as it completes, not when the body ends.
+        got = b""
+        while got != b"hello world!":
+            message = await pieces_out.receive()
+            assert message["type"] == "http.request" and message["more_body"]
+            got += message["body"]
+        await c.send(b"0\r\nx-checksum: abc\r\n\r\n")
+        message = await pieces_out.receive()
+        assert message == {"type": "http.request", "body": b"", "more_body": False}
+        status, _, body = await c.response()
+        assert (status, body) == (200, b"hello world!")
+        # Trailers are read to the end: the connection carries on.
+        await c.send(b"GET /x HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok")
+        assert (await c.response())[2] == b"ok"
+
+
+@pytest.mark.trio
+async def test_expect_100_continue_with_a_chunked_body_and_with_an_eager_client() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        assert (await c.response())[0] == 100
+        await c.send(b"3\r\nabc\r\n0\r\n\r\n")
+        assert (await c.response())[:3:2] == (200, b"abc")
+        # A client that sends the body without waiting gets no 100 at all.
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
+                     b"expect: 100-continue\r\n\r\nxyz")
+        assert (await c.response())[:3:2] == (200, b"xyz")
+        assert c.buf == b""
+
+
+@pytest.mark.trio
+async def test_head_sent_one_byte_at_a_time() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        for byte in b"PUT /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi":
+            await c.send(bytes([byte]))
+        assert (await c.response())[:3:2] == (200, b"hi")
+
+
+@pytest.mark.trio
+async def test_http10_client_gets_its_answer_and_a_close() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi")
+        status, headers, body = await c.response()
+        assert (status, body, headers["connection"]) == (200, b"hi", "close")
+        assert await c.closed()
+
+
+@pytest.mark.trio
+async def test_a_bad_chunk_is_a_disconnect_for_the_app_and_ends_the_connection() -> None:
+    async with running() as (connect, _):
+        c = await connect()
+        await c.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"2\r\nok\r\nzz\r\n")
+        status, _, body = await c.response()
+        assert (status, body) == (200, b"ok")  # echo_app answers what it got
+        assert await c.closed()
+
+
+@pytest.mark.trio
+async def test_streamed_response_without_length_is_chunked() -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/liar":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"too long"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"defg", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with running(app) as (connect, _):
+        c = await connect()
+        await c.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        while not c.buf.endswith(b"0\r\n\r\n"):
+            assert await c._fill()
+        head, _, chunks = c.buf.partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head
+        assert chunks == b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+        c.buf = b""
+        # More body than the declared length never reaches the client.
+        await c.send(b"GET /liar HTTP/1.1\r\nhost: x\r\n\r\n")
+        status, _, body = await c.response()
+        assert (status, body) == (500, b"refused 500") and await c.closed()
