@@ -4,6 +4,7 @@ health polled with a deadline (never a fixed sleep)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -24,11 +25,29 @@ CLI = [sys.executable, "-m", "cluster.cli"]
 START_DEADLINE = 60.0
 
 
+# Node ports come from below the kernel's ephemeral range (32768 and up on
+# Linux): a port the kernel handed out for "any free port" can be taken as
+# the source port of some client connection before the node binds it.  Each
+# xdist worker gets its own block, so parallel workers never pick the same.
+_PORT_BLOCK = 1500
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+_PORT_BASE = 20000 + (int(_worker) % 8 if _worker.isdigit() else 0) * _PORT_BLOCK
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on right now, from this test worker's block."""
+    for _ in range(_PORT_BLOCK):
+        port = _PORT_BASE + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as s:
+            # As the node's own listeners: a port in TIME_WAIT is still usable.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in this test worker's block")
 
 
 def write_config(
