@@ -16,7 +16,9 @@ trio thread, like :mod:`storage.sqlite_reader`'s reads:
   on the same file), the group goes to a worker thread whose connection
   waits for it, so the event loop never blocks on a lock.
 * The inline connection never checkpoints (checkpoints fsync); every so many
-  commits the worker thread runs a passive checkpoint instead.
+  commits the worker thread runs a passive checkpoint instead, and once
+  writes pause it checkpoints the whole WAL and truncates it, so that reads
+  go back to the memory-mapped database file.
 
 In WAL mode with ``synchronous=NORMAL`` a commit appends a few pages to the
 WAL without an fsync: tens of microseconds, a fraction of the request's cost.
@@ -47,6 +49,13 @@ T = TypeVar("T")
 # Inline commits between two checkpoints (SQLite's own default is about
 # every 1,000 WAL pages; a small commit writes a handful).
 CHECKPOINT_EVERY = 200
+# After this long without a commit, the WAL is checkpointed completely and
+# emptied: reads of pages still in the WAL cost a system call each, while
+# the database file itself is memory-mapped.
+IDLE_CHECKPOINT_SECONDS = 0.5
+# How long that idle checkpoint may wait for readers and writers to step
+# aside (it holds up new writes meanwhile); if it cannot, it tries later.
+IDLE_CHECKPOINT_WAIT_MS = 200
 _CHECKPOINT = "checkpoint"
 
 
@@ -140,6 +149,7 @@ class SqliteWriter:
         self._inline: sqlite3.Connection | None = None
         self._pending: list[_Job] = []
         self._since_checkpoint = 0
+        self._commits = 0  # inline commits so far (read by the worker thread)
         # Groups (with their trio token) the inline connection could not
         # run, and checkpoint requests, for the worker thread.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -199,6 +209,7 @@ class SqliteWriter:
                 await self._commit_in_thread(group)
                 return
             self._since_checkpoint += 1
+            self._commits += 1
             if self._since_checkpoint >= CHECKPOINT_EVERY and self._thread is not None:
                 self._since_checkpoint = 0
                 self._queue.put(_CHECKPOINT)
@@ -219,8 +230,18 @@ class SqliteWriter:
     # -- the worker thread ---------------------------------------------------------
 
     def _serve(self, conn: sqlite3.Connection) -> None:
+        truncated_at = 0  # self._commits when the WAL was last emptied
         try:
-            while (item := self._queue.get()) is not None:
+            while True:
+                try:
+                    item = self._queue.get(timeout=IDLE_CHECKPOINT_SECONDS)
+                except queue.Empty:
+                    commits = self._commits
+                    if commits != truncated_at and _truncate_wal(conn):
+                        truncated_at = commits
+                    continue
+                if item is None:
+                    break
                 if item == _CHECKPOINT:
                     try:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -238,3 +259,17 @@ class SqliteWriter:
                     token.run_sync_soon(done.set)
         finally:
             conn.close()
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the whole WAL and truncate it; False if it had to give up."""
+    timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    try:
+        conn.execute(f"PRAGMA busy_timeout={IDLE_CHECKPOINT_WAIT_MS}")
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    except sqlite3.Error as exc:
+        log.warning("SQLite checkpoint failed: %s", exc)
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={timeout}")
