@@ -77,7 +77,8 @@ class ServerConfig:
     port: int
     # The request line plus headers; past it the request is refused (431).
     max_header_bytes: int = 64 * 1024
-    # How long a connection may sit between requests, or take to send a head.
+    # How long a connection may sit between requests, or take to send a head
+    # (enforced to within a second, by one sweeper for all connections).
     keep_alive_timeout: float = 75.0
     # How long a body may stall between two reads before it counts as gone.
     body_timeout: float = 60.0
@@ -111,13 +112,28 @@ class _Server:
         self.error_page = error_page
         self.dates = _DateCache()
         self.closing = False
-        # Connections waiting for their next request: cancelled at shutdown.
-        self.idle: set[trio.CancelScope] = set()
+        # Connections waiting for their next request (or its head): closed at
+        # shutdown, and by the sweeper once they waited too long.
+        self.idle: set[_Connection] = set()
 
     def begin_shutdown(self) -> None:
         self.closing = True
-        for scope in list(self.idle):
-            scope.cancel()
+        for conn in list(self.idle):
+            conn.scope.cancel()
+
+    async def sweep_idle(self) -> None:
+        """Close connections idle past the keep-alive timeout (checked every second).
+
+        One sweeper rather than a timer per request: a cancel scope with a
+        deadline costs a small request more than its HTTP parsing.
+        """
+        timeout = self.config.keep_alive_timeout
+        while True:
+            await trio.sleep(min(1.0, timeout))
+            now = trio.current_time()
+            for conn in list(self.idle):
+                if now - conn.idle_since > timeout:
+                    conn.scope.cancel()
 
     async def handle(self, stream: trio.SocketStream) -> None:
         # The accepted socket is driven directly from here on (see _Socket).
@@ -180,6 +196,9 @@ class _Connection:
         self.server = server
         self.stream = stream
         self.proto = http1.ServerConnection(server.config.max_header_bytes)
+        # Cancelled to close the connection while it is idle (see _Server.idle).
+        self.scope = trio.CancelScope()
+        self.idle_since = 0.0
         try:
             self.client = _address(stream.sock.getpeername())
             self.local = _address(stream.sock.getsockname())
@@ -198,38 +217,44 @@ class _Connection:
         server = self.server
         proto = self.proto
         try:
-            while not server.closing:
-                # A pipelined request may be buffered already: then no timer at all.
-                request = proto.next_request() or await self._wait_for_request()
-                if request is None:
-                    return  # idle too long, shutting down, or the client closed
-                if not await _Exchange(self, request).run():
-                    return
-                proto.start_next()
-                if not self.stream.waited:
-                    # Served without waiting once: yield, so that a client
-                    # pipelining requests cannot starve the other connections.
-                    await trio.lowlevel.checkpoint()
-                self.stream.waited = False
+            with self.scope:
+                await self._serve_requests(server, proto)
         except http1.ProtocolError as exc:
             await self._refuse(exc.status_hint, str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, ClientDisconnected):
             pass
 
+    async def _serve_requests(self, server: _Server, proto: http1.ServerConnection) -> None:
+        while not server.closing:
+            # A pipelined request may be buffered already: then no timer at all.
+            request = proto.next_request() or await self._wait_for_request()
+            if request is None:
+                return  # the client closed
+            if not await _Exchange(self, request).run():
+                return
+            proto.start_next()
+            if not self.stream.waited:
+                # Served without waiting once: yield, so that a client
+                # pipelining requests cannot starve the other connections.
+                await trio.lowlevel.checkpoint()
+            self.stream.waited = False
+
     async def _wait_for_request(self) -> http1.Request | None:
-        server = self.server
-        with trio.move_on_after(server.config.keep_alive_timeout) as idle:
-            server.idle.add(idle)
-            try:
-                while await self.receive_into_proto(HEAD_RECV):
-                    request = self.proto.next_request()
-                    if request is not None:
-                        return request
-                if self.proto.buffered:
-                    raise http1.ProtocolError("the connection ended inside a request head")
-            finally:
-                server.idle.discard(idle)
-        return None
+        """The next request's head; None if the client closed.  While waiting the
+        connection is idle: the sweeper or shutdown may cancel :attr:`scope`."""
+        idle = self.server.idle
+        self.idle_since = trio.current_time()
+        idle.add(self)
+        try:
+            while await self.receive_into_proto(HEAD_RECV):
+                request = self.proto.next_request()
+                if request is not None:
+                    return request
+            if self.proto.buffered:
+                raise http1.ProtocolError("the connection ended inside a request head")
+            return None
+        finally:
+            idle.discard(self)
 
     async def _refuse(self, status: int, reason: str) -> None:
         """Answer a request the app never saw (or crashed on), then close."""
@@ -448,9 +473,17 @@ async def serve_http(
             with accepting:
                 await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)
 
+        sweeping = trio.CancelScope()  # at shutdown every idle connection closes anyway
+
+        async def sweep() -> None:
+            with sweeping:
+                await server.sweep_idle()
+
         nursery.start_soon(accept)
+        nursery.start_soon(sweep)
         task_status.started(urls)
         await shutdown.wait()
         accepting.cancel()
+        sweeping.cancel()
         server.begin_shutdown()
         nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout

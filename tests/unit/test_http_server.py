@@ -419,3 +419,24 @@ async def test_streamed_response_without_length_is_chunked() -> None:
         await c.send(b"GET /liar HTTP/1.1\r\nhost: x\r\n\r\n")
         status, _, body = await c.response()
         assert (status, body) == (500, b"refused 500") and await c.closed()
+
+
+@pytest.mark.trio
+async def test_idle_and_stalled_connections_are_closed_after_the_keep_alive_timeout() -> None:
+    async with running(keep_alive_timeout=0.2) as (connect, _):
+        served = await connect()
+        await served.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await served.response())[0] == 200
+        silent = await connect()
+        stalled = await connect()
+        await stalled.send(b"GET /slowloris HTTP/1.1\r\nhost: x\r\n")  # never finished
+        with trio.fail_after(5):
+            # Idle after a response, idle from the start, stuck inside a head: all closed.
+            assert await served.closed()
+            assert await silent.closed()
+            assert await stalled.closed()
+        # A connection that keeps sending requests is not idle while it does.
+        busy = await connect()
+        for _ in range(3):
+            await busy.send(b"GET /b HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert (await busy.response())[0] == 200
