@@ -30,6 +30,9 @@ class SqliteReader:
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        # Column names by statement: cursor.description builds a tuple per
+        # column on every call, a visible share of a one-row read.
+        self._names: dict[str, list[str]] = {}
 
     def open(self) -> None:
         """Connect (after the schema exists: a reader creates nothing)."""
@@ -45,10 +48,15 @@ class SqliteReader:
             raise Busy("the reader is closed")
         try:
             cursor = self._conn.execute(sql, params)
+            rows = cursor.fetchall()
+            names = self._names.get(sql)
+            if names is None or (rows and len(rows[0]) != len(names)):  # new, or `*` changed
+                if len(self._names) >= 256:  # callers with ever-new statements
+                    self._names.clear()
+                names = self._names[sql] = [d[0] for d in cursor.description]
             # Plain dicts: sqlite3.Row finds a column by name with a linear,
             # case-insensitive scan, on every access.
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in rows]
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Busy(str(exc)) from None
