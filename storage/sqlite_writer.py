@@ -15,10 +15,10 @@ trio thread, like :mod:`storage.sqlite_reader`'s reads:
   another connection holds the write lock (the ORM's, another node process
   on the same file), the group goes to a worker thread whose connection
   waits for it, so the event loop never blocks on a lock.
-* The inline connection never checkpoints (checkpoints fsync); every so many
-  commits the worker thread runs a passive checkpoint instead, and once
-  writes pause it checkpoints the whole WAL and truncates it, so that reads
-  go back to the memory-mapped database file.
+* The inline connection never checkpoints (checkpoints fsync); the worker
+  thread runs a passive checkpoint every so many commits, and again once
+  writes pause, so that reads go back to the memory-mapped database file
+  (a page still only in the WAL costs a read system call).
 
 In WAL mode with ``synchronous=NORMAL`` a commit appends a few pages to the
 WAL without an fsync: tens of microseconds, a fraction of the request's cost.
@@ -49,13 +49,8 @@ T = TypeVar("T")
 # Inline commits between two checkpoints (SQLite's own default is about
 # every 1,000 WAL pages; a small commit writes a handful).
 CHECKPOINT_EVERY = 200
-# After this long without a commit, the WAL is checkpointed completely and
-# emptied: reads of pages still in the WAL cost a system call each, while
-# the database file itself is memory-mapped.
+# After this long without a commit, the rest of the WAL is checkpointed.
 IDLE_CHECKPOINT_SECONDS = 0.5
-# How long that idle checkpoint may wait for readers and writers to step
-# aside (it holds up new writes meanwhile); if it cannot, it tries later.
-IDLE_CHECKPOINT_WAIT_MS = 200
 _CHECKPOINT = "checkpoint"
 
 
@@ -230,23 +225,20 @@ class SqliteWriter:
     # -- the worker thread ---------------------------------------------------------
 
     def _serve(self, conn: sqlite3.Connection) -> None:
-        truncated_at = 0  # self._commits when the WAL was last emptied
+        checkpointed_at = 0  # self._commits when the WAL was last fully checkpointed
         try:
             while True:
                 try:
                     item = self._queue.get(timeout=IDLE_CHECKPOINT_SECONDS)
                 except queue.Empty:
                     commits = self._commits
-                    if commits != truncated_at and _truncate_wal(conn):
-                        truncated_at = commits
+                    if commits != checkpointed_at and _checkpoint(conn):
+                        checkpointed_at = commits
                     continue
                 if item is None:
                     break
                 if item == _CHECKPOINT:
-                    try:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    except sqlite3.Error as exc:
-                        log.warning("SQLite checkpoint failed: %s", exc)
+                    _checkpoint(conn)
                     continue
                 group, token, done = item
                 try:
@@ -261,15 +253,11 @@ class SqliteWriter:
             conn.close()
 
 
-def _truncate_wal(conn: sqlite3.Connection) -> bool:
-    """Checkpoint the whole WAL and truncate it; False if it had to give up."""
-    timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """A passive checkpoint (it waits for no one); True if it got the whole WAL."""
     try:
-        conn.execute(f"PRAGMA busy_timeout={IDLE_CHECKPOINT_WAIT_MS}")
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return not busy
+        busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     except sqlite3.Error as exc:
         log.warning("SQLite checkpoint failed: %s", exc)
         return False
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={timeout}")
+    return not busy and frames == done
