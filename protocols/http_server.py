@@ -188,6 +188,25 @@ class _Socket:
                 return
             data = memoryview(data)[sent:]
 
+    async def send_parts(self, parts: list[bytes | bytearray | memoryview]) -> None:
+        """Send ``parts`` in order, gathered into as few system calls as it takes."""
+        sock = self.sock
+        views = [memoryview(p) for p in parts if len(p)]
+        while views:
+            try:
+                sent = sock.sendmsg(views)
+            except BlockingIOError:
+                self.waited = True
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]
+
 
 class _Connection:
     """One client connection: request after request until either side ends it."""
@@ -423,11 +442,11 @@ class _Exchange:
         try:
             if len(out) == 1:
                 await self.conn.stream.send_all(out[0])
-            elif sum(map(len, out)) <= COALESCE:
-                await self.conn.stream.send_all(b"".join(out))
-            else:
-                for piece in out:
-                    await self.conn.stream.send_all(piece)
+            elif len(out) > 1:
+                if sum(map(len, out)) <= COALESCE:
+                    await self.conn.stream.send_all(b"".join(out))
+                else:  # a head with a big piece: one system call, no copy
+                    await self.conn.stream.send_parts(out)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ClientDisconnected("the client closed the connection") from exc
 

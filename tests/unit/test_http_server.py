@@ -440,3 +440,22 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keep_alive_time
         for _ in range(3):
             await busy.send(b"GET /b HTTP/1.1\r\nhost: x\r\n\r\n")
             assert (await busy.response())[0] == 200
+
+
+@pytest.mark.trio
+async def test_a_big_piece_goes_out_whole_and_in_order_through_partial_sends() -> None:
+    body = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket buffers hold
+
+    async def big(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body) + 3).encode())]})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"end", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})  # nothing left to send
+
+    async with running(big) as (connect, _):
+        c = await connect()
+        for _ in range(2):  # and the connection stays usable
+            await c.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            status, _, received = await c.response()
+            assert status == 200 and received == body + b"end"
