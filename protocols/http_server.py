@@ -172,29 +172,14 @@ class _Socket:
             except OSError as exc:
                 raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send every byte of ``data``, waiting for room as needed."""
-        sock = self.sock
-        while True:
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                self.waited = True
-                await trio.lowlevel.wait_writable(sock)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"send failed: {exc}") from exc
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-
-    async def send_parts(self, parts: list[bytes | bytearray | memoryview]) -> None:
-        """Send ``parts`` in order, gathered into as few system calls as it takes."""
+    async def send_all(self, *parts: bytes | bytearray | memoryview) -> None:
+        """Send ``parts`` in order: gathered into one system call when the
+        kernel takes them all (the usual case), waiting for room as needed."""
         sock = self.sock
         views = [memoryview(p) for p in parts if len(p)]
         while views:
             try:
-                sent = sock.sendmsg(views)
+                sent = sock.sendmsg(views) if len(views) > 1 else sock.send(views[0])
             except BlockingIOError:
                 self.waited = True
                 await trio.lowlevel.wait_writable(sock)
@@ -440,13 +425,10 @@ class _Exchange:
             self.head_sent = True
         self.complete = not more
         try:
-            if len(out) == 1:
-                await self.conn.stream.send_all(out[0])
-            elif len(out) > 1:
-                if sum(map(len, out)) <= COALESCE:
-                    await self.conn.stream.send_all(b"".join(out))
-                else:  # a head with a big piece: one system call, no copy
-                    await self.conn.stream.send_parts(out)
+            if len(out) > 1 and sum(map(len, out)) <= COALESCE:
+                await self.conn.stream.send_all(b"".join(out))
+            else:  # one piece, or a head with a big piece (gathered, not copied)
+                await self.conn.stream.send_all(*out)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ClientDisconnected("the client closed the connection") from exc
 
