@@ -124,17 +124,22 @@ class TraceBus:
         self._token.run_sync_soon(self.publish, event)
 
     def _count(self, event: TraceEvent) -> None:
+        self.count(event.protocol, event.status)
+
+    def count(self, protocol: str, status: int) -> None:
+        """Count a request in the rates without publishing an event (for a
+        request nobody was watching the trace for)."""
         now = int(time.time())
         if not self._seconds or self._seconds[-1].second != now:
             self._seconds.append(_Second(now))
         slot = self._seconds[-1]
         slot.requests += 1
-        slot.by_protocol[event.protocol] = slot.by_protocol.get(event.protocol, 0) + 1
+        slot.by_protocol[protocol] = slot.by_protocol.get(protocol, 0) + 1
         self._total += 1
-        if event.status >= 500:
+        if status >= 500:
             slot.errors += 1
             self._total_errors += 1
-        elif event.status >= 400:
+        elif status >= 400:
             slot.client_errors += 1
 
     # -- consuming -------------------------------------------------------

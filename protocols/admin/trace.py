@@ -154,6 +154,11 @@ class TraceMiddleware:
         if scope.get("type") != "http" or path in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
+        if not self.bus.subscriber_count:
+            # Nobody watches the trace (as it started): only the request
+            # counters need this request, and only its status.
+            await self._count_only(scope, receive, send, path)
+            return
         started = time.time()
         t0 = time.perf_counter()
         notes: dict[str, Any] = {}
@@ -182,29 +187,30 @@ class TraceMiddleware:
             raise
         finally:
             duration = (time.perf_counter() - t0) * 1000
-            if not self.bus.subscriber_count:
-                self._publish_counters(scope, counters, started, duration)
-            else:
-                # Shielded: a client that went away still produces its event.
-                with trio.CancelScope(shield=True):
-                    await self._publish(scope, notes, counters, started, duration)
+            # Shielded: a client that went away still produces its event.
+            with trio.CancelScope(shield=True):
+                await self._publish(scope, notes, counters, started, duration)
 
-    def _publish_counters(
-        self, scope: dict[str, Any], counters: dict[str, int], started: float,
-        duration_ms: float,
-    ) -> None:
-        """The event when nobody is watching: only the request counters need
-        it, so its details (a measurable share of a small request) are skipped."""
-        path = scope.get("path", "")
-        protocol = self.protocol
-        if protocol != "s3" and path.startswith(ADMIN_PREFIX):
-            protocol = ADMIN_PROTOCOL
-        self.bus.publish(TraceEvent(
-            time=started, node=self.node_id, protocol=protocol, operation="",
-            status=counters["status"], duration_ms=round(duration_ms, 3),
-            method=scope.get("method", ""), path=path, bytes_in=counters["in"],
-            bytes_out=counters["out"],
-        ))
+    async def _count_only(self, scope: dict[str, Any], receive: Any, send: Any,
+                          path: str) -> None:
+        status = 0
+
+        async def status_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        except BaseException:
+            status = status or 500
+            raise
+        finally:
+            protocol = self.protocol
+            if protocol != "s3" and path.startswith(ADMIN_PREFIX):
+                protocol = ADMIN_PROTOCOL
+            self.bus.count(protocol, status)
 
     async def _publish(
         self, scope: dict[str, Any], notes: dict[str, Any], counters: dict[str, int],

@@ -73,3 +73,42 @@ def test_s3_access_key_from_header_or_presigned_url():
     cred = {"X-Amz-Credential": ["AKID2/20260101/eu-central-1/s3/aws4_request"]}
     assert s3_access_key({}, cred) == "AKID2"
     assert s3_access_key({}, {}) == ""
+
+
+@pytest.mark.trio
+async def test_middleware_counts_unwatched_requests_and_traces_watched_ones():
+    from protocols.admin.trace import TraceMiddleware
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/boom":
+            raise RuntimeError("boom")
+        status = 404 if scope["path"] == "/missing" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc"})
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    bus = TraceBus("n1")
+    traced = TraceMiddleware(app, protocol="s3", bus=bus, node_id="n1")
+
+    def scope(path):
+        return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                "headers": []}
+
+    # Nobody watches: no event is built, but the rates still count every request.
+    await traced(scope("/b/k"), receive, send)
+    await traced(scope("/missing"), receive, send)
+    with pytest.raises(RuntimeError):
+        await traced(scope("/boom"), receive, send)
+    stats = bus.stats()
+    assert stats["requests_total"] == 3 and stats["errors_total"] == 1
+
+    watcher = bus.subscribe()
+    await traced(scope("/b/k"), receive, send)
+    event = watcher.receive.receive_nowait()
+    assert (event.status, event.bytes_out, event.protocol) == (200, 3, "s3")
+    assert bus.stats()["requests_total"] == 4
