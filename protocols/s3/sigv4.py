@@ -345,6 +345,8 @@ def canonical_query_string(query: QueryInput, *, exclude: Iterable[str] = ()) ->
     ``query`` is the raw query string (str/bytes) or decoded ``(name, value)`` pairs.
     Names listed in ``exclude`` (``X-Amz-Signature`` for presigned URLs) are dropped.
     """
+    if not query:
+        return ""
     excluded = {e.encode() for e in exclude}
     encoded = sorted(
         (uri_encode(n), uri_encode(v)) for n, v in _query_pairs_bytes(query) if n not in excluded
