@@ -457,6 +457,14 @@ class ServerConnection:
         self._writing = -1
 
 
+def standalone_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A response head outside any exchange's state (a refusal just before the
+    connection closes): status line, ``headers`` as given, blank line."""
+    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+    return (status_line + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            + b"\r\n")
+
+
 def _fields(head: bytes | bytearray, start: int) -> list[tuple[bytes, bytes]] | None:
     """The field lines of a head that ends in CRLF CRLF, from the LF at ``start``; None
     if any line is malformed.

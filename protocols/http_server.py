@@ -36,7 +36,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -62,7 +61,6 @@ COALESCE = 64 * 1024
 # An unread request body is read and dropped (to keep the connection) up to
 # this many bytes; past it the connection is closed instead.
 DRAIN_LIMIT = 1024 * 1024
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 class ClientDisconnected(ConnectionError):
@@ -267,15 +265,7 @@ class _Connection:
         raw += [(b"content-length", str(len(body)).encode()), (b"connection", b"close"),
                 (b"date", self.server.dates.now())]
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.stream.send_all(b"".join(_head_bytes(status, raw)) + body)
-
-
-def _head_bytes(status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    """A response head written outside the protocol's state (the exchange is lost)."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    lines.append(b"\r\n")
-    return lines
+            await self.stream.send_all(http1.standalone_head(status, raw) + body)
 
 
 def _address(addr: Any) -> tuple[str, int] | None:

@@ -143,7 +143,6 @@ class SqliteWriter:
         self._busy_timeout_ms = busy_timeout_ms
         self._inline: sqlite3.Connection | None = None
         self._pending: list[_Job] = []
-        self._since_checkpoint = 0
         self._commits = 0  # inline commits so far (read by the worker thread)
         # Groups (with their trio token) the inline connection could not
         # run, and checkpoint requests, for the worker thread.
@@ -203,10 +202,8 @@ class SqliteWriter:
             if not committed:
                 await self._commit_in_thread(group)
                 return
-            self._since_checkpoint += 1
             self._commits += 1
-            if self._since_checkpoint >= CHECKPOINT_EVERY and self._thread is not None:
-                self._since_checkpoint = 0
+            if self._commits % CHECKPOINT_EVERY == 0 and self._thread is not None:
                 self._queue.put(_CHECKPOINT)
         finally:
             for job in group:

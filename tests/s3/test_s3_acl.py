@@ -11,15 +11,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.s3.support import code_of, replace_body, status_of
+
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def status_of(exc: pytest.ExceptionInfo[ClientError]) -> int:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def assert_owner_only(acl: dict, owner: dict) -> None:
@@ -141,15 +135,6 @@ def test_bad_acl_requests(node, s3, bucket):
 
 
 def test_malformed_acl_body(node, s3, bucket, owner):
-    def replace_body(body: bytes):
-        def hook(request, **_):
-            request.data = body
-            for name in [n for n in request.headers
-                         if n.lower() == "content-md5" or n.lower().startswith("x-amz-checksum")
-                         or n.lower() == "x-amz-sdk-checksum-algorithm"]:
-                del request.headers[name]
-        return hook
-
     policy = {"Owner": owner, "Grants": []}
     for body in (b"<AccessControlPolicy><Nope/></AccessControlPolicy>", b"<Other/>", b"<<<"):
         client = node.client(request_checksum_calculation="when_required")

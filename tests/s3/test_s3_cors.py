@@ -11,14 +11,7 @@ from xml.etree import ElementTree
 import pytest
 from botocore.exceptions import ClientError
 
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def status_of(exc: pytest.ExceptionInfo[ClientError]) -> int:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
-
+from tests.s3.support import code_of, status_of
 
 RULES = [
     {"ID": "app", "AllowedOrigins": ["https://app.example.com", "https://*.example.org"],

@@ -22,10 +22,7 @@ from protocols.s3.sigv4 import (
     sha256_hex,
     sign_request,
 )
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
+from tests.s3.support import code_of
 
 
 class Raw:

@@ -10,11 +10,9 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from tests.s3.support import code_of
+
 MiB = 1024 * 1024
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def refcounts_consistent(server) -> tuple[dict[str, int], Counter[str]]:

@@ -12,14 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from protocols.s3.sigv4 import presign_query
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def status_of(exc: pytest.ExceptionInfo[ClientError]) -> int:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
+from tests.s3.support import code_of, status_of
 
 
 @pytest.mark.parametrize("checksums", ["when_supported", "when_required"])

@@ -14,15 +14,9 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.s3.support import code_of, status_of
+
 MiB = 1024 * 1024
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def status_of(exc: pytest.ExceptionInfo[ClientError]) -> int:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def headers_of(response: dict) -> dict[str, str]:

@@ -9,15 +9,9 @@ from urllib.parse import urlencode
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.s3.support import code_of, replace_body, status_of
+
 MiB = 1024 * 1024
-
-
-def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def status_of(exc: pytest.ExceptionInfo[ClientError]) -> int:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def tag_set(tags: dict[str, str]) -> dict:
@@ -96,16 +90,6 @@ def test_malformed_tagging_xml(node, s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x")
     bodies = [b"<Tagging><TagSet><Tag><Key>a</Key></Tag></TagSet></Tagging>",
               b"<Tagging><Nope/></Tagging>", b"<Tagging><TagSet>", b"not xml"]
-
-    def replace_body(body: bytes):
-        def hook(request, **_):
-            request.data = body
-            # The SDK's body checksums describe the body it built, not this one.
-            for name in [n for n in request.headers
-                         if n.lower() == "content-md5" or n.lower().startswith("x-amz-checksum")
-                         or n.lower() == "x-amz-sdk-checksum-algorithm"]:
-                del request.headers[name]
-        return hook
 
     for body in bodies:
         client = node.client(request_checksum_calculation="when_required")
