@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, unquote_plus, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_plus, unquote_to_bytes, urlencode
 
 import trio
 
@@ -49,7 +49,16 @@ from protocols.s3.errors import (
     not_implemented,
     too_many_requests,
 )
+from protocols.s3.form_data import boundary_of
+from protocols.s3.form_upload import FormUpload
 from protocols.s3.names import validate_bucket_name, validate_key_prefix, validate_object_key
+from protocols.s3.post_policy import (
+    check_policy,
+    form_credentials,
+    missing_field,
+    parse_policy,
+)
+from protocols.s3.post_policy import verify_signature as verify_form_signature
 from protocols.s3.sigv4 import (
     PayloadMode,
     SigningContext,
@@ -61,7 +70,7 @@ from storage import errors as serr
 from storage.accounts import AccountInfo
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
-from storage.hotpath import Loaded, load
+from storage.hotpath import KeyRecord, Loaded, load
 from storage.multipart import (
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
@@ -328,6 +337,7 @@ class Request:
 
     def __init__(self, scope: Scope, receive: Receive, vhost_domains: tuple[str, ...]) -> None:
         self.method: str = scope["method"]
+        self.scheme: str = scope.get("scheme", "http")
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         self.query_string: bytes = scope.get("query_string", b"")
         self.raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
@@ -344,7 +354,14 @@ class Request:
                 n, _, v = part.partition(b"=")
                 name = unquote_to_bytes(n).decode("utf-8", "surrogateescape")
                 self.query.setdefault(name, unquote_to_bytes(v).decode("utf-8", "surrogateescape"))
-        path = unquote_to_bytes(self.raw_path.split(b"?", 1)[0]).decode("utf-8", "surrogateescape")
+        try:
+            # A name or parameter S3 cannot read as UTF-8 is an unparseable URI,
+            # refused before it reaches the database or an XML document.
+            path = unquote_to_bytes(self.raw_path.split(b"?", 1)[0]).decode("utf-8")
+            for value in self.query.values():
+                value.encode("utf-8")
+        except UnicodeError:
+            raise S3Error("InvalidURI") from None
         host = headers.get("host", "").strip().lower()
         if host.startswith("["):
             hostname = host.partition("]")[0] + "]"
@@ -439,7 +456,8 @@ class Caller:
 
     access_key: str
     account: AccountInfo
-    signing: SigningContext
+    # None for a POST form: its policy is signed, its body is not.
+    signing: SigningContext | None
     # What the authentication round trip also fetched: the request's bucket
     # (None if it does not exist) and, for GET/HEAD of an object, the version
     # or the error looking it up raises.
@@ -457,9 +475,9 @@ class BodyReader:
     value (what S3 stores and echoes).
     """
 
-    def __init__(self, req: Request, signing: SigningContext) -> None:
+    def __init__(self, req: Request, signing: SigningContext | None) -> None:
         self.req = req
-        self.mode = signing.payload_mode
+        self.mode = signing.payload_mode if signing is not None else PayloadMode.UNSIGNED
         self.declared = req.content_length()
         chunked_te = "chunked" in req.headers.get("transfer-encoding", "").lower()
         self.decoder: ChunkedDecoder | None = None
@@ -490,7 +508,7 @@ class BodyReader:
         self._sha = None
         if self.mode is PayloadMode.SHA256:
             self._sha = hashlib.sha256()
-        self.payload_hash = signing.payload_hash
+        self.payload_hash = signing.payload_hash if signing is not None else ""
         # algorithm -> (checksummer, expected base64 or None when it comes as a trailer)
         self._summers: dict[str, tuple[cks.Checksummer, str | None]] = {}
         for name, value in req.headers.items():
@@ -780,22 +798,33 @@ class S3App:
         # for a plain GET/HEAD of an object, the object itself.
         want_object = bool(req.key) and req.method in ("GET", "HEAD") and (
             _NOT_PLAIN_OBJECT_READ.isdisjoint(req.query))
+        record, loaded, secret = await self._load_key(req, auth.access_key,
+                                                      want_object=want_object)
+        signing = verify(auth, secret)
+        return Caller(auth.access_key, record.account, signing, loaded, req.bucket)
+
+    async def _load_key(
+        self, req: Request, access_key: str, *, want_object: bool = False
+    ) -> tuple[KeyRecord, Loaded, str]:
+        """The key record, what :func:`load` finds for ``req``, and the key's secret.
+
+        InvalidAccessKeyId for an unknown key or an account that is not active.
+        """
         loaded = await self.services.db.read(
-            load, auth.access_key, req.bucket, req.key, req.query.get("versionId") or None,
+            load, access_key, req.bucket, req.key, req.query.get("versionId") or None,
             want_object=want_object,
         )
         record = loaded.key
         if record is None or record.account.status != "active":
-            raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": auth.access_key})
-        secret = self.services.accounts.open_secret(auth.access_key, record.sealed_secret)
-        signing = verify(auth, secret)
+            raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
+        secret = self.services.accounts.open_secret(access_key, record.sealed_secret)
         if req.trace_notes is not None:
             req.trace_notes["account"] = record.account.email
         if loaded.bucket is not None:
             self._remember_bucket(loaded.bucket)
         elif loaded.bucket_missing:
             self._forget_bucket(req.bucket)
-        return Caller(auth.access_key, record.account, signing, loaded, req.bucket)
+        return record, loaded, secret
 
     async def _bucket(self, caller: Caller, name: str, *, fresh: bool = False) -> BucketInfo:
         """The bucket ``name`` if the caller's account owns it."""
@@ -840,14 +869,20 @@ class S3App:
         if req.method == "OPTIONS":
             # A browser's CORS preflight is never signed.
             return await self.cors_preflight(req)
-        caller = await self._authenticate(req)
-        self.limiter.check(caller.access_key, _op_class(req))
+        caller: Caller | None = None
+        if req.method == "POST" and req.bucket and not req.key and "delete" not in req.query:
+            # A browser form upload: its credentials are form fields, not headers.
+            route = self.post_object(req)
+        else:
+            caller = await self._authenticate(req)
+            self.limiter.check(caller.access_key, _op_class(req))
+            route = self._route(req, caller)
         origin = req.headers.get("origin")
         if not origin or not req.bucket:
-            return await self._route(req, caller)
+            return await route
         # Browsers only let a page read an error that carries CORS headers too.
         try:
-            response = await self._route(req, caller)
+            response = await route
         except S3Error as exc:
             exc.headers.update(await self._cors_headers(req, caller, origin))
             raise
@@ -976,12 +1011,18 @@ class S3App:
                                    f"{high}", name, raw)
         return min(value, high)
 
-    def _object_fields(self, req: Request) -> tuple[str, dict[str, str], dict[str, str]]:
-        """Content-Type, user metadata and stored headers of a PUT/POST/COPY."""
-        content_type = req.headers.get("content-type") or "binary/octet-stream"
+    @staticmethod
+    def _object_fields(
+        headers: Mapping[str, str]
+    ) -> tuple[str, dict[str, str], dict[str, str]]:
+        """Content-Type, user metadata and stored headers of a PUT/POST/COPY.
+
+        ``headers`` are a request's headers, or the fields of a POST form.
+        """
+        content_type = headers.get("content-type") or "binary/octet-stream"
         meta: dict[str, str] = {}
         total = 0
-        for name, value in req.headers.items():
+        for name, value in headers.items():
             if name.startswith("x-amz-meta-"):
                 short = name[len("x-amz-meta-"):]
                 meta[short] = value
@@ -991,7 +1032,7 @@ class S3App:
                                                      "Size": total})
         stored: dict[str, str] = {}
         for name in STORED_HEADERS:
-            value = req.headers.get(name)
+            value = headers.get(name)
             if value is None:
                 continue
             if name == "content-encoding":
@@ -1042,9 +1083,9 @@ class S3App:
         return body
 
     @staticmethod
-    def _tagging_header(req: Request) -> dict[str, str] | None:
+    def _tagging_header(headers: Mapping[str, str]) -> dict[str, str] | None:
         """The tags of ``x-amz-tagging`` (URL query form), None when absent."""
-        raw = req.headers.get("x-amz-tagging")
+        raw = headers.get("x-amz-tagging")
         if raw is None:
             return None
         malformed = invalid_argument(
@@ -1070,14 +1111,14 @@ class S3App:
             return grantee == account.id
         return kind.lower() == "emailaddress" and grantee.lower() == account.email.lower()
 
-    def _check_acl_headers(self, req: Request, caller: Caller) -> None:
+    def _check_acl_headers(self, headers: Mapping[str, str], caller: Caller) -> None:
         """Accept ``x-amz-acl`` / ``x-amz-grant-*`` only when they keep things private.
 
         Anything that would give someone else access (or the owner less than
         FULL_CONTROL) is 501 NotImplemented: never silently ignored.
         """
-        canned = req.headers.get("x-amz-acl")
-        grants = [(h, req.headers[h]) for h in GRANT_HEADERS if h in req.headers]
+        canned = headers.get("x-amz-acl")
+        grants = [(h, headers[h]) for h in GRANT_HEADERS if h in headers]
         if canned is not None and grants:
             raise S3Error("InvalidRequest",
                           "Specifying both Canned ACLs and Header Grants is not allowed")
@@ -1119,7 +1160,7 @@ class S3App:
                 raise S3Error("UnexpectedContent")
             self._check_acl_policy(s3xml.parse_access_control_policy(body), caller)
         elif has_headers:
-            self._check_acl_headers(req, caller)
+            self._check_acl_headers(req.headers, caller)
         else:
             raise S3Error("MissingRequestBodyError")
 
@@ -1138,7 +1179,7 @@ class S3App:
     async def create_bucket(self, req: Request, caller: Caller) -> Response:
         """CreateBucket (LocationConstraint must be this cluster's region if given)."""
         validate_bucket_name(req.bucket)
-        self._check_acl_headers(req, caller)
+        self._check_acl_headers(req.headers, caller)
         body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_XML_BODY_SIZE)
         config = s3xml.parse_create_bucket(body)
         constraint = config.location_constraint
@@ -1255,10 +1296,19 @@ class S3App:
         self._cors[bucket.id] = (now + BUCKET_CACHE_SECONDS, rules)
         return rules
 
-    async def _cors_headers(self, req: Request, caller: Caller, origin: str) -> dict[str, str]:
-        """Access-Control-* headers for a request from ``origin``, if a rule allows it."""
+    async def _cors_headers(
+        self, req: Request, caller: Caller | None, origin: str
+    ) -> dict[str, str]:
+        """Access-Control-* headers for a request from ``origin``, if a rule allows it.
+
+        Without a caller (a POST form that failed before its signature was
+        checked) the rules apply as to an unsigned preflight.
+        """
         try:
-            bucket = await self._bucket(caller, req.bucket)
+            if caller is None:
+                bucket = await self._cached_bucket(req.bucket)
+            else:
+                bucket = await self._bucket(caller, req.bucket)
             rules = await self._cors_rules(bucket)
         except (S3Error, serr.StorageError):
             return {}  # no bucket of the caller's (any more): no CORS to apply
@@ -1419,9 +1469,9 @@ class S3App:
     async def put_object(self, req: Request, caller: Caller) -> Response:
         """PutObject, streamed and verified before it becomes visible."""
         bucket = await self._bucket(caller, req.bucket)
-        content_type, meta, stored = self._object_fields(req)
-        self._check_acl_headers(req, caller)
-        tags = self._tagging_header(req)
+        content_type, meta, stored = self._object_fields(req.headers)
+        self._check_acl_headers(req.headers, caller)
+        tags = self._tagging_header(req.headers)
         reader = BodyReader(req, caller.signing)
         if reader.size is not None and reader.size > MAX_PUT_SIZE:
             raise entity_too_large(reader.size, MAX_PUT_SIZE)
@@ -1435,6 +1485,55 @@ class S3App:
         headers = [("etag", s3xml.quote_etag(info.etag)), *self._version_headers(bucket, info)]
         headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
         return Response(200, headers)
+
+    async def post_object(self, req: Request) -> Response:
+        """PostObject: a browser form upload, authorized by its signed policy."""
+        boundary = boundary_of(req.headers.get("content-type", ""))
+        if boundary is None:
+            condition = "Bucket POST must be of the enclosure-type multipart/form-data"
+            raise S3Error("PreconditionFailed", condition, extra={"Condition": condition})
+        if req.content_length() is None and (
+                "chunked" not in req.headers.get("transfer-encoding", "").lower()):
+            raise S3Error("MissingContentLength")
+        form = FormUpload(req.receive_body(), boundary)
+        fields = await form.read_fields()
+        creds = form_credentials(fields)
+        if creds is None:
+            raise access_denied("Anonymous access is not allowed; sign the form's policy.")
+        record, _, secret = await self._load_key(req, creds.access_key)
+        verify_form_signature(creds, fields["policy"], secret)
+        caller = Caller(creds.access_key, record.account, None, None, req.bucket)
+        self.limiter.check(caller.access_key, "write")
+        policy = parse_policy(fields["policy"])
+        if "key" not in fields:
+            raise missing_field("key")
+        fields["key"] = key = fields["key"].replace("${filename}", form.filename)
+        validate_object_key(key)
+        check_policy(policy, fields, req.bucket, dt.datetime.now(dt.UTC))
+        bucket = await self._bucket(caller, req.bucket)
+        # The form's object fields are named as PutObject's headers, but the ACL.
+        headers = {**fields, "x-amz-acl": fields["acl"]} if "acl" in fields else fields
+        content_type, meta, stored = self._object_fields(headers)
+        self._check_acl_headers(headers, caller)
+        tags = s3xml.parse_tagging(fields["tagging"].encode()) if "tagging" in fields else None
+        low, high = policy.length_range or (0, MAX_PUT_SIZE)
+        info = await self.objects.put_object(
+            bucket, key, form.file(low, min(high, MAX_PUT_SIZE)), content_type=content_type,
+            user_metadata=meta, headers=stored, tags=tags,
+        )
+        etag = s3xml.quote_etag(info.etag)
+        redirect = fields.get("success_action_redirect") or fields.get("redirect")
+        if redirect and redirect.startswith(("http://", "https://")):
+            query = urlencode({"bucket": req.bucket, "key": key, "etag": etag})
+            joiner = "&" if "?" in redirect else "?"
+            return Response(303, [("location", f"{redirect}{joiner}{query}"), ("etag", etag)])
+        host = req.headers.get("host", "")
+        location = f"{req.scheme}://{host}/{quote(req.bucket)}/{quote(key)}"
+        out = [("etag", etag), ("location", location), *self._version_headers(bucket, info)]
+        status = fields.get("success_action_status")
+        if status == "201":
+            return _xml(s3xml.render_post_response(location, req.bucket, key, etag), 201, out)
+        return Response(200 if status == "200" else 204, out)
 
     def _object_headers(
         self, req: Request, bucket: BucketInfo, info: ObjectInfo
@@ -1637,9 +1736,9 @@ class S3App:
         if tagging not in ("COPY", "REPLACE"):
             raise invalid_argument("Unknown tagging directive.", "x-amz-tagging-directive",
                                    tagging)
-        self._check_acl_headers(req, caller)
+        self._check_acl_headers(req.headers, caller)
         # REPLACE takes x-amz-tagging (no header: no tags); COPY keeps the source's.
-        tags = (self._tagging_header(req) or {}) if tagging == "REPLACE" else None
+        tags = (self._tagging_header(req.headers) or {}) if tagging == "REPLACE" else None
         _, _, explicit_version = self._copy_source(req)
         same = src_bucket.id == bucket.id and src.key == req.key and (
             explicit_version is None or src.is_latest)
@@ -1651,7 +1750,7 @@ class S3App:
                 "location or encryption attributes.",
             )
         if directive == "REPLACE":
-            content_type, meta, stored = self._object_fields(req)
+            content_type, meta, stored = self._object_fields(req.headers)
             info = await self.objects.copy_object(
                 src_bucket, src.key, bucket, req.key, version_id=src.version_id,
                 content_type=content_type, user_metadata=meta, headers=stored, tags=tags,
@@ -1670,9 +1769,9 @@ class S3App:
     async def create_multipart_upload(self, req: Request, caller: Caller) -> Response:
         """CreateMultipartUpload (metadata fixed now; optional checksum algorithm/type)."""
         bucket = await self._bucket(caller, req.bucket)
-        content_type, meta, stored = self._object_fields(req)
-        self._check_acl_headers(req, caller)
-        tags = self._tagging_header(req)
+        content_type, meta, stored = self._object_fields(req.headers)
+        self._check_acl_headers(req.headers, caller)
+        tags = self._tagging_header(req.headers)
         alg = req.headers.get("x-amz-checksum-algorithm", "").strip()
         kind = req.headers.get("x-amz-checksum-type", "").strip().upper()
         if alg:

@@ -163,6 +163,20 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         "to our published schema.",
     ),
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
+    # --- browser-based uploads (POST Object) -----------------------------------------
+    "InvalidPolicyDocument": (
+        400,
+        "The content of the form does not meet the conditions specified in the policy "
+        "document.",
+    ),
+    "MalformedPOSTRequest": (
+        400,
+        "The body of your POST request is not well-formed multipart/form-data.",
+    ),
+    "MaxPostPreDataLengthExceededError": (
+        400,
+        "Your POST request fields preceding the upload file were too large.",
+    ),
     "RequestHeaderSectionTooLarge": (
         400,
         "Your request header section exceeds the maximum allowed size.",
@@ -290,7 +304,8 @@ def signature_does_not_match(
 
 
 def _hex_bytes(text: str) -> str:
-    return " ".join(f"{b:02x}" for b in text.encode("utf-8"))
+    # surrogateescape: the canonical request keeps a header's non-UTF-8 bytes as they came.
+    return " ".join(f"{b:02x}" for b in text.encode("utf-8", "surrogateescape"))
 
 
 def request_time_too_skewed(request_time: str, server_time: str, max_skew_ms: int) -> S3Error:

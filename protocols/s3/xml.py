@@ -535,6 +535,13 @@ def render_initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> b
     )
 
 
+def render_post_response(location: str, bucket: str, key: str, etag: str) -> bytes:
+    """PostResponse (a POST Object form with ``success_action_status`` 201)."""
+    return render_document(
+        "PostResponse", {"Location": location, "Bucket": bucket, "Key": key, "ETag": etag}
+    )
+
+
 def render_complete_multipart_upload(
     location: str,
     bucket: str,
@@ -696,7 +703,7 @@ def render_versioning_configuration(status: str | None, mfa_delete: str | None =
 def render_tagging(tags: Mapping[str, str]) -> bytes:
     """Tagging (GetObjectTagging, GetBucketTagging): the TagSet, possibly empty."""
     return render_document(
-        "Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}}
+        "Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}}
     )
 
 

@@ -299,3 +299,12 @@ def test_rate_limit_answers_429_with_retry_after(node, bucket):
     # Another class (GET) of the same key is not affected.
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+
+
+@pytest.mark.parametrize("target", ["/b/%AE%8A-", "/%FFbucket", "/b?delimiter=%FF"])
+def test_non_utf8_uri_is_invalid_uri(node, target):
+    import httpx
+
+    r = httpx.get(node.s3_url + target)
+    assert r.status_code == 400
+    assert "<Code>InvalidURI</Code>" in r.text
