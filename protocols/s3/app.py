@@ -349,18 +349,16 @@ class Request:
             headers[n] = f"{headers[n]},{v}" if n in headers else v
         self.headers = headers
         self.query: dict[str, str] = {}
-        for part in self.query_string.split(b"&"):
-            if part:
-                n, _, v = part.partition(b"=")
-                name = unquote_to_bytes(n).decode("utf-8", "surrogateescape")
-                self.query.setdefault(name, unquote_to_bytes(v).decode("utf-8", "surrogateescape"))
         try:
             # A name or parameter S3 cannot read as UTF-8 is an unparseable URI,
             # refused before it reaches the database or an XML document.
+            for part in self.query_string.split(b"&"):
+                if part:
+                    n, _, v = part.partition(b"=")
+                    self.query.setdefault(unquote_to_bytes(n).decode("utf-8"),
+                                          unquote_to_bytes(v).decode("utf-8"))
             path = unquote_to_bytes(self.raw_path.split(b"?", 1)[0]).decode("utf-8")
-            for value in self.query.values():
-                value.encode("utf-8")
-        except UnicodeError:
+        except UnicodeDecodeError:
             raise S3Error("InvalidURI") from None
         host = headers.get("host", "").strip().lower()
         if host.startswith("["):
