@@ -108,6 +108,12 @@ class AccountSuspended(StorageError):
     code = "AccountSuspended"
 
 
+class PreconditionFailed(StorageError):
+    """At least one of the pre-conditions you specified did not hold."""
+
+    code = "PreconditionFailed"
+
+
 class InvalidRange(StorageError):
     """The requested range is not satisfiable."""
 

@@ -36,7 +36,7 @@ from storage.buckets import BucketInfo
 from storage.db import Database
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import MultipartPart, MultipartUpload
-from storage.objects import ObjectInfo, ObjectService, StoredData, _reference
+from storage.objects import ObjectInfo, ObjectService, StoredData, WriteCondition, _reference
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024**3
@@ -384,10 +384,12 @@ class MultipartService:
         plan: CompletionPlan,
         *,
         checksums: Mapping[str, str] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
         """Commit ``plan``: the new version appears and the upload is gone, atomically.
 
-        QuotaExceeded leaves the upload open (the client may free space and retry).
+        QuotaExceeded, or a ``condition`` that does not hold, leaves the upload
+        open (the client may free space, or reconsider, and retry).
         """
         upload_id = plan.upload.upload_id
         planned = {p.part_number: p.row_id for p in plan.parts}
@@ -404,6 +406,7 @@ class MultipartService:
             bucket, up.key, stored, etag=plan.etag, content_type=up.content_type,
             user_metadata=up.user_metadata, headers=up.headers, checksums=checksums,
             before=retire, tags=up.tags, part_sizes=[p.size for p in plan.parts],
+            condition=condition,
         )
 
     async def abort(self, bucket: BucketInfo, upload_id: str) -> None:

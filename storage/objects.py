@@ -44,6 +44,31 @@ _THREAD_HASH_MIN = 128 * 1024
 
 
 @dataclass(frozen=True)
+class WriteCondition:
+    """A conditional write, checked in the transaction that commits it.
+
+    ``if_match``: the key's latest version must have one of these ETags
+    (``"*"``: any version); NoSuchKey when there is none.  ``if_none_match``:
+    the key must have no latest version (a delete marker counts as none).
+    """
+
+    if_match: frozenset[str] | None = None
+    if_none_match: bool = False
+
+    def check(self, latest: Mapping[str, Any] | None) -> None:
+        """Raise unless the condition holds for ``latest`` (an etag/marker row)."""
+        exists = latest is not None and not latest["is_delete_marker"]
+        if self.if_match is not None:
+            if not exists:
+                raise errors.NoSuchKey()
+            assert latest is not None
+            if "*" not in self.if_match and latest["etag"] not in self.if_match:
+                raise errors.PreconditionFailed(condition="If-Match")
+        if self.if_none_match and exists:
+            raise errors.PreconditionFailed(condition="If-None-Match")
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """One object version as the protocols see it."""
 
@@ -264,8 +289,9 @@ def _commit_steps(
     key: str,
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
+    condition: WriteCondition | None = None,
 ) -> sql.UnitOfWork[ObjectInfo]:
-    """Make a new version (or delete marker) the latest one.
+    """Make a new version (or delete marker) the latest one, if ``condition`` holds.
 
     Raw SQL rather than the ORM: this is every PutObject's transaction, and
     the query builder and model instances cost several times the statements.
@@ -287,22 +313,37 @@ def _commit_steps(
         "tags": _json(fields.get("tags"), "{}"),
     }
     # The first statement writes, so SQLite takes its write lock up front
-    # instead of failing to upgrade a read snapshot later.
-    yield (sql.EXECUTE,
-           'UPDATE object_versions SET is_latest = NULL '
-           'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?',
-           (bucket.id, key, True))
+    # instead of failing to upgrade a read snapshot later.  Its row lock is
+    # also what makes a condition atomic: the version it was checked against
+    # stays latest until this commits (a racing first writer of the key
+    # loses on the unique latest index and retries against the winner).
+    demote = ('UPDATE object_versions SET is_latest = NULL '
+              'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?')
+    latest = None
+    if condition is None:
+        yield (sql.EXECUTE, demote, (bucket.id, key, True))
+    else:
+        demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker",
+                         (bucket.id, key, True))
+        latest = demoted[0] if demoted else None
     if not versioned:
         replaced = yield (sql.FETCH,
                           'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                          "AND version_id = ? RETURNING size, is_delete_marker, chunks",
+                          "AND version_id = ? RETURNING size, is_delete_marker, chunks, "
+                          "etag, is_latest",
                           (bucket.id, key, NULL_VERSION))
+        if latest is None:
+            # On PostgreSQL a null version committed after the demote took
+            # its snapshot is only seen here, still marked latest.
+            latest = next((r for r in replaced if r["is_latest"]), None)
         if replaced:
             yield from _release_steps(bucket.account_id, [
                 _Dropped(r["size"], bool(r["is_delete_marker"]),
                          sql.json_column(r["chunks"], []))
                 for r in replaced
             ])
+    if condition is not None:
+        condition.check(latest)
     if not is_marker:
         yield from _charge_steps(bucket.account_id, fields["size"], 1)
     yield from _reference_steps(chunks)
@@ -324,11 +365,12 @@ async def _commit_version_after(
     key: str,
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
+    condition: WriteCondition | None,
 ) -> ObjectInfo:
     """:func:`_commit_steps` in an ORM transaction that ``before`` opens."""
     async with in_transaction() as conn:
         await before(conn)
-        return await sql.drive(conn, _commit_steps(bucket, key, fields, chunks))
+        return await sql.drive(conn, _commit_steps(bucket, key, fields, chunks, condition))
 
 
 async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
@@ -641,14 +683,16 @@ class ObjectService:
         content_md5: bytes | None = None,
         expected_size: int | None = None,
         tags: Mapping[str, str] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
         """Store a new version of ``key`` from ``body``.
 
         ``checksums`` is read after the body is exhausted, so a protocol may
         fill it while streaming.  Raises BadDigest if ``content_md5`` does not
-        match, IncompleteBody if ``expected_size`` is not what arrived, and
-        QuotaExceeded if the account has no room; in each case nothing
-        becomes visible.
+        match, IncompleteBody if ``expected_size`` is not what arrived,
+        QuotaExceeded if the account has no room, and PreconditionFailed (or
+        NoSuchKey) if ``condition`` does not hold when the version would
+        commit; in each case nothing becomes visible.
         """
         stored = await self.store_stream(body)
         if expected_size is not None and stored.size != expected_size:
@@ -660,6 +704,7 @@ class ObjectService:
         return await self.commit(
             bucket, key, stored, etag=stored.md5.hex(), content_type=content_type,
             user_metadata=user_metadata, headers=headers, checksums=checksums, tags=tags,
+            condition=condition,
         )
 
     async def commit(
@@ -676,12 +721,14 @@ class ObjectService:
         before: CommitHook | None = None,
         tags: Mapping[str, str] | None = None,
         part_sizes: Sequence[int] = (),
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
         """Make stored bytes the latest version of ``key`` (one transaction).
 
         ``before`` runs first inside that transaction (multipart completion
         uses it to retire the upload atomically with the new version, and
-        passes the sizes of the parts in ``part_sizes``).
+        passes the sizes of the parts in ``part_sizes``); ``condition`` is
+        checked in it too.
         """
         fields = {
             "size": stored.size, "etag": etag, "content_type": content_type,
@@ -689,7 +736,7 @@ class ObjectService:
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
             "tags": dict(tags or {}), "part_sizes": list(part_sizes),
         }
-        return await self._commit(bucket, key, fields, stored.chunks, before)
+        return await self._commit(bucket, key, fields, stored.chunks, before, condition)
 
     async def _commit(
         self,
@@ -698,13 +745,15 @@ class ObjectService:
         fields: dict[str, Any],
         chunks: list[tuple[str, int]],
         before: CommitHook | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
         for attempt in range(_COMMIT_RETRIES):
             try:
                 if before is None:
-                    return await self._db.write(_commit_steps, bucket, key, fields, chunks)
+                    return await self._db.write(_commit_steps, bucket, key, fields, chunks,
+                                                condition)
                 return await self._db.run(_commit_version_after, before, bucket, key, fields,
-                                          chunks)
+                                          chunks, condition)
             except IntegrityError as exc:
                 if "foreign" in str(exc).lower():
                     raise errors.NoSuchBucket() from None
@@ -869,11 +918,13 @@ class ObjectService:
         user_metadata: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
         """Copy a version without moving bytes (chunks are shared by reference).
 
         Metadata is copied unless ``user_metadata`` (with ``content_type`` and
         ``headers``) is given, which replaces it; tags likewise with ``tags``.
+        ``condition`` applies to the destination key.
         """
         src = await self.head_object(src_bucket, src_key, version_id)
         if src.is_delete_marker:
@@ -889,7 +940,8 @@ class ObjectService:
             # The copy keeps the source's ETag ("...-N"), so it keeps its parts too.
             "part_sizes": list(src.part_sizes),
         }
-        return await self._commit(dst_bucket, dst_key, fields, list(src.chunks))
+        return await self._commit(dst_bucket, dst_key, fields, list(src.chunks),
+                                  condition=condition)
 
     async def set_tags(
         self, bucket: BucketInfo, key: str, version_id: str, tags: Mapping[str, str]

@@ -14,6 +14,13 @@ the asyncio loop waits too.  On a single connection every other database
 call would queue behind that statement regardless; only the loop's non-DB
 work (SFTP sessions) is held up for the length of such a wait.
 
+Transactions begin ``IMMEDIATE``: a deferred transaction that reads first
+and then writes cannot wait for the write lock once another connection (the
+node's :mod:`storage.sqlite_writer`, another node process) committed after
+its read began; SQLite fails the upgrade at once with "database is locked",
+whatever the busy timeout.  Taking the lock up front makes such a transaction
+queue on the busy timeout like any other writer.
+
 Selected by :func:`storage.db.tortoise_config` as the engine
 ``storage.sqlite_inline``.
 """
@@ -25,7 +32,13 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import aiosqlite
-from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.backends.base.client import TransactionContext
+from tortoise.backends.sqlite.client import (
+    SqliteClient,
+    SqliteTransactionContext,
+    SqliteTransactionWrapper,
+)
+from tortoise.exceptions import TransactionManagementError
 
 
 class InlineConnection(aiosqlite.Connection):
@@ -59,8 +72,22 @@ def _connect(database: str, **kwargs: Any) -> InlineConnection:
     return InlineConnection(connector, 64)
 
 
+class ImmediateTransactionWrapper(SqliteTransactionWrapper):
+    """A transaction that takes SQLite's write lock when it begins."""
+
+    async def begin(self) -> None:
+        try:
+            await self._connection.commit()
+            await self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TransactionManagementError(exc) from exc
+
+
 class InlineSqliteClient(SqliteClient):
     """Tortoise's :class:`SqliteClient` over an :class:`InlineConnection`."""
+
+    def _in_transaction(self) -> TransactionContext:
+        return SqliteTransactionContext(ImmediateTransactionWrapper(self), self._lock)
 
     async def create_connection(self, with_db: bool) -> None:
         if not self._connection:

@@ -77,7 +77,7 @@ from storage.multipart import (
     EntityTooSmall,
     MultipartService,
 )
-from storage.objects import ObjectInfo
+from storage.objects import ObjectInfo, WriteCondition
 from storage.ratelimit import RateLimiter, retry_after
 
 log = logging.getLogger("cloudstorage.s3")
@@ -235,6 +235,28 @@ def evaluate_conditions(
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Modified-Since"})
 
 
+def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
+    """The If-Match / If-None-Match of a conditional write (PUT, copy, complete).
+
+    S3 writes take only ``If-None-Match: *`` ("create, never overwrite");
+    any other value is a feature S3 does not have, so 501 rather than a
+    silently unconditional write.
+    """
+    if_match = headers.get("if-match")
+    if_none_match = headers.get("if-none-match")
+    if if_match is None and if_none_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise not_implemented("If-None-Match with a value other than *")
+    etags = None
+    if if_match is not None:
+        etags = frozenset(
+            c if c == "*" else s3xml.unquote_etag(c.removeprefix("W/"))
+            for c in (part.strip() for part in if_match.split(",")) if c
+        )
+    return WriteCondition(if_match=etags, if_none_match=if_none_match is not None)
+
+
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     """``Range: bytes=a-b`` / ``a-`` / ``-n`` -> ``(start, stop)`` (stop exclusive).
 
@@ -284,6 +306,8 @@ def from_storage_error(exc: serr.StorageError) -> S3Error:
         headers["x-amz-version-id"] = str(exc.details.get("version_id"))
     if isinstance(exc, serr.NoSuchVersion):
         extra["VersionId"] = exc.details.get("version_id", "")
+    if isinstance(exc, serr.PreconditionFailed):
+        extra["Condition"] = exc.details.get("condition", "")
     if isinstance(exc, EntityTooSmall):
         err = entity_too_small(
             int(exc.details.get("proposed_size", 0)), int(exc.details.get("min_size", 0))
@@ -1060,6 +1084,22 @@ class S3App:
         if account.used_bytes + size > account.quota_bytes:
             raise S3Error("QuotaExceeded")
 
+    async def _precheck(self, bucket: BucketInfo, key: str,
+                        condition: WriteCondition | None) -> None:
+        """Refuse a conditional write before its body is read.
+
+        The commit checks the condition again, atomically; this only saves
+        receiving and storing bytes that could not become the object.
+        """
+        if condition is None:
+            return
+        try:
+            info = await self.objects.head_object(bucket, key)
+        except serr.NoSuchKey:
+            condition.check(None)
+        else:
+            condition.check({"etag": info.etag, "is_delete_marker": info.is_delete_marker})
+
     def _version_headers(self, bucket: BucketInfo, info: ObjectInfo) -> list[tuple[str, str]]:
         if bucket.versioning or info.version_id != "null":
             return [("x-amz-version-id", info.version_id)]
@@ -1474,11 +1514,13 @@ class S3App:
         if reader.size is not None and reader.size > MAX_PUT_SIZE:
             raise entity_too_large(reader.size, MAX_PUT_SIZE)
         await self._check_room(caller, reader.size)
+        condition = write_condition(req.headers)
+        await self._precheck(bucket, req.key, condition)
         md5 = self._content_md5(req)
         info = await self.objects.put_object(
             bucket, req.key, reader, content_type=content_type, user_metadata=meta,
             headers=stored, checksums=reader.checksums, content_md5=md5,
-            expected_size=reader.size, tags=tags,
+            expected_size=reader.size, tags=tags, condition=condition,
         )
         headers = [("etag", s3xml.quote_etag(info.etag)), *self._version_headers(bucket, info)]
         headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
@@ -1747,15 +1789,18 @@ class S3App:
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes.",
             )
+        condition = write_condition(req.headers)
         if directive == "REPLACE":
             content_type, meta, stored = self._object_fields(req.headers)
             info = await self.objects.copy_object(
                 src_bucket, src.key, bucket, req.key, version_id=src.version_id,
                 content_type=content_type, user_metadata=meta, headers=stored, tags=tags,
+                condition=condition,
             )
         else:
             info = await self.objects.copy_object(
                 src_bucket, src.key, bucket, req.key, version_id=src.version_id, tags=tags,
+                condition=condition,
             )
         headers = self._version_headers(bucket, info)
         if src_bucket.versioning:
@@ -1847,6 +1892,7 @@ class S3App:
         """CompleteMultipartUpload: validate the part list and commit atomically."""
         bucket = await self._bucket(caller, req.bucket)
         upload_id = req.query.get("uploadId", "")
+        condition = write_condition(req.headers)
         body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_COMPLETE_BODY_SIZE)
         requested = s3xml.parse_complete_multipart(body)
         plan = await self.multipart.plan_completion(
@@ -1873,7 +1919,8 @@ class S3App:
                     raise S3Error("BadDigest", f"The {alg.upper()} you specified did not match "
                                   "the calculated checksum.")
                 checksums[alg] = value
-        info = await self.multipart.complete(bucket, plan, checksums=checksums)
+        info = await self.multipart.complete(bucket, plan, checksums=checksums,
+                                             condition=condition)
         location = f"/{bucket.name}/{req.key}"
         xml_body = s3xml.render_complete_multipart_upload(
             location, bucket.name, req.key, info.etag, checksums=checksums,

@@ -12,7 +12,7 @@ import trio
 
 from storage import errors
 from storage.blobs import ChunkCorrupt
-from storage.objects import ObjectService
+from storage.objects import ObjectService, WriteCondition
 
 pytestmark = pytest.mark.trio
 
@@ -264,6 +264,40 @@ async def test_concurrent_writers_leave_one_latest(core, bucket):
     assert [e.key for e in page.entries] == ["race"]
     account = await core.accounts.get(core.account_id)
     assert (account.used_bytes, account.object_count) == (len(final), 1)
+
+
+@pytest.mark.parametrize("versioning", ["", "Enabled"])
+async def test_racing_conditional_creates_leave_exactly_one(core, bucket, versioning):
+    if versioning:
+        bucket = await core.buckets.set_versioning(bucket, versioning)
+    # No pre-check here: every writer reaches the commit, which alone decides.
+    create_only = WriteCondition(if_none_match=True)
+    won: list[bytes] = []
+
+    async def create(body: bytes) -> None:
+        try:
+            await put(core, bucket, "once", body, condition=create_only)
+        except errors.PreconditionFailed:
+            return
+        won.append(body)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(create, bytes([i]) * 100)
+    assert len(won) == 1
+    assert await read(core, bucket, "once") == won[0]
+    account = await core.accounts.get(core.account_id)
+    assert (account.used_bytes, account.object_count) == (100, 1)
+
+
+async def test_if_match_commits_only_over_the_expected_etag(core, bucket):
+    first = await put(core, bucket, "k", b"one")
+    with pytest.raises(errors.PreconditionFailed):
+        await put(core, bucket, "k", b"two", condition=WriteCondition(frozenset({"beef"})))
+    await put(core, bucket, "k", b"two", condition=WriteCondition(frozenset({first.etag})))
+    assert await read(core, bucket, "k") == b"two"
+    with pytest.raises(errors.NoSuchKey):
+        await put(core, bucket, "gone", b"x", condition=WriteCondition(frozenset({"*"})))
 
 
 async def test_upload_memory_is_bounded_by_chunks_not_size(core, bucket):
