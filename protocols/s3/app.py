@@ -134,6 +134,31 @@ UNSUPPORTED_SUBRESOURCES = frozenset({
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
     "torrent", "website", "renameObject", "session",
 })
+# Write headers asking for features this endpoint does not have: refused, since
+# storing the object anyway would leave the client believing it encrypted
+# (with S3's, KMS's or its own key) or locked.
+_UNSUPPORTED_WRITE_HEADERS = (
+    ("x-amz-server-side-encryption", "Server-side encryption"),
+    ("x-amz-copy-source-server-side-encryption", "Server-side encryption"),
+    ("x-amz-object-lock-", "Object lock"),
+    ("x-amz-bucket-object-lock-", "Object lock"),
+)
+
+
+def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
+    """NotImplemented for a write header of :data:`_UNSUPPORTED_WRITE_HEADERS`.
+
+    ``headers`` are a request's headers or a POST form's fields.  An explicit
+    "no" (object lock disabled) is no request for the feature and passes.
+    """
+    for name, value in headers.items():
+        if not name.startswith("x-amz-"):
+            continue
+        for prefix, feature in _UNSUPPORTED_WRITE_HEADERS:
+            if name.startswith(prefix) and value.strip().lower() != "false":
+                raise not_implemented(feature)
+
+
 # Query parameters that make a GET/HEAD of a key something other than reading it.
 _NOT_PLAIN_OBJECT_READ = UNSUPPORTED_SUBRESOURCES | {"uploadId"}
 # Bucket configuration subresources served here (reads are "read", not "list").
@@ -456,6 +481,10 @@ class Request:
         """Discard what is left of the body (bounded); True if it was all read."""
         if self.body_done:
             return True
+        if not self.body_started and "100-continue" in self.headers.get("expect", "").lower():
+            # Asking for the body would send the 100 Continue the client
+            # waits for: an error answered on the head alone must not.
+            return False
         declared = self.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > DRAIN_LIMIT:
             return False
@@ -920,6 +949,8 @@ class S3App:
             if name in UNSUPPORTED_SUBRESOURCES:
                 raise not_implemented(f"The ?{name} subresource")
         method = req.method
+        if method in ("PUT", "POST"):
+            refuse_unsupported_headers(req.headers)
         if not req.bucket:
             if method in ("GET", "HEAD"):
                 return await self.list_buckets(req, caller)
@@ -1101,7 +1132,16 @@ class S3App:
             condition.check({"etag": info.etag, "is_delete_marker": info.is_delete_marker})
 
     def _version_headers(self, bucket: BucketInfo, info: ObjectInfo) -> list[tuple[str, str]]:
+        """x-amz-version-id of an existing version (read, tagged, ...)."""
         if bucket.versioning or info.version_id != "null":
+            return [("x-amz-version-id", info.version_id)]
+        return []
+
+    @staticmethod
+    def _written_version_headers(info: ObjectInfo) -> list[tuple[str, str]]:
+        """x-amz-version-id of a version just written: S3 names only real ids,
+        none for the null version a suspended bucket overwrites."""
+        if info.version_id != "null":
             return [("x-amz-version-id", info.version_id)]
         return []
 
@@ -1522,7 +1562,7 @@ class S3App:
             headers=stored, checksums=reader.checksums, content_md5=md5,
             expected_size=reader.size, tags=tags, condition=condition,
         )
-        headers = [("etag", s3xml.quote_etag(info.etag)), *self._version_headers(bucket, info)]
+        headers = [("etag", s3xml.quote_etag(info.etag)), *self._written_version_headers(info)]
         headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
         return Response(200, headers)
 
@@ -1551,6 +1591,7 @@ class S3App:
         validate_object_key(key)
         check_policy(policy, fields, req.bucket, dt.datetime.now(dt.UTC))
         bucket = await self._bucket(caller, req.bucket)
+        refuse_unsupported_headers(fields)
         # The form's object fields are named as PutObject's headers, but the ACL.
         headers = {**fields, "x-amz-acl": fields["acl"]} if "acl" in fields else fields
         content_type, meta, stored = self._object_fields(headers)
@@ -1569,7 +1610,7 @@ class S3App:
             return Response(303, [("location", f"{redirect}{joiner}{query}"), ("etag", etag)])
         host = req.headers.get("host", "")
         location = f"{req.scheme}://{host}/{quote(req.bucket)}/{quote(key)}"
-        out = [("etag", etag), ("location", location), *self._version_headers(bucket, info)]
+        out = [("etag", etag), ("location", location), *self._written_version_headers(info)]
         status = fields.get("success_action_status")
         if status == "201":
             return _xml(s3xml.render_post_response(location, req.bucket, key, etag), 201, out)
@@ -1802,7 +1843,7 @@ class S3App:
                 src_bucket, src.key, bucket, req.key, version_id=src.version_id, tags=tags,
                 condition=condition,
             )
-        headers = self._version_headers(bucket, info)
+        headers = self._written_version_headers(info)
         if src_bucket.versioning:
             headers.append(("x-amz-copy-source-version-id", src.version_id))
         return _xml(s3xml.render_copy_object_result(info.etag, info.last_modified), 200, headers)
@@ -1926,7 +1967,7 @@ class S3App:
             location, bucket.name, req.key, info.etag, checksums=checksums,
             checksum_type=upload.checksum_type or None,
         )
-        return _xml(xml_body, 200, self._version_headers(bucket, info))
+        return _xml(xml_body, 200, self._written_version_headers(info))
 
     async def abort_multipart_upload(self, req: Request, caller: Caller) -> Response:
         """AbortMultipartUpload: the parts' chunks are released."""

@@ -232,6 +232,37 @@ def test_content_length_larger_than_body(raw, s3, bucket):
     assert_absent(s3, bucket, "liar")
 
 
+def _expect_continue_put(raw, path: str, body: bytes, keys=None) -> bytes:
+    """PUT with ``Expect: 100-continue``: the body goes only after a 100."""
+    signed = raw.signed_headers("PUT", path, headers={"content-length": str(len(body)),
+                                                      "expect": "100-continue"},
+                                payload_hash=UNSIGNED_PAYLOAD, keys=keys)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\n{head}\r\n".encode())
+        first = sock.recv(65536)
+        if not first.startswith(b"HTTP/1.1 100"):
+            return first  # a final answer on the head alone
+        sock.sendall(body)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(65536)
+        return reply
+
+
+def test_expect_continue_is_answered_after_authentication(raw, node, s3, bucket):
+    refused = _expect_continue_put(raw, f"/{bucket}/k", b"x" * 1000,
+                                   keys=(node.access_key, "wrong" * 8))
+    assert refused.startswith(b"HTTP/1.1 403")
+    assert b"SignatureDoesNotMatch" in refused and b"connection: close" in refused.lower()
+    refused = _expect_continue_put(raw, f"/{bucket}-absent/k", b"x" * 1000)
+    assert refused.startswith(b"HTTP/1.1 404")
+    assert_absent(s3, bucket, "k")
+    accepted = _expect_continue_put(raw, f"/{bucket}/k", b"x" * 1000)
+    assert accepted.startswith(b"HTTP/1.1 200")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1000
+
+
 def test_hostile_xml(raw, bucket):
     bombs = [
         b"<Delete><Object><Key>a</Key></Object>",  # truncated
@@ -269,6 +300,36 @@ def test_unsupported_subresources_and_methods(raw, bucket):
         assert status == 501 and parse_error(body)["Code"] == "NotImplemented", query
     status, _, body = raw.request("PATCH", f"/{bucket}/k")
     assert status == 405 and parse_error(body)["Code"] == "MethodNotAllowed"
+
+
+def test_encryption_and_object_lock_requests_are_not_implemented(s3, bucket):
+    # Stored unencrypted or unlocked, the object would betray the request.
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+    for extra in ({"ServerSideEncryption": "AES256"},
+                  {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
+                  sse_c,
+                  {"ObjectLockMode": "GOVERNANCE",
+                   "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+                  {"ObjectLockLegalHoldStatus": "ON"}):
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="secret", Body=b"x", **extra)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501, extra
+        assert code_of(exc) == "NotImplemented", extra
+    assert_absent(s3, bucket, "secret")
+    with pytest.raises(ClientError) as exc:
+        s3.create_multipart_upload(Bucket=bucket, Key="secret", ServerSideEncryption="AES256")
+    assert code_of(exc) == "NotImplemented"
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="secret", CopySource={"Bucket": bucket, "Key": "plain"},
+                       **sse_c)
+    assert code_of(exc) == "NotImplemented"
+    assert_absent(s3, bucket, "secret")
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket=f"{bucket}-locked", ObjectLockEnabledForBucket=True)
+    assert code_of(exc) == "NotImplemented"
+    # Explicitly not asking for the lock is an ordinary bucket.
+    s3.create_bucket(Bucket=f"{bucket}-plain", ObjectLockEnabledForBucket=False)
 
 
 def test_virtual_host_addressing(raw, s3, bucket):
