@@ -78,8 +78,10 @@ class ServerConfig:
     # How long a connection may sit between requests, or take to send a head
     # (enforced to within a second, by one sweeper for all connections).
     keep_alive_timeout: float = 75.0
-    # How long a body may stall between two reads before it counts as gone.
-    body_timeout: float = 60.0
+    # How long a body may stall between two reads before it counts as gone
+    # (S3 gives up after about 20 s, well inside SDKs' 60 s read timeouts, so
+    # the client reads the error instead of timing out itself).
+    body_timeout: float = 20.0
     # On shutdown, how long in-flight requests get to finish.
     graceful_timeout: float = 10.0
 
@@ -386,8 +388,12 @@ class _Exchange:
                         if not await conn.receive_into_proto(self.recv_size):
                             raise trio.BrokenResourceError("the body ended early")
                         data, done = proto.read_body()
-        except (trio.TooSlowError, http1.ProtocolError, trio.BrokenResourceError,
-                trio.ClosedResourceError):
+        except trio.TooSlowError:
+            self.body_done = self.body_broken = True
+            # Not in ASGI: the client is still there, and the app may tell it
+            # why its request ends (S3's RequestTimeout).
+            return {"type": "http.disconnect", "timed_out": True}
+        except (http1.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
             self.body_done = self.body_broken = True
             return {"type": "http.disconnect"}
         self.body_done = done

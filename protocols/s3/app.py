@@ -446,6 +446,12 @@ class Request:
         """The value of header ``name`` (lower-case), or None."""
         return self.headers.get(name)
 
+    def has_framed_body(self) -> bool:
+        """Whether the head frames a body (Content-Length or chunked); HTTP
+        says a request with neither has none, S3 refuses uploads without one."""
+        return ("content-length" in self.headers
+                or "chunked" in self.headers.get("transfer-encoding", "").lower())
+
     def content_length(self) -> int | None:
         """The declared Content-Length (InvalidArgument if malformed)."""
         raw = self.headers.get("content-length")
@@ -467,6 +473,8 @@ class Request:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.body_done = True
+                if message.get("timed_out"):
+                    raise S3Error("RequestTimeout", detail="the body stalled")
                 raise S3Error("IncompleteBody", detail="client disconnected during the body")
             data = message.get("body", b"")
             more = message.get("more_body", False)
@@ -523,14 +531,15 @@ class BodyReader:
     finishes) if the signed SHA-256, a chunk or trailer signature, an
     ``x-amz-checksum-*`` header or trailer, or the declared length does not
     hold.  :attr:`checksums` then maps each verified algorithm to its base64
-    value (what S3 stores and echoes).
+    value (what S3 stores and echoes).  A PUT or POST must frame its body
+    (MissingContentLength) unless ``require_length`` is False.
     """
 
-    def __init__(self, req: Request, signing: SigningContext | None) -> None:
+    def __init__(self, req: Request, signing: SigningContext | None, *,
+                 require_length: bool = True) -> None:
         self.req = req
         self.mode = signing.payload_mode if signing is not None else PayloadMode.UNSIGNED
         self.declared = req.content_length()
-        chunked_te = "chunked" in req.headers.get("transfer-encoding", "").lower()
         self.decoder: ChunkedDecoder | None = None
         self.size: int | None = self.declared
         if self.mode.is_streaming:
@@ -543,7 +552,7 @@ class BodyReader:
                         "x-amz-decoded-content-length",
                     )
                 decoded = int(raw.strip())
-            elif self.declared is None and not chunked_te:
+            elif not req.has_framed_body():
                 raise S3Error("MissingContentLength")
             trailer_names = [
                 t.strip().lower() for t in req.headers.get("x-amz-trailer", "").split(",")
@@ -554,7 +563,7 @@ class BodyReader:
                 expected_trailers=trailer_names if self.mode.has_trailer else None,
             )
             self.size = decoded
-        elif self.declared is None and not chunked_te and req.method in ("PUT", "POST"):
+        elif require_length and not req.has_framed_body() and req.method in ("PUT", "POST"):
             raise S3Error("MissingContentLength")
         self._sha = None
         if self.mode is PayloadMode.SHA256:
@@ -1258,7 +1267,9 @@ class S3App:
         """CreateBucket (LocationConstraint must be this cluster's region if given)."""
         validate_bucket_name(req.bucket)
         self._check_acl_headers(req.headers, caller)
-        body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_XML_BODY_SIZE)
+        # `curl -X PUT` and some SDKs send no Content-Length for the empty body.
+        reader = BodyReader(req, caller.signing, require_length=False)
+        body = await reader.read_all(s3xml.MAX_XML_BODY_SIZE)
         config = s3xml.parse_create_bucket(body)
         constraint = config.location_constraint
         # Tools send their own defaults ("US", "us-east-1"): accepted as "here".
@@ -1572,8 +1583,7 @@ class S3App:
         if boundary is None:
             condition = "Bucket POST must be of the enclosure-type multipart/form-data"
             raise S3Error("PreconditionFailed", condition, extra={"Condition": condition})
-        if req.content_length() is None and (
-                "chunked" not in req.headers.get("transfer-encoding", "").lower()):
+        if not req.has_framed_body():
             raise S3Error("MissingContentLength")
         form = FormUpload(req.receive_body(), boundary)
         fields = await form.read_fields()

@@ -506,7 +506,8 @@ def parse_request_auth(
         query = list(query or [])  # it is read more than once
     pairs = parse_query(query) if isinstance(query, str | bytes) else query
     names = {n for n, _ in pairs}
-    authorization = hdrs.get("authorization")
+    # A blank Authorization header authenticates nothing: anonymous, as S3 has it.
+    authorization = [v for v in hdrs.get("authorization", ()) if v.strip()]
     query_auth = bool(names & {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"})
     if authorization and query_auth:
         raise invalid_argument(

@@ -10,6 +10,7 @@ the node fixture of tests/conftest.py (``s3_url``, ``access_key``,
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,8 +30,10 @@ class Server:
     """The S3 app on a free loopback port, in a thread of its own."""
 
     def __init__(self, data_dir: Path, *, rate_limits: dict[str, float] | None = None,
-                 quota: int | None = None, max_header_bytes: int = 16384) -> None:
+                 quota: int | None = None, max_header_bytes: int = 16384,
+                 body_timeout: float | None = None) -> None:
         self.data_dir = data_dir
+        self.body_timeout = body_timeout
         self.rate_limits = rate_limits
         self.quota = quota
         self.max_header_bytes = max_header_bytes
@@ -95,6 +98,8 @@ class Server:
             # reach the app, which answers them with S3's XML error.
             config = ServerConfig(host="127.0.0.1", port=0,
                                   max_header_bytes=self.max_header_bytes * 4)
+            if self.body_timeout is not None:
+                config = dataclasses.replace(config, body_timeout=self.body_timeout)
             self._token = trio.lowlevel.current_trio_token()
             self._stop = trio.Event()
             async with trio.open_nursery() as nursery:

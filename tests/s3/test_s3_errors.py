@@ -22,6 +22,7 @@ from protocols.s3.sigv4 import (
     sha256_hex,
     sign_request,
 )
+from tests.s3.conftest import S3Node, Server
 from tests.s3.support import code_of
 
 
@@ -261,6 +262,60 @@ def test_expect_continue_is_answered_after_authentication(raw, node, s3, bucket)
     accepted = _expect_continue_put(raw, f"/{bucket}/k", b"x" * 1000)
     assert accepted.startswith(b"HTTP/1.1 200")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1000
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory):
+    """A server that gives a stalled body one second, not twenty."""
+    server = Server(tmp_path_factory.mktemp("s3stall"), body_timeout=1.0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_stalled_body_is_request_timeout(impatient_server):
+    node = S3Node(impatient_server, *impatient_server.new_credentials())
+    raw, s3 = Raw(node), node.client()
+    s3.create_bucket(Bucket="stalls")
+    signed = raw.signed_headers("PUT", "/stalls/slow", headers={"content-length": "100"},
+                                payload_hash=UNSIGNED_PAYLOAD)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+        # Ten of the hundred bytes, then nothing: the client is still there.
+        sock.sendall(f"PUT /stalls/slow HTTP/1.1\r\n{head}\r\n".encode() + b"0123456789")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert parse_error(rest.partition(b"\r\n\r\n")[2])["Code"] == "RequestTimeout"
+    assert_absent(s3, "stalls", "slow")
+
+
+def test_create_bucket_without_content_length(raw, node, s3):
+    # What `curl -X PUT` sends: no Content-Length, no body.
+    name = f"nolen-{os.urandom(4).hex()}"
+    signed = raw.signed_headers("PUT", f"/{name}", payload_hash=UNSIGNED_PAYLOAD)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+        sock.sendall(f"PUT /{name} HTTP/1.1\r\n{head}connection: close\r\n\r\n".encode())
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    s3.head_bucket(Bucket=name)
+    # An object upload still has to say how long it is.
+    signed = raw.signed_headers("PUT", f"/{name}/k", payload_hash=UNSIGNED_PAYLOAD)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+        sock.sendall(f"PUT /{name}/k HTTP/1.1\r\n{head}connection: close\r\n\r\n".encode())
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 411"), reply
+
+
+def test_blank_authorization_is_anonymous(raw, bucket):
+    for value in ("", "   "):
+        status, _, body = raw.request("GET", f"/{bucket}", headers={"authorization": value},
+                                      sign=False)
+        assert status == 403 and parse_error(body)["Code"] == "AccessDenied", repr(value)
 
 
 def test_hostile_xml(raw, bucket):
