@@ -130,6 +130,9 @@ class ObjectVersion(Model):
     part_sizes = fields.JSONField(null=True)
     # Object tags {key: value}; NULL or {} = none.
     tags = fields.JSONField(null=True)
+    # The multipart upload this version completed (NULL otherwise): a
+    # retried CompleteMultipartUpload finds its earlier success by it.
+    upload_id = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "object_versions"

@@ -35,8 +35,15 @@ from storage import errors, sql
 from storage.buckets import BucketInfo
 from storage.db import Database
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
-from storage.models import MultipartPart, MultipartUpload
-from storage.objects import ObjectInfo, ObjectService, StoredData, WriteCondition, _reference
+from storage.models import MultipartPart, MultipartUpload, ObjectVersion
+from storage.objects import (
+    ObjectInfo,
+    ObjectService,
+    StoredData,
+    WriteCondition,
+    _reference,
+    _to_info,
+)
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024**3
@@ -162,6 +169,10 @@ def multipart_etag(part_md5s: Sequence[bytes]) -> str:
 
 
 # -- units of work on the asyncio side -----------------------------------------------
+
+
+async def _completed_version(bucket_id: int, key: str, upload_id: str) -> ObjectVersion | None:
+    return await ObjectVersion.filter(bucket_id=bucket_id, key=key, upload_id=upload_id).first()
 
 
 async def _lock_upload(conn: Any, bucket_id: int, upload_id: str) -> None:
@@ -378,6 +389,22 @@ class MultipartService:
             etag=multipart_etag([bytes.fromhex(p.etag) for p in chosen]), chunks=chunks,
         )
 
+    async def completed(
+        self, bucket: BucketInfo, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> ObjectInfo | None:
+        """The version an earlier completion of ``upload_id`` from these very
+        parts made (a client retrying a completion whose answer it lost), or None."""
+        try:
+            md5s = [bytes.fromhex(etag.strip().strip('"')) for _, etag in parts]
+        except ValueError:
+            return None
+        if not md5s:
+            return None
+        version = await self._db.run(_completed_version, bucket.id, key, upload_id)
+        if version is None or version.etag != multipart_etag(md5s):
+            return None
+        return _to_info(bucket.name, version)
+
     async def complete(
         self,
         bucket: BucketInfo,
@@ -406,7 +433,7 @@ class MultipartService:
             bucket, up.key, stored, etag=plan.etag, content_type=up.content_type,
             user_metadata=up.user_metadata, headers=up.headers, checksums=checksums,
             before=retire, tags=up.tags, part_sizes=[p.size for p in plan.parts],
-            condition=condition,
+            condition=condition, upload_id=upload_id,
         )
 
     async def abort(self, bucket: BucketInfo, upload_id: str) -> None:

@@ -262,7 +262,7 @@ CommitHook = Callable[[Any], Awaitable[None]]
 _VERSION_COLUMNS = (
     "bucket_id", "key", "version_id", "is_latest", "is_delete_marker", "size", "etag",
     "content_type", "user_metadata", "headers", "checksums", "chunks", "inline_data",
-    "created_at", "part_sizes", "tags",
+    "created_at", "part_sizes", "tags", "upload_id",
 )
 _INSERT_VERSION = (
     "INSERT INTO object_versions (" + ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
@@ -310,7 +310,7 @@ def _commit_steps(
         "chunks": _json([list(c) for c in chunks], "[]"),
         "inline_data": fields.get("inline_data"), "created_at": created_at,
         "part_sizes": _json(list(fields.get("part_sizes") or ()), "[]"),
-        "tags": _json(fields.get("tags"), "{}"),
+        "tags": _json(fields.get("tags"), "{}"), "upload_id": fields.get("upload_id"),
     }
     # The first statement writes, so SQLite takes its write lock up front
     # instead of failing to upgrade a read snapshot later.  Its row lock is
@@ -722,19 +722,20 @@ class ObjectService:
         tags: Mapping[str, str] | None = None,
         part_sizes: Sequence[int] = (),
         condition: WriteCondition | None = None,
+        upload_id: str | None = None,
     ) -> ObjectInfo:
         """Make stored bytes the latest version of ``key`` (one transaction).
 
         ``before`` runs first inside that transaction (multipart completion
-        uses it to retire the upload atomically with the new version, and
-        passes the sizes of the parts in ``part_sizes``); ``condition`` is
-        checked in it too.
+        uses it to retire the upload ``upload_id`` atomically with the new
+        version, and passes the sizes of the parts in ``part_sizes``);
+        ``condition`` is checked in it too.
         """
         fields = {
             "size": stored.size, "etag": etag, "content_type": content_type,
             "user_metadata": dict(user_metadata or {}), "headers": dict(headers or {}),
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
-            "tags": dict(tags or {}), "part_sizes": list(part_sizes),
+            "tags": dict(tags or {}), "part_sizes": list(part_sizes), "upload_id": upload_id,
         }
         return await self._commit(bucket, key, fields, stored.chunks, before, condition)
 

@@ -1946,9 +1946,16 @@ class S3App:
         condition = write_condition(req.headers)
         body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_COMPLETE_BODY_SIZE)
         requested = s3xml.parse_complete_multipart(body)
-        plan = await self.multipart.plan_completion(
-            bucket, upload_id, [(p.part_number, p.etag) for p in requested]
-        )
+        listed = [(p.part_number, p.etag) for p in requested]
+        try:
+            plan = await self.multipart.plan_completion(bucket, upload_id, listed)
+        except serr.NoSuchUpload:
+            # A retry of a completion that succeeded (its answer was lost):
+            # S3 answers it as it answered the first.
+            done = await self.multipart.completed(bucket, req.key, upload_id, listed)
+            if done is None:
+                raise
+            return self._completed_response(req, bucket, done, done.checksums, None)
         upload = plan.upload
         checksums: dict[str, str] = {}
         alg = upload.checksum_algorithm
@@ -1972,10 +1979,16 @@ class S3App:
                 checksums[alg] = value
         info = await self.multipart.complete(bucket, plan, checksums=checksums,
                                              condition=condition)
+        return self._completed_response(req, bucket, info, checksums,
+                                        upload.checksum_type or None)
+
+    def _completed_response(self, req: Request, bucket: BucketInfo, info: ObjectInfo,
+                            checksums: Mapping[str, str],
+                            checksum_type: str | None) -> Response:
         location = f"/{bucket.name}/{req.key}"
         xml_body = s3xml.render_complete_multipart_upload(
             location, bucket.name, req.key, info.etag, checksums=checksums,
-            checksum_type=upload.checksum_type or None,
+            checksum_type=checksum_type,
         )
         return _xml(xml_body, 200, self._written_version_headers(info))
 

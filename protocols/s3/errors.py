@@ -294,13 +294,19 @@ def signature_does_not_match(
         "SignatureDoesNotMatch",
         extra={
             "AWSAccessKeyId": access_key,
-            "StringToSign": string_to_sign,
-            "SignatureProvided": signature_provided,
+            "StringToSign": _text(string_to_sign),
+            "SignatureProvided": _text(signature_provided),
             "StringToSignBytes": _hex_bytes(string_to_sign),
-            "CanonicalRequest": canonical_request,
+            "CanonicalRequest": _text(canonical_request),
             "CanonicalRequestBytes": _hex_bytes(canonical_request),
         },
     )
+
+
+def _text(value: str) -> str:
+    # A header's non-UTF-8 bytes (kept as surrogates) shown as U+FFFD: the
+    # document must be UTF-8; the *Bytes fields keep the exact bytes.
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _hex_bytes(text: str) -> str:

@@ -104,6 +104,17 @@ def test_authentication_failures(raw, node, bucket):
     status, _, body = raw.request("GET", "/", headers={"Authorization": "AWS abc:def"},
                                   sign=False)
     assert status == 400 and parse_error(body)["Code"] == "InvalidRequest"
+    # A signature that is not even hex does not match, like any other.
+    good = raw.signed_headers("GET", f"/{bucket}").headers
+    for forged in ("g" * 64, "<&>\u00e9", "abc"):
+        headers = {**good, "Authorization": good["Authorization"].rsplit("=", 1)[0] + "="
+                   + forged}
+        status, _, body = raw.request("GET", f"/{bucket}", headers=headers, sign=False)
+        assert status == 403, forged
+        err = parse_error(body)
+        assert err["Code"] == "SignatureDoesNotMatch"
+        # A byte that is not UTF-8 (http.client sends latin-1) shows as U+FFFD.
+        assert err["SignatureProvided"] == forged.lower().replace("\u00e9", "\ufffd")
 
 
 def test_tenant_isolation(node, s3, bucket):

@@ -194,3 +194,28 @@ def test_multipart_quota_on_complete(node, s3_server):
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=name, Key="p", Body=os.urandom(2000))
     assert code_of(exc) == "QuotaExceeded"
+
+
+def test_retried_complete_answers_like_the_first(s3, bucket):
+    """A client that lost the answer to its completion and retries it gets the
+    same success, not NoSuchUpload; other part lists still do not."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="again")["UploadId"]
+    etags = [s3.upload_part(Bucket=bucket, Key="again", UploadId=upload, PartNumber=n,
+                            Body=bytes([n]) * (5 * MiB if n == 1 else 100))["ETag"]
+             for n in (1, 2)]
+    parts = {"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]}
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload,
+                                         MultipartUpload=parts)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload,
+                                         MultipartUpload=parts)
+    assert again["ETag"] == first["ETag"] and again["ETag"].endswith('-2"')
+    assert s3.head_object(Bucket=bucket, Key="again")["ContentLength"] == 5 * MiB + 100
+    for other in ({"Parts": parts["Parts"][:1]}, {"Parts": [{"PartNumber": 1, "ETag": '"x"'}]}):
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload,
+                                         MultipartUpload=other)
+        assert code_of(exc) == "NoSuchUpload"
+    with pytest.raises(ClientError) as exc:  # the same id under another key
+        s3.complete_multipart_upload(Bucket=bucket, Key="other", UploadId=upload,
+                                     MultipartUpload=parts)
+    assert code_of(exc) == "NoSuchUpload"

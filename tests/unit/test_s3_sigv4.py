@@ -120,6 +120,14 @@ def test_generic_suite_vector_verifies(name, method, path, query, extra, body, s
     assert ctx.scope.service == "service"
 
 
+@pytest.mark.parametrize("forged", ["xyz", "g" * 64, "\u00e9\udce9"])
+def test_signature_that_is_not_hex_does_not_match(forged):
+    auth = _suite_auth(*SUITE_VECTORS[0][1:6], forged)
+    with pytest.raises(S3Error) as info:
+        verify(auth, SUITE_SECRET, SUITE_TIME)
+    assert info.value.code == "SignatureDoesNotMatch"
+
+
 @pytest.mark.parametrize("vector", SUITE_VECTORS[:6], ids=[v[0] for v in SUITE_VECTORS[:6]])
 def test_generic_suite_vector_rejects_another_secret(vector):
     auth = _suite_auth(*vector[1:])
@@ -458,8 +466,6 @@ def test_anonymous_request_has_no_auth():
         "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/iam/aws4_request,SignedHeaders=host,"
         "Signature=" + GOOD_SIG,
         "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,Signature=" + GOOD_SIG,
-        "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,"
-        "Signature=xyz",
         "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,"
         "SignedHeaders=x-amz-date,Signature=" + GOOD_SIG,
         "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,"
@@ -477,7 +483,6 @@ def test_anonymous_request_has_no_auth():
         "bad-terminator",
         "wrong-service",
         "no-signed-headers",
-        "bad-signature",
         "host-not-signed",
         "unknown-component",
         "repeated-component",
@@ -597,7 +602,6 @@ def _presigned(**overrides: str) -> str:
         ({"X-Amz-Credential": "AK/20130524/us-east-1/s3"}, "Credential"),
         ({"X-Amz-Credential": "AK/20130525/us-east-1/s3/aws4_request"}, "Date"),
         ({"X-Amz-SignedHeaders": "content-type"}, "host"),
-        ({"X-Amz-Signature": "zz"}, "Signature"),
     ],
 )
 def test_presigned_parameter_errors(overrides, fragment):
