@@ -28,6 +28,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus, unquote_to_bytes, urlencode
@@ -370,6 +371,23 @@ class Response:
 
 def _xml(body: bytes, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
     return Response(status, [("content-type", "application/xml"), *(headers or [])], body)
+
+
+def mail_safe(value: str) -> str:
+    """A metadata value as S3 returns it: RFC 2047 encoded when not ASCII."""
+    if value.isascii():
+        return value
+    return f"=?UTF-8?B?{base64.b64encode(value.encode('utf-8', 'surrogateescape')).decode()}?="
+
+
+def from_mail_safe(value: str) -> str:
+    """A metadata value as S3 stores it: RFC 2047 encoded words decoded."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):  # not really encoded words
+        return value
 
 
 def _decode_header(value: bytes) -> str:
@@ -1087,6 +1105,7 @@ class S3App:
         for name, value in headers.items():
             if name.startswith("x-amz-meta-"):
                 short = name[len("x-amz-meta-"):]
+                value = from_mail_safe(value)
                 meta[short] = value
                 total += len(short.encode()) + len(value.encode())
         if total > MAX_METADATA_BYTES:
@@ -1640,7 +1659,7 @@ class S3App:
             if name in req.query:
                 headers[header] = req.query[name]
         out = list(headers.items())
-        out += [(f"x-amz-meta-{k}", v) for k, v in info.user_metadata.items()]
+        out += [(f"x-amz-meta-{k}", mail_safe(v)) for k, v in info.user_metadata.items()]
         out += self._version_headers(bucket, info)
         if info.tags:
             out.append(("x-amz-tagging-count", str(len(info.tags))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import os
 import secrets
 import subprocess
@@ -301,3 +302,32 @@ def test_presigned_get_and_put_with_curl(node, s3, bucket, tmp_path):
                                      ExpiresIn=8 * 86400)
     out = _curl(long).stdout
     assert b"AuthorizationQueryParametersError" in out and out.endswith(b"400")
+
+
+def test_non_ascii_metadata_is_returned_rfc2047_encoded(node, s3, bucket):
+    """As S3 does: values that are not ASCII come back as RFC 2047 encoded
+    words (mail-safe headers); encoded words sent in are stored decoded."""
+    from email.header import decode_header, make_header
+
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x", Metadata={"name": "Zoe"})
+    # botocore refuses non-ASCII metadata; other clients send it as UTF-8.
+    from tests.s3.test_s3_errors import Raw
+    raw = Raw(node)
+    signed = raw.signed_headers("PUT", f"/{bucket}/accent",
+                                headers={"x-amz-meta-name": "Zo\u00eb".encode()},
+                                body=b"x").headers
+    conn = http.client.HTTPConnection(raw.host, raw.port, timeout=30)
+    conn.putrequest("PUT", f"/{bucket}/accent", skip_host=True, skip_accept_encoding=True)
+    for name, value in signed.items():
+        conn.putheader(name, value if isinstance(value, bytes) else value.encode())
+    conn.putheader("Content-Length", "1")
+    conn.endheaders(b"x")
+    assert conn.getresponse().status == 200
+    conn.close()
+    s3.put_object(Bucket=bucket, Key="encoded", Body=b"x",
+                  Metadata={"name": "=?UTF-8?B?5pel5pys6Kqe?="})
+    assert s3.head_object(Bucket=bucket, Key="plain")["Metadata"] == {"name": "Zoe"}
+    for key, text in (("accent", "Zo\u00eb"), ("encoded", "\u65e5\u672c\u8a9e")):
+        sent = s3.head_object(Bucket=bucket, Key=key)["Metadata"]["name"]
+        assert sent.startswith("=?UTF-8?B?") and sent.isascii()
+        assert str(make_header(decode_header(sent))) == text

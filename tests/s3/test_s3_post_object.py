@@ -53,6 +53,14 @@ def test_presigned_post_stores_object_with_fields(s3, bucket):
     assert r.headers["etag"] == got["ETag"]
 
 
+def test_encryption_field_is_not_implemented(s3, bucket):
+    fields = {"x-amz-server-side-encryption": "AES256"}
+    form = presigned(s3, bucket, Fields=fields, Conditions=[fields])
+    r = post(form)
+    assert r.status_code == 501 and error_code(r) == "NotImplemented"
+    assert missing(s3, bucket, "up/hello.txt")
+
+
 def test_success_action_status_201_and_redirect(s3, bucket):
     form = presigned(s3, bucket, "k201", Fields={"success_action_status": "201"},
                      Conditions=[{"success_action_status": "201"}])
