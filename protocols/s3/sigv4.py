@@ -581,10 +581,9 @@ def _parse_header_auth(
         raise S3Error(
             "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
         ) from None
-    if scope.date != amz_date[:8]:
-        raise _malformed_header(
-            "Invalid credential date. Date is not the same as X-Amz-Date.", scope.region
-        )
+    # The credential's date must be X-Amz-Date's: checked by verify(), after
+    # the clock skew, as S3 orders the two (a request dated another day is
+    # first of all too old or too new).
 
     payload_hash = _single(hdrs, "x-amz-content-sha256")
     if payload_hash is None:
@@ -754,6 +753,10 @@ def verify(
     reader needs.
     """
     check_time(auth, now, max_skew=max_skew)
+    if auth.scope.date != auth.amz_date[:8]:
+        raise _malformed_header(
+            "Invalid credential date. Date is not the same as X-Amz-Date.", auth.scope.region
+        )
     key = signing_key(secret_key, auth.scope.date, auth.scope.region, auth.scope.service)
     sts = auth.string_to_sign
     expected = hmac_hex(key, sts)
