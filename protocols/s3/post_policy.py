@@ -159,6 +159,8 @@ def parse_policy(policy_b64: str) -> PostPolicy:
     length_range: tuple[int, int] | None = None
     for item in raw:
         if isinstance(item, dict):
+            if len(item) != 1:
+                raise _invalid_policy("Simple-Conditions must have exactly one property")
             for name, value in item.items():
                 if not isinstance(value, str):
                     raise _invalid_policy(f"Invalid condition value for {name!r}")

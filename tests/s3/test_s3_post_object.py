@@ -172,6 +172,8 @@ def test_form_parser_refuses_unterminated_and_headerless():
     {"expiration": "2030-01-01T00:00:00Z"},  # no conditions
     {"expiration": "2030-01-01T00:00:00Z", "conditions": [["content-length-range", -1, 0]]},
     {"expiration": "2030-01-01T00:00:00Z", "conditions": [["between", "$key", "a"]]},
+    {"expiration": "2030-01-01T00:00:00Z", "conditions": [{}]},
+    {"expiration": "2030-01-01T00:00:00Z", "conditions": [{"key": "a", "acl": "private"}]},
 ])
 def test_malformed_policies(document):
     from protocols.s3.errors import S3Error
