@@ -139,10 +139,8 @@ UNSUPPORTED_SUBRESOURCES = frozenset({
 # storing the object anyway would leave the client believing it encrypted
 # (with S3's, KMS's or its own key) or locked.
 _UNSUPPORTED_WRITE_HEADERS = (
-    ("x-amz-server-side-encryption", "Server-side encryption"),
-    ("x-amz-copy-source-server-side-encryption", "Server-side encryption"),
-    ("x-amz-object-lock-", "Object lock"),
-    ("x-amz-bucket-object-lock-", "Object lock"),
+    "x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption",
+    "x-amz-object-lock-", "x-amz-bucket-object-lock-",
 )
 
 
@@ -153,11 +151,9 @@ def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
     "no" (object lock disabled) is no request for the feature and passes.
     """
     for name, value in headers.items():
-        if not name.startswith("x-amz-"):
-            continue
-        for prefix, feature in _UNSUPPORTED_WRITE_HEADERS:
-            if name.startswith(prefix) and value.strip().lower() != "false":
-                raise not_implemented(feature)
+        if name.startswith(_UNSUPPORTED_WRITE_HEADERS) and value.strip().lower() != "false":
+            raise not_implemented(
+                "Object lock" if "object-lock" in name else "Server-side encryption")
 
 
 # Query parameters that make a GET/HEAD of a key something other than reading it.

@@ -44,6 +44,18 @@ class Raw:
                               region=self.node.region, payload_hash=payload_hash, body=body)
         return signed
 
+    def signed_head(self, method: str, path: str, headers=None,
+                    keys: tuple[str, str] | None = None) -> bytes:
+        """A signed (UNSIGNED-PAYLOAD) request head, for writing to a socket by hand."""
+        signed = self.signed_headers(method, path, headers=headers,
+                                     payload_hash=UNSIGNED_PAYLOAD, keys=keys)
+        fields = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+        return f"{method} {path} HTTP/1.1\r\n{fields}\r\n".encode()
+
+    def connect(self) -> socket.socket:
+        """A plain socket to the server."""
+        return socket.create_connection((self.host, self.port), timeout=30)
+
     def request(self, method: str, path: str, query: str = "", headers=None, body: bytes = b"",
                 *, sign: bool = True, payload_hash: str | None = None, host: str | None = None,
                 keys: tuple[str, str] | None = None):
@@ -227,12 +239,9 @@ def _send(raw: Raw, method: str, path: str, headers, body: bytes):
 
 def test_content_length_larger_than_body(raw, s3, bucket):
     """2 GB declared, 10 bytes sent, then the client stops sending: no object."""
-    signed = raw.signed_headers("PUT", f"/{bucket}/liar",
-                                headers={"content-length": "2000000000"},
-                                payload_hash=UNSIGNED_PAYLOAD)
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
-    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
-        sock.sendall(f"PUT /{bucket}/liar HTTP/1.1\r\n{head}\r\n".encode() + b"0123456789")
+    head = raw.signed_head("PUT", f"/{bucket}/liar", {"content-length": "2000000000"})
+    with raw.connect() as sock:
+        sock.sendall(head + b"0123456789")
         sock.shutdown(socket.SHUT_WR)
         reply = b""
         while chunk := sock.recv(65536):
@@ -246,12 +255,10 @@ def test_content_length_larger_than_body(raw, s3, bucket):
 
 def _expect_continue_put(raw, path: str, body: bytes, keys=None) -> bytes:
     """PUT with ``Expect: 100-continue``: the body goes only after a 100."""
-    signed = raw.signed_headers("PUT", path, headers={"content-length": str(len(body)),
-                                                      "expect": "100-continue"},
-                                payload_hash=UNSIGNED_PAYLOAD, keys=keys)
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
-    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
-        sock.sendall(f"PUT {path} HTTP/1.1\r\n{head}\r\n".encode())
+    head = raw.signed_head("PUT", path, {"content-length": str(len(body)),
+                                         "expect": "100-continue"}, keys=keys)
+    with raw.connect() as sock:
+        sock.sendall(head)
         first = sock.recv(65536)
         if not first.startswith(b"HTTP/1.1 100"):
             return first  # a final answer on the head alone
@@ -288,12 +295,10 @@ def test_stalled_body_is_request_timeout(impatient_server):
     node = S3Node(impatient_server, *impatient_server.new_credentials())
     raw, s3 = Raw(node), node.client()
     s3.create_bucket(Bucket="stalls")
-    signed = raw.signed_headers("PUT", "/stalls/slow", headers={"content-length": "100"},
-                                payload_hash=UNSIGNED_PAYLOAD)
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
-    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+    head = raw.signed_head("PUT", "/stalls/slow", {"content-length": "100"})
+    with raw.connect() as sock:
         # Ten of the hundred bytes, then nothing: the client is still there.
-        sock.sendall(f"PUT /stalls/slow HTTP/1.1\r\n{head}\r\n".encode() + b"0123456789")
+        sock.sendall(head + b"0123456789")
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
@@ -306,20 +311,13 @@ def test_stalled_body_is_request_timeout(impatient_server):
 def test_create_bucket_without_content_length(raw, node, s3):
     # What `curl -X PUT` sends: no Content-Length, no body.
     name = f"nolen-{os.urandom(4).hex()}"
-    signed = raw.signed_headers("PUT", f"/{name}", payload_hash=UNSIGNED_PAYLOAD)
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
-    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
-        sock.sendall(f"PUT /{name} HTTP/1.1\r\n{head}connection: close\r\n\r\n".encode())
-        reply = sock.recv(65536)
-    assert reply.startswith(b"HTTP/1.1 200"), reply
-    s3.head_bucket(Bucket=name)
     # An object upload still has to say how long it is.
-    signed = raw.signed_headers("PUT", f"/{name}/k", payload_hash=UNSIGNED_PAYLOAD)
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
-    with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
-        sock.sendall(f"PUT /{name}/k HTTP/1.1\r\n{head}connection: close\r\n\r\n".encode())
-        reply = sock.recv(65536)
-    assert reply.startswith(b"HTTP/1.1 411"), reply
+    for path, status in ((f"/{name}", b"200"), (f"/{name}/k", b"411")):
+        with raw.connect() as sock:
+            sock.sendall(raw.signed_head("PUT", path, {"connection": "close"}))
+            reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 " + status), (path, reply)
+    s3.head_bucket(Bucket=name)
 
 
 def test_blank_authorization_is_anonymous(raw, bucket):
