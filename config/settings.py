@@ -64,6 +64,10 @@ class ListenSettings:
     sftp_port: int = 2022
     transport_port: int = 7000
     max_header_bytes: int = 16384
+    # The S3 port's connection cap and how long a request head may take once
+    # it started arriving (protocols/http_server.py).
+    max_connections: int = 1024
+    head_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,16 @@ class ServerConfig:
     port: int
     # The request line plus headers; past it the request is refused (431).
     max_header_bytes: int = 64 * 1024
-    # How long a connection may sit between requests, or take to send a head
-    # (enforced to within a second, by one sweeper for all connections).
+    # How long a connection may sit between requests (enforced to within a
+    # second, by one sweeper for all connections).
     keep_alive_timeout: float = 75.0
+    # How long a request head may take once its first byte arrived: a client
+    # trickling a head byte by byte (slowloris) is cut off after this.
+    head_timeout: float = 10.0
+    # Open connections at most.  At the cap the longest-idle connection is
+    # closed to make room (its client reconnects when it needs to); when none
+    # is idle the newcomer gets a 503 and is closed.
+    max_connections: int = 1024
     # How long a body may stall between two reads before it counts as gone
     # (S3 gives up after about 20 s, well inside SDKs' 60 s read timeouts, so
     # the client reads the error instead of timing out itself).
@@ -115,6 +122,7 @@ class _Server:
         # Connections waiting for their next request (or its head): closed at
         # shutdown, and by the sweeper once they waited too long.
         self.idle: set[_Connection] = set()
+        self.open_connections = 0
 
     def begin_shutdown(self) -> None:
         self.closing = True
@@ -127,21 +135,40 @@ class _Server:
         One sweeper rather than a timer per request: a cancel scope with a
         deadline costs a small request more than its HTTP parsing.
         """
-        timeout = self.config.keep_alive_timeout
+        keep_alive = self.config.keep_alive_timeout
+        head = self.config.head_timeout
         while True:
-            await trio.sleep(min(1.0, timeout))
+            await trio.sleep(min(1.0, keep_alive, head))
             now = trio.current_time()
             for conn in list(self.idle):
-                if now - conn.idle_since > timeout:
+                if conn.head_since is not None:
+                    if now - conn.head_since > head:
+                        conn.scope.cancel()
+                elif now - conn.idle_since > keep_alive:
                     conn.scope.cancel()
+
+    def make_room(self) -> bool:
+        """At the connection cap, close the longest-idle connection; False if
+        every connection is busy (then the newcomer is refused)."""
+        waiting = [c for c in self.idle if not c.scope.cancel_called]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c.idle_since).scope.cancel()
+        return True
 
     async def handle(self, stream: trio.SocketStream) -> None:
         # The accepted socket is driven directly from here on (see _Socket).
         sock = socket.socket(fileno=stream.socket.detach())
         sock.setblocking(False)
+        self.open_connections += 1
         try:
-            await _Connection(self, _Socket(sock)).run()
+            conn = _Connection(self, _Socket(sock))
+            if self.open_connections > self.config.max_connections and not self.make_room():
+                await conn._refuse(503, "Too many open connections")
+                return
+            await conn.run()
         finally:
+            self.open_connections -= 1
             trio.lowlevel.notify_closing(sock)
             sock.close()
 
@@ -203,6 +230,8 @@ class _Connection:
         # Cancelled to close the connection while it is idle (see _Server.idle).
         self.scope = trio.CancelScope()
         self.idle_since = 0.0
+        # When the first byte of the head being waited for arrived (None: none yet).
+        self.head_since: float | None = None
         try:
             self.client = _address(stream.sock.getpeername())
             self.local = _address(stream.sock.getsockname())
@@ -248,17 +277,21 @@ class _Connection:
         connection is idle: the sweeper or shutdown may cancel :attr:`scope`."""
         idle = self.server.idle
         self.idle_since = trio.current_time()
+        self.head_since = self.idle_since if self.proto.buffered else None
         idle.add(self)
         try:
             while await self.receive_into_proto(HEAD_RECV):
                 request = self.proto.next_request()
                 if request is not None:
                     return request
+                if self.head_since is None:
+                    self.head_since = trio.current_time()
             if self.proto.buffered:
                 raise http1.ProtocolError("the connection ended inside a request head")
             return None
         finally:
             idle.discard(self)
+            self.head_since = None
 
     async def _refuse(self, status: int, reason: str) -> None:
         """Answer a request the app never saw (or crashed on), then close."""

@@ -423,7 +423,7 @@ async def test_streamed_response_without_length_is_chunked() -> None:
 
 @pytest.mark.trio
 async def test_idle_and_stalled_connections_are_closed_after_the_keep_alive_timeout() -> None:
-    async with running(keep_alive_timeout=0.2) as (connect, _):
+    async with running(keep_alive_timeout=0.2, head_timeout=0.2) as (connect, _):
         served = await connect()
         await served.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
         assert (await served.response())[0] == 200
@@ -440,6 +440,63 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keep_alive_time
         for _ in range(3):
             await busy.send(b"GET /b HTTP/1.1\r\nhost: x\r\n\r\n")
             assert (await busy.response())[0] == 200
+
+
+@pytest.mark.trio
+async def test_a_trickled_head_is_cut_off_long_before_the_keep_alive_timeout() -> None:
+    async with running(keep_alive_timeout=60, head_timeout=0.3) as (connect, _):
+        silent = await connect()
+        trickler = await connect()
+        await trickler.send(b"GET /slowloris HTTP/1.1\r\n")
+        with trio.fail_after(5):
+            # One more header line every 0.1 s: each arrives within the keep-alive
+            # timeout, but the head as a whole takes too long.
+            with pytest.raises(trio.BrokenResourceError):
+                for i in range(100):
+                    await trickler.send(b"x-%d: y\r\n" % i)
+                    await trio.sleep(0.1)
+        # The silent one has sent nothing and is within the keep-alive timeout.
+        await silent.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await silent.response())[0] == 200
+
+
+@pytest.mark.trio
+async def test_at_the_connection_cap_the_longest_idle_connection_makes_room() -> None:
+    async with running(max_connections=2) as (connect, _):
+        oldest = await connect()
+        await oldest.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await oldest.response())[0] == 200
+        newer = await connect()
+        await newer.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await newer.response())[0] == 200
+        third = await connect()
+        await third.send(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await third.response())[0] == 200
+        with trio.fail_after(5):
+            assert await oldest.closed()
+        await newer.send(b"GET /b HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await newer.response())[0] == 200
+
+
+@pytest.mark.trio
+async def test_at_the_connection_cap_with_every_connection_busy_a_newcomer_gets_503() -> None:
+    entered = trio.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        entered.set()
+        await echo_app(scope, receive, send)
+
+    async with running(app, max_connections=1) as (connect, _):
+        busy = await connect()
+        # Inside its body: the app is waiting for the rest, so it is not idle.
+        await busy.send(b"PUT /a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello")
+        with trio.fail_after(5):
+            await entered.wait()
+        refused = await connect()
+        status, _, body = await refused.response()
+        assert (status, body) == (503, b"refused 503") and await refused.closed()
+        await busy.send(b"world")
+        assert (await busy.response())[:3:2] == (200, b"helloworld")
 
 
 @pytest.mark.trio
