@@ -115,7 +115,8 @@ class ObjectVersion(Model):
     is_delete_marker = fields.BooleanField(default=False)
     size = fields.BigIntField(default=0)
     etag = fields.CharField(max_length=80, default="")
-    content_type = fields.CharField(max_length=255, default="")
+    # Unbounded: S3 limits only the request head (listen.max_header_bytes).
+    content_type = fields.TextField(default="")
     user_metadata = fields.JSONField(default=dict)
     # Content-Encoding, Cache-Control, Content-Disposition, ... as sent.
     headers = fields.JSONField(default=dict)
@@ -147,10 +148,12 @@ class MultipartUpload(Model):
         "models.Bucket", related_name="uploads", on_delete=fields.CASCADE
     )
     key = fields.TextField()
-    content_type = fields.CharField(max_length=255, default="")
+    # Unbounded: S3 limits only the request head (listen.max_header_bytes).
+    content_type = fields.TextField(default="")
     user_metadata = fields.JSONField(default=dict)
     headers = fields.JSONField(default=dict)
-    checksum_algorithm = fields.CharField(max_length=16, default="")
+    # "<algorithm>:<COMPOSITE|FULL_OBJECT>", e.g. "crc64nvme:FULL_OBJECT" (21).
+    checksum_algorithm = fields.CharField(max_length=32, default="")
     created_at = fields.DatetimeField()
     # x-amz-tagging of CreateMultipartUpload, applied to the object at completion.
     tags = fields.JSONField(null=True)
