@@ -315,6 +315,9 @@ def _validate(s: Settings) -> None:
     need(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", s.node.id)),
          f"node.id: {s.node.id!r} must be 1-64 letters, digits, '.', '_' or '-'")
     need(bool(s.node.zone), "node.zone: must not be empty")
+    # Both are stored in fixed-width columns (nodes.zone, buckets.region).
+    need(len(s.node.zone) <= 64, "node.zone: must be at most 64 characters")
+    need(1 <= len(s.cluster.region) <= 32, "cluster.region: must be 1-32 characters")
     for name in ("web_port", "s3_port", "sftp_port", "transport_port"):
         port = getattr(s.listen, name)
         need(0 <= port <= 65535, f"listen.{name}: {port} is not a TCP port")

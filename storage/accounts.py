@@ -103,6 +103,8 @@ class AccountService:
         email = email.strip().lower()
         if "@" not in email or len(email) > 320:
             raise ValueError("email must look like name@example.com")
+        if not plan.strip() or len(plan) > 32:  # accounts.plan is 32 wide
+            raise ValueError("plan must be 1-32 characters")
         # scrypt is deliberately slow: hash in a worker thread, not on the
         # trio thread nor the asyncio side.
         pw_hash = await trio.to_thread.run_sync(hash_password, password) if password else None
