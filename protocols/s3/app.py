@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus, unquote_to_bytes, urlencode
+from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
 
 import trio
 
@@ -52,7 +52,12 @@ from protocols.s3.errors import (
 )
 from protocols.s3.form_data import boundary_of
 from protocols.s3.form_upload import FormUpload
-from protocols.s3.names import validate_bucket_name, validate_key_prefix, validate_object_key
+from protocols.s3.names import (
+    refuse_nul,
+    validate_bucket_name,
+    validate_key_prefix,
+    validate_object_key,
+)
 from protocols.s3.post_policy import (
     check_policy,
     form_credentials,
@@ -142,6 +147,18 @@ _UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption",
     "x-amz-object-lock-", "x-amz-bucket-object-lock-",
 )
+
+
+def _copy_source_text(encoded: str, header: str) -> str:
+    """A percent-decoded part of ``x-amz-copy-source``; InvalidArgument if it is not
+    UTF-8 or holds a NUL (which no bucket, key or version id can contain)."""
+    try:
+        text = unquote_to_bytes(encoded).decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_argument("Copy Source must be URL-encoded UTF-8", "x-amz-copy-source",
+                               header) from None
+    refuse_nul(text, "x-amz-copy-source")
+    return text
 
 
 def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
@@ -455,6 +472,24 @@ class Request:
             return "/"
         path = f"/{self.bucket}/{self.key}" if self.key else f"/{self.bucket}"
         return path.translate(_CONTROL_ESCAPES)
+
+    def refuse_nul(self) -> None:
+        """400 for a NUL in the bucket, the key or any query parameter.
+
+        Checked before authentication: the authentication round trip already
+        looks the key, bucket and object up, and PostgreSQL refuses NUL in
+        text (a 500 otherwise).  A raw NUL never passes the HTTP layer, so only
+        ``%00`` needs looking for, and requests without one pay one scan.
+        """
+        if b"%00" not in self.raw_path and b"%00" not in self.query_string:
+            return
+        if "\x00" in self.bucket:
+            raise S3Error("InvalidBucketName", detail="NUL in the bucket name")
+        refuse_nul(self.key, "key")
+        for name, value in self.query.items():
+            clean = name.translate(_CONTROL_ESCAPES)
+            refuse_nul(name, clean)
+            refuse_nul(value, clean)
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (lower-case), or None."""
@@ -940,6 +975,7 @@ class S3App:
         if size > self.max_header_bytes:
             raise S3Error("RequestHeaderSectionTooLarge",
                           extra={"MaxSizeAllowed": self.max_header_bytes})
+        req.refuse_nul()
         if req.method == "OPTIONS":
             # A browser's CORS preflight is never signed.
             return await self.cors_preflight(req)
@@ -1096,12 +1132,16 @@ class S3App:
         ``headers`` are a request's headers, or the fields of a POST form.
         """
         content_type = headers.get("content-type") or "binary/octet-stream"
+        # A request head cannot carry a NUL, but a POST form field or an
+        # RFC 2047 encoded word can, and the database cannot store one.
+        refuse_nul(content_type, "Content-Type")
         meta: dict[str, str] = {}
         total = 0
         for name, value in headers.items():
             if name.startswith("x-amz-meta-"):
                 short = name[len("x-amz-meta-"):]
                 value = from_mail_safe(value)
+                refuse_nul(short + value, name)
                 meta[short] = value
                 total += len(short.encode()) + len(value.encode())
         if total > MAX_METADATA_BYTES:
@@ -1120,6 +1160,7 @@ class S3App:
                 )
                 if not value:
                     continue
+            refuse_nul(value, name)
             stored[name] = value
         return content_type, meta, stored
 
@@ -1458,19 +1499,23 @@ class S3App:
         token = q.get("continuation-token")
         start_after = q.get("start-after", "")
         if v2:
+            marker_name = "start-after"
             if token is not None:
+                marker_name = "continuation-token"
                 try:
                     marker = base64.b64decode(
                         token.encode("ascii"), altchars=b"-_", validate=True
                     ).decode("utf-8")
-                except (binascii.Error, UnicodeError, ValueError):
+                    validate_key_prefix(marker, marker_name)
+                except (binascii.Error, UnicodeError, ValueError, S3Error):
+                    # Whatever it decodes to, a token this node did not issue.
                     raise invalid_argument("The continuation token provided is incorrect",
                                            "continuation-token", token) from None
             else:
                 marker = start_after
         else:
-            marker = q.get("marker", "")
-        validate_key_prefix(marker)
+            marker_name, marker = "marker", q.get("marker", "")
+        validate_key_prefix(marker, marker_name)
         page = await self.objects.list_objects(
             bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys
         )
@@ -1512,7 +1557,7 @@ class S3App:
             raise invalid_argument("A version-id marker cannot be specified without a key "
                                    "marker.", "version-id-marker", version_marker)
         validate_key_prefix(prefix)
-        validate_key_prefix(key_marker)
+        validate_key_prefix(key_marker, "key-marker")
         max_keys = self._int_param(req, "max-keys", 1000, 0, 1000)
         page = await self.objects.list_versions(
             bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
@@ -1801,11 +1846,11 @@ class S3App:
         for part in query.split("&"):
             name, _, value = part.partition("=")
             if name == "versionId":
-                version_id = unquote(value) or None
+                version_id = _copy_source_text(value, raw) or None
             elif name:
                 raise invalid_argument("Unsupported copy source parameter", "x-amz-copy-source",
                                        raw)
-        path = unquote(path).lstrip("/")
+        path = _copy_source_text(path, raw).lstrip("/")
         bucket, _, key = path.partition("/")
         if not bucket or not key:
             raise invalid_argument("Copy Source must mention the source bucket and key: "

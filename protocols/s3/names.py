@@ -76,20 +76,31 @@ def validate_object_key(key: str) -> None:
         raise invalid_argument("Object key must be valid UTF-8", "key") from None
     if size > MAX_KEY_BYTES:
         raise key_too_long(size, MAX_KEY_BYTES)
-    if "\x00" in key:
-        raise invalid_argument("Object key must not contain NUL characters", "key")
+    refuse_nul(key, "key")
     if any(segment in (".", "..") for segment in key.split("/")):
         raise invalid_argument("Object key must not contain '.' or '..' path segments", "key", key)
 
 
-def validate_key_prefix(prefix: str) -> None:
-    """Check a listing ``prefix``/``marker``/``start-after``: at most 1024 UTF-8 bytes
-    without NUL (segments may be partial, so ``.``/``..`` are allowed here)."""
+def validate_key_prefix(prefix: str, name: str = "prefix") -> None:
+    """Check a listing parameter (``prefix``, ``marker``, ``start-after``, ...):
+    at most 1024 UTF-8 bytes without NUL (segments may be partial, so ``.``/``..``
+    are allowed here).  ``name`` is the parameter the error names."""
     try:
         size = len(prefix.encode("utf-8"))
     except UnicodeEncodeError:
-        raise invalid_argument("Value must be valid UTF-8", "prefix") from None
+        raise invalid_argument("Value must be valid UTF-8", name) from None
     if size > MAX_KEY_BYTES:
         raise key_too_long(size, MAX_KEY_BYTES)
-    if "\x00" in prefix:
-        raise invalid_argument("Value must not contain NUL characters", "prefix")
+    refuse_nul(prefix, name)
+
+
+def refuse_nul(value: str, name: str) -> None:
+    """InvalidArgument naming ``name`` if ``value`` holds a NUL character.
+
+    S3 itself takes any Unicode in keys, but the metadata database cannot
+    (PostgreSQL text and jsonb refuse NUL) and XML 1.0 cannot carry it in a
+    listing, so it is refused wherever a client's text could be stored or
+    looked up.  The value is not echoed: the error document could not hold it.
+    """
+    if "\x00" in value:
+        raise invalid_argument(f"{name} must not contain NUL characters", name)

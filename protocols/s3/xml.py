@@ -1079,6 +1079,11 @@ def validate_tags(pairs: Sequence[tuple[str, str]], *, max_tags: int) -> dict[st
                                f"{MAX_TAG_VALUE_LENGTH}")
         if key.lower().startswith("aws:"):
             raise _invalid_tag("Your TagKey cannot be prefixed with aws:")
+        # Only x-amz-tagging can carry a NUL (XML cannot); the database cannot store one.
+        if "\x00" in key:
+            raise _invalid_tag("The TagKey you have provided is invalid")
+        if "\x00" in value:
+            raise _invalid_tag("The TagValue you have provided is invalid")
         if key in tags:
             raise _invalid_tag("Cannot provide multiple Tags with the same key")
         tags[key] = value
