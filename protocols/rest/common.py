@@ -1,11 +1,18 @@
 """What every JSON surface of the web port shares: errors, auth, limits.
 
-Every error leaves as ``{"error": "<Code>", "message": "<text>"}`` with a
-fitting status; nothing ever answers with a traceback.
+Every error leaves as ``{"error": "<Code>", "message": "<text>", "status": N}``
+with the same status on the response; nothing ever answers with a traceback.
+
+Client text is checked for NUL at the edge, once (:func:`refuse_nul`, run for
+every query parameter and path value by :func:`check_request_params` and for
+every decoded id, cursor and JSON string): PostgreSQL cannot store NUL in a
+text column and fails the whole statement, which would surface as a 500.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +54,46 @@ def json_response(
 
 def error_response(exc: ApiError) -> Response:
     """The JSON form of an :class:`ApiError`."""
-    return json_response({"error": exc.code, "message": exc.message}, exc.status, exc.headers)
+    return json_response({"error": exc.code, "message": exc.message, "status": exc.status},
+                         exc.status, exc.headers)
+
+
+def refuse_nul(name: str, value: str) -> str:
+    """``value``, or a 400 naming ``name`` if it holds a NUL character."""
+    if "\x00" in value:
+        raise ApiError(400, "InvalidArgument",
+                       f"The parameter '{name}' must not contain NUL characters.")
+    return value
+
+
+def check_request_params() -> None:
+    """Refuse NUL in any query parameter (name or value) or path value.
+
+    Registered as ``before_request`` on every REST/dashboard blueprint, so no
+    handler can forget it.
+    """
+    for name, value in request.args.items(multi=True):
+        refuse_nul(name.replace("\x00", "\\0"), name)  # named printably
+        refuse_nul(name, value)
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            refuse_nul(name, value)
+
+
+def decode_cursor(cursor: str, name: str = "cursor") -> str:
+    """The listing marker a ``nextCursor`` stands for ("" for none); 400 if invalid."""
+    if not cursor:
+        return ""
+    try:
+        marker = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ApiError(400, "InvalidArgument", f"The {name} is not valid.") from None
+    return refuse_nul(name, marker)
+
+
+def encode_cursor(marker: str) -> str:
+    """The opaque ``nextCursor`` of a listing marker (unpadded url-safe base64)."""
+    return base64.urlsafe_b64encode(marker.encode()).decode().rstrip("=")
 
 
 # How storage errors surface over HTTP/JSON.
@@ -116,7 +162,7 @@ def string_field(body: Mapping[str, Any], name: str, *, required: bool = True,
     if not isinstance(value, str) or len(value) > max_len:
         raise ApiError(400, "InvalidField", f"The field '{name}' must be a string "
                        f"of at most {max_len} characters.")
-    return value
+    return refuse_nul(name, value)
 
 
 def check_rate(limiter: RateLimiter, key: str) -> None:

@@ -10,8 +10,6 @@ per account (the documented 30 requests per minute).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -22,7 +20,10 @@ from cluster.services import NodeServices
 from protocols.rest.common import (
     ApiError,
     check_rate,
+    check_request_params,
     client_ip,
+    decode_cursor,
+    encode_cursor,
     from_storage,
     iso,
     json_response,
@@ -53,6 +54,7 @@ def _user(a: AccountInfo) -> dict[str, Any]:
 def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
     """The dashboard routes over a node's services."""
     bp = Blueprint("dashboard", __name__)
+    bp.before_request(check_request_params)
     settings = services.settings
     per_account = RateLimiter(settings.accounts.dashboard_requests_per_minute, 60.0)
     logins = RateLimiter(settings.accounts.login_attempts_per_minute, 60.0)
@@ -194,13 +196,7 @@ def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
             raise ApiError(400, "InvalidArgument", "limit must be an integer.") from None
         if not 1 <= limit <= EXPLORER_PAGE:
             raise ApiError(400, "InvalidArgument", f"limit must be 1..{EXPLORER_PAGE}.")
-        marker = ""
-        cursor = request.args.get("cursor", "")
-        if cursor:
-            try:
-                marker = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                raise ApiError(400, "InvalidArgument", "The cursor is not valid.") from None
+        marker = decode_cursor(request.args.get("cursor", ""))
         page = await services.objects.list_objects(
             bucket, prefix=prefix, delimiter="/", marker=marker, max_keys=limit
         )
@@ -220,8 +216,7 @@ def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
                                "bucket": bucket.name}
         if page.is_truncated and page.next_marker:
             out["hasMore"] = True
-            out["nextCursor"] = base64.urlsafe_b64encode(
-                page.next_marker.encode()).decode().rstrip("=")
+            out["nextCursor"] = encode_cursor(page.next_marker)
         return json_response(out)
 
     # -- SFTP settings ----------------------------------------------------------------------

@@ -30,9 +30,13 @@ from protocols.rest.common import (
     KeyAuth,
     authenticate_api_key,
     check_rate,
+    check_request_params,
+    decode_cursor,
+    encode_cursor,
     from_storage,
     iso,
     json_response,
+    refuse_nul,
 )
 from protocols.rest.formdata import (
     Finished,
@@ -64,7 +68,7 @@ def parse_file_id(fid: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(fid + "=" * (-len(fid) % 4)).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ApiError(404, "NotFound", "No file has this id.") from None
-    bucket, sep, key = raw.partition("/")
+    bucket, sep, key = refuse_nul("id", raw).partition("/")
     if not sep or not bucket or not key:
         raise ApiError(404, "NotFound", "No file has this id.")
     return bucket, key
@@ -90,6 +94,7 @@ def guess_type(key: str, given: str = "") -> str:
 def create_files_blueprint(services: NodeServices) -> Blueprint:
     """The ``/api/v1/files`` routes over a node's services."""
     bp = Blueprint("files_v1", __name__)
+    bp.before_request(check_request_params)
     s = services.settings.accounts
     writes = RateLimiter(s.rest_writes_per_second, 1.0)
     reads = RateLimiter(s.rest_reads_per_second, 1.0)
@@ -212,7 +217,7 @@ def create_files_blueprint(services: NodeServices) -> Blueprint:
                         raise ApiError(400, "InvalidMultipart",
                                        f"Form field '{ev.name}' is too long.")
                 if ev.name in ("bucket", "key"):
-                    fields[ev.name] = value.decode("utf-8", "replace")
+                    fields[ev.name] = refuse_nul(ev.name, value.decode("utf-8", "replace"))
         except FormDataError as exc:
             raise ApiError(400, "InvalidMultipart", str(exc)) from None
         if stored is None:
@@ -267,13 +272,7 @@ def create_files_blueprint(services: NodeServices) -> Blueprint:
         if not 1 <= limit <= 1000:
             raise ApiError(400, "InvalidArgument", "limit must be between 1 and 1000.")
         prefix = request.args.get("prefix", "")
-        cursor = request.args.get("cursor", "")
-        marker = ""
-        if cursor:
-            try:
-                marker = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                raise ApiError(400, "InvalidArgument", "The cursor is not valid.") from None
+        marker = decode_cursor(request.args.get("cursor", ""))
         bucket = await owned_bucket(auth, request.args.get("bucket"))
         page = await objects.list_objects(bucket, prefix=prefix, marker=marker, max_keys=limit)
         files = [
@@ -284,8 +283,7 @@ def create_files_blueprint(services: NodeServices) -> Blueprint:
         ]
         out: dict[str, Any] = {"files": files, "hasMore": page.is_truncated}
         if page.is_truncated and page.next_marker:
-            out["nextCursor"] = base64.urlsafe_b64encode(
-                page.next_marker.encode()).decode().rstrip("=")
+            out["nextCursor"] = encode_cursor(page.next_marker)
         return json_response(out)
 
     # -- one file ----------------------------------------------------------------
