@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -176,6 +177,25 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One S3 server per test module whose metadata is a fresh PostgreSQL database
+    (PostgreSQL enforces what SQLite lets through: column widths, no NUL in text).
+    A module runs its tests on it by defining ``s3_server`` to return it."""
+    from tests.conftest import PG_BASE, _psql
+
+    name = f"cs_s3_{secrets.token_hex(6)}"
+    _psql(f'CREATE DATABASE "{name}"')
+    url = urlsplit(PG_BASE)._replace(path=f"/{name}").geturl()
+    server = Server(tmp_path_factory.mktemp("s3pg"), metadata_url=url)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ database -- even before the request's signature is checked.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from protocols.s3.sigv4 import UNSIGNED_PAYLOAD
-from tests.conftest import PG_BASE, _psql
 from tests.s3.conftest import S3Node, Server
 from tests.s3.test_s3_errors import Raw, parse_error
 
@@ -24,18 +21,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """This module's S3 server, with its metadata in a fresh PostgreSQL database."""
-    name = f"cs_s3_{secrets.token_hex(6)}"
-    _psql(f'CREATE DATABASE "{name}"')
-    url = urlsplit(PG_BASE)._replace(path=f"/{name}").geturl()
-    server = Server(tmp_path_factory.mktemp("s3pg"), metadata_url=url)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def s3_server(pg_s3_server: Server) -> Server:
+    """This module's tests run on PostgreSQL metadata."""
+    return pg_s3_server
 
 
 @pytest.fixture
