@@ -21,6 +21,7 @@ from the metadata database by the layout worker.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime, timedelta
 
 import trio
@@ -32,6 +33,9 @@ from storage.blobs import ChunkCorrupt, ChunkNotFound, ChunkWriteFailed, check_c
 from storage.chunkstore import LocalChunkStore
 from storage.db import Database
 from storage.models import Node
+from storage.ratelog import ThrottledLog
+
+log = logging.getLogger("cloudstorage.replication")
 
 
 class ClusterView:
@@ -104,6 +108,9 @@ class ReplicatedBlobStore:
         self.straggler_seconds = straggler_seconds
         # (chunk id, node id) replicas a write or read found missing.
         self.hints: set[tuple[str, str]] = set()
+        # A dead or full node fails every write to it: one line per node and
+        # cause every few seconds, not one per chunk.
+        self._failures = ThrottledLog(log)
 
     # -- one replica ------------------------------------------------------------------
 
@@ -166,6 +173,9 @@ class ReplicatedBlobStore:
                 acks.append(node_id)
             except (TransportError, OSError) as exc:
                 failures.append(f"{node_id}: {exc}")
+                self._failures.log(
+                    f"put {node_id} {type(exc).__name__}",
+                    f"[{self.node_id}] replica write to {node_id} failed: {exc}")
             finally:
                 pending -= 1
                 if len(acks) >= need or len(acks) + pending < need:

@@ -35,10 +35,13 @@ Endpoints (all under ``/v1``):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import select
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,12 +58,30 @@ from storage.crypto import derive_key
 RECV_SIZE = 4 * 1024 * 1024
 MAX_BODY = 64 * 1024 * 1024 + 1024
 CLOCK_SKEW = 300.0
+# The server closes a keep-alive connection idle this long.
 IDLE_TIMEOUT = 75.0
+# The client never reuses a pooled connection idle longer than this: well
+# under the server's IDLE_TIMEOUT, so a request never races the server's close
+# (a request written into a connection the server is closing fails with
+# "Broken pipe", and before the pool agreed with the server it was common).
+POOL_IDLE_SECONDS = 20.0
+# A full disk on the receiver: 507 Insufficient Storage (RFC 4918), so the
+# sender can say "disk full" instead of a generic failure.
+DISK_FULL = 507
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
 class TransportError(Exception):
     """A peer could not be reached or answered something unexpected."""
+
+
+class PeerUnreachable(TransportError):
+    """No connection to the peer could be opened (refused, no route, timed out)."""
+
+
+class PeerDiskFull(TransportError):
+    """The peer could not store a chunk: its disk is full."""
 
 
 def transport_key(secret: bytes) -> bytes:
@@ -206,8 +227,13 @@ class TransportServer:
         *,
         control: ControlHandler | None = None,
         partition_of: Callable[[str, int], int] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.node_id = node_id
+        self.idle_timeout = idle_timeout
+        # Connections open right now and ever accepted (for tests and stats).
+        self.connections = 0
+        self.accepted = 0
         self._key = transport_key(secret)
         self._delete_nonces = NonceLedger(CLOCK_SKEW)
         self.local = local
@@ -223,9 +249,11 @@ class TransportServer:
     async def handle_connection(self, stream: trio.SocketStream) -> None:
         """One keep-alive connection: request after request until closed."""
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+        self.connections += 1
+        self.accepted += 1
         try:
             while True:
-                with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                with trio.move_on_after(self.idle_timeout) as idle:
                     event = await _next_event(stream, conn)
                 if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
                     return
@@ -242,6 +270,7 @@ class TransportServer:
                 TransportError):
             return
         finally:
+            self.connections -= 1
             await trio.aclose_forcefully(stream)
 
     async def _one_request(
@@ -275,10 +304,19 @@ class TransportServer:
             response = await self._dispatch(method, target, body, declared)
         except ValueError as exc:
             response = Response(400, f"{exc}\n".encode())
+        except OSError as exc:
+            response = self._os_error(exc)
         except Exception as exc:  # reported to the peer; the node keeps serving
             response = Response(500, f"{type(exc).__name__}: {exc}\n".encode())
         await self._send(stream, conn, response, head=method == "HEAD")
         return bypassed
+
+    def _os_error(self, exc: OSError) -> Response:
+        """A local I/O failure, named so the sender can log the real cause."""
+        if exc.errno in _DISK_FULL_ERRNOS:
+            return Response(DISK_FULL, f"disk full on node {self.node_id}\n".encode())
+        reason = exc.strerror or str(exc)
+        return Response(500, f"I/O error on node {self.node_id}: {reason}\n".encode())
 
     def _authenticated(self, method: str, target: str, headers: list) -> bool:
         date = _header(headers, b"x-cs-date")
@@ -373,13 +411,49 @@ async def _sha256_async(data: bytes | bytearray) -> str:
 
 
 class _Conn:
-    __slots__ = ("h11", "reusable", "stream")
+    __slots__ = ("h11", "idle_since", "reusable", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=16384)
         # False once the peer said it closes, or a body bypassed h11.
         self.reusable = True
+        self.idle_since = 0.0
+
+    def looks_alive(self) -> bool:
+        """Whether an idle connection is still open, checked without waiting.
+
+        Between exchanges the peer has nothing to say, so a readable socket
+        means it closed the connection (EOF, or a reset) or sent garbage:
+        either way the connection must not carry another request.
+        """
+        try:
+            poller = select.poll()
+            poller.register(self.stream.socket.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):  # already closed
+            return False
+
+
+def _connect_failure(addr: str, exc: BaseException) -> str:
+    """Why a connection could not be opened, worded for the operator."""
+    if isinstance(exc, trio.TooSlowError):
+        return f"node at {addr} is unreachable: connect timed out"
+    # trio raises "all attempts to connect failed" with the per-address
+    # errors as its cause; the first one names the reason (refused, no route).
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        exc = cause.exceptions[0]
+    reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+    return f"node at {addr} is unreachable: {reason.lower()}"
+
+
+def _status_failure(addr: str, what: str, status: int, body: bytes) -> TransportError:
+    """The error for an unexpected answer, keeping the peer's own reason."""
+    reason = body[:200].decode("utf-8", "replace").strip()
+    if status == DISK_FULL:
+        return PeerDiskFull(f"{addr}: {what}: {reason or 'disk full'}")
+    return TransportError(f"{addr}: {what} answered {status}" + (f": {reason}" if reason else ""))
 
 
 class TransportClient:
@@ -388,6 +462,7 @@ class TransportClient:
     def __init__(
         self, node_id: str, secret: bytes, *, timeout: float = 30.0,
         connect_timeout: float = 5.0, max_idle: int = 8,
+        pool_idle_seconds: float = POOL_IDLE_SECONDS,
     ) -> None:
         self.node_id = node_id
         self._key = transport_key(secret)
@@ -395,6 +470,7 @@ class TransportClient:
         self.connect_timeout = connect_timeout
         self._idle: dict[str, list[_Conn]] = {}
         self._max_idle = max_idle
+        self.pool_idle_seconds = pool_idle_seconds
 
     async def request(
         self, addr: str, method: str, target: str, body: bytes = b"", *,
@@ -402,12 +478,15 @@ class TransportClient:
     ) -> tuple[int, bytes]:
         """Send one request to ``addr`` ("host:port"); returns (status, body).
 
-        A pooled connection the peer closed in the meantime is retried once
-        on a fresh one (every request of this protocol is idempotent).
+        Pooled connections are checked before reuse (see ``_pooled``); one
+        that fails anyway (the peer closed it just then) is retried once on a
+        *fresh* connection -- never on another pooled one, which may have gone
+        stale for the same reason.  Every request of this protocol is
+        idempotent, so a retry is safe.
         """
         body_sha = body_sha or (hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA)
         for attempt in range(2):
-            conn, reused = await self._checkout(addr)
+            conn, reused = await self._checkout(addr, fresh=attempt > 0)
             try:
                 with trio.fail_after(self.timeout):
                     status, data = await self._exchange(conn, addr, method, target, body,
@@ -428,17 +507,32 @@ class TransportClient:
             return status, data
         raise AssertionError("unreachable")
 
-    async def _checkout(self, addr: str) -> tuple[_Conn, bool]:
-        pool = self._idle.get(addr)
-        if pool:
-            return pool.pop(), True
+    async def _checkout(self, addr: str, *, fresh: bool = False) -> tuple[_Conn, bool]:
+        """A connection to ``addr`` and whether it was reused from the pool."""
+        if not fresh and (conn := self._pooled(addr)) is not None:
+            return conn, True
         host, _, port = addr.rpartition(":")
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(host, int(port))
         except (OSError, trio.TooSlowError) as exc:
-            raise TransportError(f"{addr}: cannot connect: {exc}") from None
+            raise PeerUnreachable(_connect_failure(addr, exc)) from None
         return _Conn(stream), False
+
+    def _pooled(self, addr: str) -> _Conn | None:
+        """The most recently used idle connection that is still good, if any.
+
+        Connections idle longer than ``pool_idle_seconds`` (the server may be
+        closing them) or already closed by the peer are dropped on the way.
+        """
+        pool = self._idle.get(addr)
+        cutoff = trio.current_time() - self.pool_idle_seconds
+        while pool:
+            conn = pool.pop()
+            if conn.idle_since >= cutoff and conn.looks_alive():
+                return conn
+            conn.stream.socket.close()
+        return None
 
     def _checkin(self, addr: str, conn: _Conn) -> None:
         c = conn.h11
@@ -449,6 +543,7 @@ class TransportClient:
                 c.start_next_cycle()
             pool = self._idle.setdefault(addr, [])
             if len(pool) < self._max_idle:
+                conn.idle_since = trio.current_time()
                 pool.append(conn)
                 return
         conn.stream.socket.close()
@@ -507,7 +602,7 @@ class TransportClient:
         status, body = await self.request(addr, "PUT", f"/v1/chunks/{check_chunk_id(chunk_id)}",
                                           data, body_sha=chunk_id)
         if status != 204:
-            raise TransportError(f"{addr}: PUT chunk answered {status}: {body[:200]!r}")
+            raise _status_failure(addr, "PUT chunk", status, body)
 
     async def get_chunk(self, addr: str, chunk_id: str) -> bytes:
         """Verified bytes from a peer; ChunkNotFound / ChunkCorrupt / TransportError."""
