@@ -84,6 +84,7 @@ async def _serve_app(
             max_header_bytes=settings.listen.max_header_bytes * 4,
             max_connections=settings.listen.max_connections,
             head_timeout=settings.listen.head_timeout_seconds,
+            body_timeout=settings.listen.body_timeout_seconds,
             graceful_timeout=settings.cluster.shutdown_grace_seconds,
         )
         await serve_http(app, config, shutdown, error_page=s3_error_page,

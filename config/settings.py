@@ -68,6 +68,9 @@ class ListenSettings:
     # it started arriving (protocols/http_server.py).
     max_connections: int = 1024
     head_timeout_seconds: float = 10.0
+    # How long a request body may stall (no bytes) before it is refused, on
+    # the S3 and the web port alike (S3 gives up after about 20 s).
+    body_timeout_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,7 @@ def _validate(s: Settings) -> None:
     need(s.cluster.heartbeat_seconds > 0, "cluster.heartbeat_seconds: must be positive")
     need(s.cluster.bootstrap_expect >= 1, "cluster.bootstrap_expect: must be at least 1")
     need(s.cluster.layout_refresh_seconds > 0, "cluster.layout_refresh_seconds: must be positive")
+    need(s.listen.body_timeout_seconds > 0, "listen.body_timeout_seconds: must be positive")
     need(s.cluster.transport_timeout_seconds > 0,
          "cluster.transport_timeout_seconds: must be positive")
     for name in ("repair_interval", "rebalance_interval", "scrub_interval", "gc_interval",

@@ -7,10 +7,15 @@ every received piece to the request body without waiting for the handler to
 consume it, so a slow consumer (the object store) would let a fast client
 fill memory with a whole upload.  :class:`_BoundedHTTPConnection` stops
 reading from the socket while more than ``BODY_HIGH_WATER`` bytes wait.
+It also gives a stalled body a deadline, as the S3 port does: when no body
+bytes arrive for ``listen.body_timeout_seconds``, reading the body raises a
+408 RequestTimeout in the handler (answered as the JSON error) and the
+connection is closed, since its framing is lost.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trio
@@ -18,7 +23,7 @@ from quart import jsonify
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from cluster.services import NodeServices
 from protocols.admin.api import create_admin_blueprint
@@ -39,9 +44,26 @@ class _BoundedBody(TrioBody):
         self._room = trio.Event()
 
     async def __anext__(self) -> bytes:
-        data = await super().__anext__()
+        try:
+            data = await super().__anext__()
+        except StopAsyncIteration:
+            # A failure set while the reader waited must not look like the end
+            # of the body (a truncated chunked upload would be stored).
+            if self._must_raise is not None:
+                raise self._must_raise from None
+            raise
         self._room.set()
         return data
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived (or reading it failed)."""
+        return self._complete.is_set()
+
+    def fail(self, exc: Exception) -> None:
+        """Make the handler's next (or current) read raise ``exc``."""
+        self._must_raise = exc
+        self.set_complete()
 
     async def wait_for_room(self) -> None:
         while (len(self._data) >= BODY_HIGH_WATER and self._must_raise is None
@@ -58,8 +80,17 @@ class _BoundedHTTPConnection(TrioASGIHTTPConnection):
     async def handle_messages(  # type: ignore[override]
         self, nursery: trio.Nursery, request: Any, receive: Any
     ) -> None:
+        stall = getattr(self.app, "body_timeout", None) or math.inf
         while True:
-            message = await receive()
+            # Only a body still to come has a deadline: once it is complete the
+            # loop merely waits for the disconnect, however long a response takes.
+            message = None
+            with trio.move_on_after(math.inf if request.body.complete else stall):
+                message = await receive()
+            if message is None:  # the body stalled: refuse it, let the handler answer
+                request.body.fail(RequestTimeout(
+                    f"No request body bytes arrived for {stall:g} seconds."))
+                return
             if message["type"] == "http.request":
                 request.body.append(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -76,6 +107,7 @@ class WebApp(QuartTrio):
 
     asgi_http_class = _BoundedHTTPConnection
     request_class = _BoundedRequest
+    body_timeout: float | None = None  # seconds a request body may stall
 
 
 def create_web_app(services: NodeServices) -> QuartTrio:
@@ -87,6 +119,7 @@ def create_web_app(services: NodeServices) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = None
     app.config["RESPONSE_TIMEOUT"] = None
     settings = services.settings
+    app.body_timeout = settings.listen.body_timeout_seconds
 
     @app.get("/health")
     async def health() -> Any:

@@ -4,13 +4,62 @@ request smuggling, lost chunks."""
 from __future__ import annotations
 
 import base64
+import json
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import prepare_node
-from tests.rest.conftest import signup
+from tests.harness import NodeProcess, prepare_node, started_node
+from tests.rest.conftest import User, signup
+
+STALL_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def edge_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node (SQLite) whose request bodies may stall for only a second."""
+    with pytest.MonkeyPatch.context() as mp:
+        # [listen] is written by the harness; the environment overrides it.
+        mp.setenv("CLOUDSTORAGE_LISTEN_BODY_TIMEOUT_SECONDS", str(STALL_SECONDS))
+        with started_node(tmp_path_factory.mktemp("edgenode")) as node:
+            yield node
+
+
+@pytest.fixture
+def edge_user(edge_node: NodeProcess) -> Iterator[User]:
+    """A fresh account on :func:`edge_node`."""
+    u = signup(edge_node)
+    yield u
+    u.client.close()
+
+
+def _exchange(node: NodeProcess, raw: bytes, *, deadline: float = 15.0) -> tuple[bytes, bool]:
+    """Write ``raw`` to the web port; everything the server sends until it
+    closes (or ``deadline``), and whether it closed."""
+    with socket.create_connection(("127.0.0.1", node.ports["web"]), timeout=deadline) as s:
+        s.sendall(raw)
+        got = b""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            s.settimeout(max(end - time.monotonic(), 0.01))
+            try:
+                piece = s.recv(65536)
+            except TimeoutError:
+                return got, False
+            if not piece:
+                return got, True
+            got += piece
+        return got, False
+
+
+def _status_and_json(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if body else {}
 
 
 def _fid(raw: str) -> str:
@@ -63,3 +112,49 @@ def test_nul_in_client_text_is_a_400_naming_the_parameter(pg_url: str, tmp_path:
         user.client.close()
     finally:
         node.stop()
+
+
+def test_a_stalled_upload_body_gets_408_and_stores_nothing(
+    edge_node: NodeProcess, edge_user: User
+) -> None:
+    # Content-Length promises 1,000,000 bytes; only 1,000 come.  The web port
+    # used to wait forever; now it answers once the body stalls.
+    head = (f"POST /api/v1/files?key=stalled.bin HTTP/1.1\r\nHost: x\r\n"
+            f"X-API-Key: {edge_user.access_key}:{edge_user.secret_key}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n")
+    started = time.monotonic()
+    answer, closed = _exchange(edge_node, head.encode() + b"x" * 1000)
+    elapsed = time.monotonic() - started
+    status, body = _status_and_json(answer)
+    assert status == 408 and body["error"] == "RequestTimeout" and body["status"] == 408, answer
+    assert closed, "the connection must be closed: its framing is lost"
+    assert STALL_SECONDS <= elapsed < STALL_SECONDS + 10
+    # A chunked body that stalls must not be taken for a complete one either.
+    chunked = head.replace("Content-Length: 1000000", "Transfer-Encoding: chunked").replace(
+        "stalled.bin", "stalled-chunked.bin")
+    answer, closed = _exchange(edge_node, chunked.encode() + b"3e8\r\n" + b"x" * 1000 + b"\r\n")
+    status, body = _status_and_json(answer)
+    assert status == 408 and body["error"] == "RequestTimeout" and closed, answer
+    listed = httpx.get(f"{edge_node.web_url}/api/v1/files", headers=edge_user.api_headers)
+    assert listed.json()["files"] == []
+
+
+def test_a_stalled_json_body_gets_408(edge_node: NodeProcess) -> None:
+    raw = (b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: 100\r\n\r\n{\"email\":")
+    answer, closed = _exchange(edge_node, raw)
+    status, body = _status_and_json(answer)
+    assert status == 408 and body["error"] == "RequestTimeout", answer
+    assert closed
+
+
+def test_a_slow_but_steady_upload_is_not_cut(edge_node: NodeProcess, edge_user: User) -> None:
+    # The deadline is per stall, not per body: pieces spaced under it pass.
+    def body() -> Iterator[bytes]:
+        for _ in range(3):
+            yield b"y" * 1000
+            time.sleep(STALL_SECONDS / 3)
+
+    r = httpx.post(f"{edge_node.web_url}/api/v1/files?key=slow.bin",
+                   headers=edge_user.api_headers, content=body(), timeout=30)
+    assert r.status_code == 201 and r.json()["size"] == 3000, r.text
