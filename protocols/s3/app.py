@@ -80,6 +80,7 @@ from storage.hotpath import KeyRecord, Loaded, load
 from storage.multipart import (
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
+    CompletionPlan,
     EntityTooSmall,
     MultipartService,
 )
@@ -159,6 +160,19 @@ def _copy_source_text(encoded: str, header: str) -> str:
                                header) from None
     refuse_nul(text, "x-amz-copy-source")
     return text
+
+
+async def _summed(stream: AsyncIterator[bytes], algorithm: str,
+                  out: dict[str, str]) -> AsyncIterator[bytes]:
+    """``stream`` passed through; its ``algorithm`` checksum lands in ``out`` at the end."""
+    summer = cks.make_checksummer(algorithm)
+    async for piece in stream:
+        if len(piece) >= OFFLOAD_HASH_BYTES:
+            await trio.to_thread.run_sync(summer.update, piece)  # as BodyReader does
+        else:
+            summer.update(piece)
+        yield piece
+    out[algorithm] = summer.b64digest()
 
 
 def refuse_unsupported_headers(headers: Mapping[str, str]) -> None:
@@ -582,10 +596,16 @@ class BodyReader:
     hold.  :attr:`checksums` then maps each verified algorithm to its base64
     value (what S3 stores and echoes).  A PUT or POST must frame its body
     (MissingContentLength) unless ``require_length`` is False.
+
+    ``checksum_headers`` False: the request's ``x-amz-checksum-*`` headers are
+    not about this body (CompleteMultipartUpload's name the object).
+    ``compute``: an algorithm whose checksum :attr:`checksums` gets even when
+    the client sent none (a part of an upload that has one).
     """
 
     def __init__(self, req: Request, signing: SigningContext | None, *,
-                 require_length: bool = True) -> None:
+                 require_length: bool = True, checksum_headers: bool = True,
+                 compute: str | None = None) -> None:
         self.req = req
         self.mode = signing.payload_mode if signing is not None else PayloadMode.UNSIGNED
         self.declared = req.content_length()
@@ -620,7 +640,7 @@ class BodyReader:
         self.payload_hash = signing.payload_hash if signing is not None else ""
         # algorithm -> (checksummer, expected base64 or None when it comes as a trailer)
         self._summers: dict[str, tuple[cks.Checksummer, str | None]] = {}
-        for name, value in req.headers.items():
+        for name, value in req.headers.items() if checksum_headers else ():
             alg = cks.algorithm_from_header(name)
             if alg is not None:
                 cks.decode_checksum(alg, value)  # InvalidRequest for a malformed value
@@ -630,6 +650,10 @@ class BodyReader:
                 alg = cks.algorithm_from_header(name.strip())
                 if alg is not None and alg not in self._summers:
                     self._summers[alg] = (cks.make_checksummer(alg), None)
+        # Computed, checked against nothing: the client did not send it.
+        self._computed: dict[str, cks.Checksummer] = {}
+        if compute and compute not in self._summers:
+            self._computed[compute] = cks.make_checksummer(compute)
         self.checksums: dict[str, str] = {}
         self.received = 0
 
@@ -638,7 +662,7 @@ class BodyReader:
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         sha = self._sha
-        summers = [s for s, _ in self._summers.values()]
+        summers = [s for s, _ in self._summers.values()] + list(self._computed.values())
         decoder = self.decoder
         raw_total = 0
 
@@ -679,6 +703,8 @@ class BodyReader:
             if value is None:
                 raise S3Error("MalformedTrailerError", detail=f"no trailer for {alg}")
             cks.verify_checksum(alg, value, summer)
+            self.checksums[alg] = summer.b64digest()
+        for alg, summer in self._computed.items():
             self.checksums[alg] = summer.b64digest()
 
     async def read_all(self, limit: int) -> bytes:
@@ -1926,20 +1952,11 @@ class S3App:
         content_type, meta, stored = self._object_fields(req.headers)
         self._check_acl_headers(req.headers, caller)
         tags = self._tagging_header(req.headers)
-        alg = req.headers.get("x-amz-checksum-algorithm", "").strip()
-        kind = req.headers.get("x-amz-checksum-type", "").strip().upper()
-        if alg:
-            alg = cks.normalize_algorithm(alg)
-            if kind not in ("", "COMPOSITE", "FULL_OBJECT"):
-                raise invalid_argument("Value for x-amz-checksum-type header is invalid.",
-                                       "x-amz-checksum-type", kind)
-            if kind == "FULL_OBJECT" and alg not in cks.CRC_ALGORITHMS:
-                raise invalid_argument("The FULL_OBJECT checksum type is only supported for "
-                                       "CRC algorithms.", "x-amz-checksum-type", kind)
-            kind = kind or ("FULL_OBJECT" if alg == "crc64nvme" else "COMPOSITE")
+        alg, kind = cks.multipart_checksum_type(req.headers.get("x-amz-checksum-algorithm", ""),
+                                                req.headers.get("x-amz-checksum-type", ""))
         upload = await self.multipart.create(
             bucket, req.key, content_type=content_type, user_metadata=meta, headers=stored,
-            checksum_algorithm=alg, checksum_type=kind if alg else "", tags=tags,
+            checksum_algorithm=alg, checksum_type=kind, tags=tags,
         )
         headers: list[tuple[str, str]] = []
         if alg:
@@ -1959,7 +1976,10 @@ class S3App:
         bucket = await self._bucket(caller, req.bucket)
         number = self._part_number(req)
         upload_id = req.query.get("uploadId", "")
-        reader = BodyReader(req, caller.signing)
+        # The upload's algorithm is computed for every part, sent or not, as
+        # S3 does: its object checksum needs every part's.
+        upload = await self.multipart.get_upload(bucket, upload_id)
+        reader = BodyReader(req, caller.signing, compute=upload.checksum_algorithm or None)
         if reader.size is not None and reader.size > MAX_PART_SIZE:
             raise entity_too_large(reader.size, MAX_PART_SIZE)
         await self._check_room(caller, reader.size)
@@ -1991,20 +2011,27 @@ class S3App:
                                        f"{src.size}", "x-amz-copy-source-range", raw_range)
         if stop - start > MAX_PART_SIZE:
             raise entity_too_large(stop - start, MAX_PART_SIZE)
-        part = await self.multipart.upload_part(
-            bucket, upload_id, number, self.objects.read_object(src, start, stop)
-        )
+        upload = await self.multipart.get_upload(bucket, upload_id)
+        checksums: dict[str, str] = {}
+        data = self.objects.read_object(src, start, stop)
+        if upload.checksum_algorithm:
+            # Like an uploaded part, a copied one gets the upload's checksum.
+            data = _summed(data, upload.checksum_algorithm, checksums)
+        part = await self.multipart.upload_part(bucket, upload_id, number, data,
+                                                checksums=checksums)
         headers: list[tuple[str, str]] = []
         if src.version_id != "null":
             headers.append(("x-amz-copy-source-version-id", src.version_id))
-        return _xml(s3xml.render_copy_part_result(part.etag, part.last_modified), 200, headers)
+        return _xml(s3xml.render_copy_part_result(part.etag, part.last_modified, checksums),
+                    200, headers)
 
     async def complete_multipart_upload(self, req: Request, caller: Caller) -> Response:
         """CompleteMultipartUpload: validate the part list and commit atomically."""
         bucket = await self._bucket(caller, req.bucket)
         upload_id = req.query.get("uploadId", "")
         condition = write_condition(req.headers)
-        body = await BodyReader(req, caller.signing).read_all(s3xml.MAX_COMPLETE_BODY_SIZE)
+        body = await BodyReader(req, caller.signing, checksum_headers=False).read_all(
+            s3xml.MAX_COMPLETE_BODY_SIZE)
         requested = s3xml.parse_complete_multipart(body)
         listed = [(p.part_number, p.etag) for p in requested]
         try:
@@ -2017,30 +2044,57 @@ class S3App:
                 raise
             return self._completed_response(req, bucket, done, done.checksums, None)
         upload = plan.upload
-        checksums: dict[str, str] = {}
-        alg = upload.checksum_algorithm
-        if alg:
-            for asked, part in zip(requested, plan.parts, strict=True):
-                sent = asked.checksums.get(alg)
-                if sent is not None and sent != part.checksums.get(alg):
-                    raise S3Error("InvalidPart", detail=f"checksum of part {part.part_number}")
-            if all(alg in p.checksums for p in plan.parts):
-                digests = [base64.b64decode(p.checksums[alg]) for p in plan.parts]
-                if upload.checksum_type == "FULL_OBJECT":
-                    value = cks.full_object_crc(
-                        alg, [(d, p.size) for d, p in zip(digests, plan.parts, strict=True)]
-                    )
-                else:
-                    value = cks.composite_checksum(alg, digests)
-                claimed = req.headers.get(f"x-amz-checksum-{alg}")
-                if claimed is not None and claimed.strip() != value:
-                    raise S3Error("BadDigest", f"The {alg.upper()} you specified did not match "
-                                  "the calculated checksum.")
-                checksums[alg] = value
+        checksums = self._completion_checksums(req, requested, plan)
         info = await self.multipart.complete(bucket, plan, checksums=checksums,
                                              condition=condition)
         return self._completed_response(req, bucket, info, checksums,
                                         upload.checksum_type or None)
+
+    @staticmethod
+    def _completion_checksums(req: Request, requested: list[s3xml.CompletedPart],
+                              plan: CompletionPlan) -> dict[str, str]:
+        """The object checksum of a completion (``{alg: value}``, empty without one).
+
+        Each listed part checksum must be the stored one (InvalidPart); the
+        object's is combined from the parts' -- the CRC of the whole object
+        (FULL_OBJECT) or the checksum of the part checksums with a ``-<parts>``
+        suffix (COMPOSITE) -- and checked against the client's
+        ``x-amz-checksum-<alg>`` / ``x-amz-checksum-type`` when sent.
+        """
+        upload = plan.upload
+        alg = upload.checksum_algorithm
+        if not alg:
+            # No algorithm was chosen, so no part checksum can be relied on:
+            # there is nothing to compare a client's object checksum with.
+            return {}
+        cks.check_completion_type(req.headers.get("x-amz-checksum-type"), upload.checksum_type)
+        for name in req.headers:
+            other = cks.algorithm_from_header(name)
+            if other is not None and other != alg:
+                raise S3Error("InvalidRequest", f"The upload was created using the {alg} "
+                              f"checksum algorithm, not {other}.")
+        claimed = req.headers.get(f"x-amz-checksum-{alg}")
+        parsed = cks.parse_object_checksum(alg, claimed) if claimed is not None else None
+        for asked, part in zip(requested, plan.parts, strict=True):
+            sent = asked.checksums.get(alg)
+            if sent is not None and sent != part.checksums.get(alg):
+                raise S3Error("InvalidPart", detail=f"checksum of part {part.part_number}")
+        if not all(alg in p.checksums for p in plan.parts):
+            return {}  # a part stored before its upload recorded checksums
+        digests = [base64.b64decode(p.checksums[alg]) for p in plan.parts]
+        if upload.checksum_type == "FULL_OBJECT":
+            value = cks.full_object_crc(
+                alg, [(d, p.size) for d, p in zip(digests, plan.parts, strict=True)])
+            count = None
+        else:
+            value = cks.composite_checksum(alg, digests)
+            count = len(digests)
+        if parsed is not None and (
+                parsed[0] != base64.b64decode(value.partition("-")[0])
+                or parsed[1] not in (None, count)):
+            raise S3Error("BadDigest", f"The {alg.upper()} you specified did not match the "
+                          "calculated checksum.")
+        return {alg: value}
 
     def _completed_response(self, req: Request, bucket: BucketInfo, info: ObjectInfo,
                             checksums: Mapping[str, str],

@@ -298,6 +298,70 @@ def verify_content_md5(value: str, computed_md5: bytes) -> None:
 # ====================================================================================
 
 
+#: The ``x-amz-checksum-type`` values: how part checksums make the object's.
+CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
+
+
+def _invalid_type() -> S3Error:
+    return S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+
+
+def multipart_checksum_type(algorithm: str, checksum_type: str) -> tuple[str, str]:
+    """``(algorithm, type)`` of a new multipart upload from CreateMultipartUpload's
+    ``x-amz-checksum-algorithm`` / ``x-amz-checksum-type`` (either may be "").
+
+    As AWS documents the matrix: CRC32 and CRC32C combine either way (COMPOSITE
+    by default), CRC64NVME only FULL_OBJECT, the hashes only COMPOSITE; a type
+    without an algorithm, an unknown type or a pairing outside the matrix is
+    400 InvalidRequest with AWS's messages.  No algorithm gives ``("", "")``.
+    """
+    kind = checksum_type.strip().upper()
+    if kind and kind not in CHECKSUM_TYPES:
+        raise _invalid_type()
+    if not algorithm.strip():
+        if kind:
+            raise S3Error("InvalidRequest", "The x-amz-checksum-type header can only be used "
+                          "with the x-amz-checksum-algorithm header.")
+        return "", ""
+    name = normalize_algorithm(algorithm)
+    full_only = name == "crc64nvme"
+    if (kind == "FULL_OBJECT" and name not in CRC_ALGORITHMS) or (
+            kind == "COMPOSITE" and full_only):
+        raise S3Error("InvalidRequest", f"The {kind} checksum type cannot be used with the "
+                      f"{name} checksum algorithm.")
+    return name, kind or ("FULL_OBJECT" if full_only else "COMPOSITE")
+
+
+def check_completion_type(header: str | None, upload_type: str) -> None:
+    """CompleteMultipartUpload's ``x-amz-checksum-type``, if sent, must name the
+    upload's type: InvalidRequest for an unknown value, BadDigest (as AWS
+    documents) for the other type."""
+    if header is None:
+        return
+    kind = header.strip().upper()
+    if kind not in CHECKSUM_TYPES:
+        raise _invalid_type()
+    if kind != upload_type:
+        raise S3Error("BadDigest", f"The upload was created using the {upload_type or 'no'} "
+                      f"checksum type, not {kind}.")
+
+
+def parse_object_checksum(algorithm: str, value: str) -> tuple[bytes, int | None]:
+    """An object checksum as CompleteMultipartUpload's ``x-amz-checksum-<alg>`` carries
+    it: ``<base64>`` (FULL_OBJECT) or ``<base64>-<parts>`` (COMPOSITE).
+
+    Returns the digest and the part count (None without a suffix).  A value that
+    cannot be one (not base64, a digest of the wrong length, a count that is not
+    a positive integer) is InvalidRequest, as for any checksum header; whether it
+    matches is the caller's BadDigest.
+    """
+    digest_b64, dash, count = value.strip().partition("-")
+    if dash and not (count.isdigit() and int(count) >= 1):
+        name = normalize_algorithm(algorithm)
+        raise S3Error("InvalidRequest", f"Value for x-amz-checksum-{name} header is invalid.")
+    return decode_checksum(algorithm, digest_b64), int(count) if dash else None
+
+
 def composite_checksum(algorithm: str, part_digests: Iterable[bytes]) -> str:
     """S3's COMPOSITE multipart checksum: checksum of the concatenated part digests,
     base64, suffixed with ``-<number of parts>``."""

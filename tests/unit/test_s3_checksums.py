@@ -198,3 +198,52 @@ def test_full_object_crc_from_parts(algorithm):
 def test_full_object_crc_is_only_for_crcs():
     with pytest.raises(S3Error):
         full_object_crc("sha256", [(b"x" * 32, 1)])
+
+
+@pytest.mark.parametrize(("algorithm", "kind", "expected"), [
+    ("CRC32", "", ("crc32", "COMPOSITE")),
+    ("crc32c", "full_object", ("crc32c", "FULL_OBJECT")),
+    ("CRC64NVME", "", ("crc64nvme", "FULL_OBJECT")),
+    ("CRC64NVME", "FULL_OBJECT", ("crc64nvme", "FULL_OBJECT")),
+    ("SHA256", "COMPOSITE", ("sha256", "COMPOSITE")),
+    ("", "", ("", "")),
+])
+def test_multipart_checksum_type_defaults(algorithm, kind, expected):
+    assert checksums.multipart_checksum_type(algorithm, kind) == expected
+
+
+@pytest.mark.parametrize(("algorithm", "kind", "message"), [
+    ("SHA1", "FULL_OBJECT", "The FULL_OBJECT checksum type cannot be used with the sha1 "
+                            "checksum algorithm."),
+    ("CRC64NVME", "COMPOSITE", "The COMPOSITE checksum type cannot be used with the crc64nvme "
+                               "checksum algorithm."),
+    ("CRC32", "PARTIAL", "Value for x-amz-checksum-type header is invalid."),
+    ("", "COMPOSITE", "The x-amz-checksum-type header can only be used with the "
+                      "x-amz-checksum-algorithm header."),
+])
+def test_multipart_checksum_type_refusals(algorithm, kind, message):
+    with pytest.raises(S3Error) as info:
+        checksums.multipart_checksum_type(algorithm, kind)
+    assert (info.value.code, info.value.message) == ("InvalidRequest", message)
+
+
+def test_parse_object_checksum():
+    digest = zlib.crc32(b"x").to_bytes(4, "big")
+    b64 = base64.b64encode(digest).decode()
+    assert checksums.parse_object_checksum("crc32", b64) == (digest, None)
+    assert checksums.parse_object_checksum("crc32", f" {b64}-12 ") == (digest, 12)
+    for bad in (f"{b64}-", f"{b64}-0", f"{b64}-x", "AAAA-2", "!!!!!!==", ""):
+        with pytest.raises(S3Error) as info:
+            checksums.parse_object_checksum("crc32", bad)
+        assert info.value.code == "InvalidRequest", bad
+
+
+def test_check_completion_type():
+    checksums.check_completion_type(None, "COMPOSITE")
+    checksums.check_completion_type("full_object", "FULL_OBJECT")
+    with pytest.raises(S3Error) as info:
+        checksums.check_completion_type("COMPOSITE", "FULL_OBJECT")
+    assert info.value.code == "BadDigest"
+    with pytest.raises(S3Error) as info:
+        checksums.check_completion_type("BOTH", "FULL_OBJECT")
+    assert info.value.code == "InvalidRequest"
