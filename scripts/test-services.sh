@@ -42,7 +42,8 @@ missing=()
 command -v sftp >/dev/null || missing+=(openssh-client)
 command -v sshpass >/dev/null || missing+=(sshpass)
 command -v s3cmd >/dev/null || missing+=(s3cmd)
-command -v rclone >/dev/null || missing+=(rclone)
+# Debian's own rclone (1.60) is tested, not just any rclone on PATH (.venv/bin has 1.75).
+[ -x /usr/bin/rclone ] || missing+=(rclone)
 command -v node >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} ..."

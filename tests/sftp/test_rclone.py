@@ -7,8 +7,10 @@ import filecmp
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.harness import NodeProcess
-from tests.sftp.conftest import SftpUser, rclone_for
+from tests.sftp.conftest import Rclone, SftpUser, paramiko_client, rclone_for
 
 
 def _tree(root: Path, count: int = 51) -> Path:
@@ -19,10 +21,17 @@ def _tree(root: Path, count: int = 51) -> Path:
     return root
 
 
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
 def _same_tree(a: Path, b: Path) -> bool:
-    cmp = filecmp.dircmp(a, b)
-    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
-    return not (cmp.left_only or cmp.right_only or mismatch or errors)
+    """Same relative file names with the same bytes."""
+    names = _files(a)
+    if names != _files(b):
+        return False
+    _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    return not (mismatch or errors)
 
 
 def test_debian_rclone_copies_files_over_32k(node: NodeProcess, sftp_user: SftpUser,
@@ -35,3 +44,41 @@ def test_debian_rclone_copies_files_over_32k(node: NodeProcess, sftp_user: SftpU
     rclone.run("copy", str(src), remote)
     rclone.run("copy", remote, str(tmp_path / "back"))
     assert _same_tree(src, tmp_path / "back")
+
+
+def test_rclone_copy_check_sync_moveto_purge(rclone: Rclone, sftp_user: SftpUser,
+                                            tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    # A name rclone must quote for its remote hash command.
+    (src / "sub dir").mkdir()
+    (src / "sub dir" / "it's [x] $HOME;.txt").write_bytes(b"quoted name\n")
+    bucket = sftp_user.user.bucket
+    remote = f"cs:{bucket}/t"
+
+    rclone.run("copy", str(src), remote)
+    check = rclone.run("check", str(src), remote)
+    assert "0 differences found" in check.stderr
+    rclone.run("copy", remote, str(tmp_path / "back"))
+    assert _same_tree(src, tmp_path / "back")
+
+    # sync: one file changed, one deleted, one added.
+    (src / "f03.bin").write_bytes(os.urandom(50_000))
+    (src / "f04.bin").unlink()
+    (src / "new.txt").write_text("new\n")
+    rclone.run("sync", str(src), remote)
+    listed = rclone.run("lsf", "-R", "--files-only", remote).stdout.splitlines()
+    assert sorted(listed) == _files(src)
+    rclone.run("check", str(src), remote)
+
+    # moveto: a server-side rename.
+    size = (src / "f05.bin").stat().st_size
+    rclone.run("moveto", f"{remote}/f05.bin", f"cs:{bucket}/moved/five.bin")
+    sftp = paramiko_client(sftp_user)
+    assert sftp.stat(f"/{bucket}/moved/five.bin").st_size == size
+    with pytest.raises(FileNotFoundError):
+        sftp.stat(f"/{bucket}/t/f05.bin")
+
+    rclone.run("purge", remote)
+    with pytest.raises(FileNotFoundError):
+        sftp.stat(f"/{bucket}/t")
+    assert sftp.listdir(f"/{bucket}") == ["moved"]
