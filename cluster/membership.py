@@ -8,6 +8,7 @@ import trio
 
 from config import Settings
 from storage.db import Database
+from storage.errors import ServiceUnavailable
 from storage.models import Node
 
 
@@ -45,7 +46,9 @@ async def heartbeat(db: Database, settings: Settings) -> None:
         await trio.sleep(settings.cluster.heartbeat_seconds)
         try:
             await db.run(beat)
-        except Exception as exc:  # the database may be briefly away; say so, keep going
+        except ServiceUnavailable:
+            pass  # the database is away: logged (rate-limited) by the database layer
+        except Exception as exc:  # say so, keep going: the next beat may succeed
             print(f"[{node_id}] heartbeat failed: {exc}", flush=True)
 
 

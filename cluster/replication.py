@@ -29,13 +29,17 @@ import trio
 from cluster.layout_service import LayoutService
 from cluster.placement import Layout, NodeSpec, compute_layout
 from cluster.transport import TransportClient, TransportError
-from storage.blobs import ChunkCorrupt, ChunkNotFound, ChunkWriteFailed, check_chunk_id
+from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 from storage.chunkstore import LocalChunkStore
 from storage.db import Database
+from storage.errors import ServiceUnavailable
 from storage.models import Node
 from storage.ratelog import ThrottledLog
 
 log = logging.getLogger("cloudstorage.replication")
+# Seconds a client is told to wait while too few nodes are up to write: about
+# one heartbeat round, after which a restarted node is seen again.
+RETRY_AFTER_SECONDS = 5
 
 
 class ClusterView:
@@ -77,13 +81,32 @@ class ClusterView:
                 current = Layout(0, current.partition_bits, 1, current.nodes, current.assignment)
             self.layout, self.previous = current, previous
 
+    def write_quorum_problem(self, write_quorum: int) -> str | None:
+        """Why some partitions cannot be written now (fewer than ``write_quorum``
+        of their owners up), or None.  None too while no layout is applied:
+        a cluster still gathering its first nodes is starting, not broken."""
+        layout = self.layout
+        if layout is None:
+            return None
+        need = min(write_quorum, layout.replication_factor)
+        up = {node_id for node_id, alive in self.up.items() if alive}
+        short = sum(1 for owners in layout.assignment
+                    if sum(owner in up for owner in owners) < need)
+        if not short:
+            return None
+        down = sorted(n.id for n in layout.nodes if n.capacity > 0 and n.id not in up)
+        return (f"{short} of {len(layout.assignment)} partitions have fewer than {need} "
+                f"owners up (down: {', '.join(down) or 'none'})")
+
     async def ensure_layout(self) -> Layout:
         """The current layout, reading it once if not known yet."""
         if self.layout is None:
             await self.refresh()
         if self.layout is None:
-            raise ChunkWriteFailed("-" * 64, "the cluster has no layout yet "
-                                   "(see `cloudstorage layout show`)")
+            raise ServiceUnavailable(
+                "The cluster is not ready to store data yet; please retry later.",
+                cause="layout", retry_after=RETRY_AFTER_SECONDS,
+                detail="the cluster has no layout yet (see `cloudstorage layout show`)")
         return self.layout
 
 
@@ -195,9 +218,19 @@ class ReplicatedBlobStore:
             if node_id not in acks:
                 self.hints.add((chunk_id, node_id))
         if len(acks) < need:
-            raise ChunkWriteFailed(
-                chunk_id, f"{len(acks)} of {need} required replicas stored "
-                f"({'; '.join(failures) or 'timed out'})")
+            raise self._quorum_lost(chunk_id, len(acks), need, failures)
+
+    def _quorum_lost(
+        self, chunk_id: str, acked: int, need: int, failures: list[str]
+    ) -> ServiceUnavailable:
+        """The error for a write that missed its quorum: unavailable, not internal
+        (the data is fine; too few nodes can take it right now)."""
+        detail = (f"chunk {chunk_id}: {acked} of {need} required replicas stored "
+                  f"({'; '.join(failures) or 'timed out'})")
+        self._failures.log("write quorum", f"[{self.node_id}] write quorum lost: {detail}")
+        return ServiceUnavailable(
+            "Too few storage nodes are available to store the data; please retry later.",
+            cause="write quorum", retry_after=RETRY_AFTER_SECONDS, detail=detail)
 
     def read_order(self, chunk_id: str) -> list[str]:
         """Nodes to try for a read: local, current owners (up first), previous owners, rest."""

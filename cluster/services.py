@@ -19,6 +19,7 @@ from storage.buckets import BucketService
 from storage.chunkstore import LocalChunkStore
 from storage.crypto import SecretBox
 from storage.db import Database
+from storage.errors import ServiceUnavailable
 from storage.objects import ObjectService
 from storage.sessions import SessionService
 from storage.sftp_users import SftpUserService
@@ -47,6 +48,36 @@ class NodeServices:
     transport: TransportServer | None = None
     # Live request trace of this node (admin API stream, request rates).
     trace: TraceBus = field(default_factory=lambda: TraceBus(""))
+
+
+# Bounds the health check's own database round trip: a server that hangs
+# must make the node not ready, not make the probe hang.
+HEALTH_DB_TIMEOUT = 3.0
+
+
+async def unavailable_parts(services: NodeServices) -> dict[str, str]:
+    """What keeps this node from serving writes: ``{part: reason}``, empty when ready.
+
+    Parts: ``database`` (the metadata database does not answer) and
+    ``write quorum`` (too few nodes up to store new data).
+    """
+    try:
+        with trio.fail_after(HEALTH_DB_TIMEOUT):
+            await services.db.ping()
+            if services.view is not None:
+                await services.view.refresh()
+    except trio.TooSlowError:
+        return {"database": f"no answer within {HEALTH_DB_TIMEOUT:.0f} s"}
+    # Health is unauthenticated: name what is down, not the database's address.
+    except ServiceUnavailable as exc:
+        return {"database": exc.message}
+    except Exception as exc:  # any other failure of the round trip
+        return {"database": f"the metadata database failed: {type(exc).__name__}"}
+    if services.view is not None:
+        problem = services.view.write_quorum_problem(services.settings.storage.write_quorum)
+        if problem is not None:
+            return {"write quorum": problem}
+    return {}
 
 
 def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> NodeServices:

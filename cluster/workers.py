@@ -17,6 +17,8 @@ from typing import Any
 
 import trio
 
+from storage.errors import ServiceUnavailable
+
 PassFn = Callable[["Worker"], Awaitable[None]]
 
 
@@ -70,8 +72,11 @@ class Worker:
         except Exception as exc:  # recorded and shown; the next pass retries
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            print(f"[worker {self.name}] pass failed: {self.last_error}\n"
-                  f"{traceback.format_exc(limit=4)}", flush=True)
+            # An outage (database, quorum) is logged, rate-limited, where it is
+            # detected; a traceback per pass would only repeat it.
+            if not isinstance(exc, ServiceUnavailable):
+                print(f"[worker {self.name}] pass failed: {self.last_error}\n"
+                      f"{traceback.format_exc(limit=4)}", flush=True)
         else:
             self.last_error = None
         finally:

@@ -14,6 +14,8 @@ thread (:mod:`storage.sqlite_writer`), on PostgreSQL through the bridge.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,12 +25,14 @@ from urllib.parse import urlsplit
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import BaseORMException, IntegrityError
 from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.transactions import in_transaction
 
 from storage import sql
 from storage.bridge import AsyncioBridge
+from storage.errors import ServiceUnavailable, StorageError
+from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
 
@@ -41,6 +45,62 @@ ReadWork = Callable[Concatenate[Fetch, str, P], Awaitable[T]]
 
 MODELS_MODULE = "storage.models"
 MIGRATIONS_MODULE = "storage.migrations"
+
+log = logging.getLogger("cloudstorage.db")
+# Every request fails the same way while the database is away: one line per
+# cause every few seconds, not one per request.
+_outage_log = ThrottledLog(log)
+# asyncpg's pool logs a full traceback each time it fails to reconnect.
+_POOL_LOG_FILTER = ThrottleFilter()
+# How long clients are told to wait before retrying while the database is away.
+RETRY_AFTER_SECONDS = 5
+
+
+def _asyncpg_unavailable() -> tuple[type[BaseException], ...]:
+    """asyncpg's errors that mean "the server cannot be used now" (none without asyncpg)."""
+    try:
+        import asyncpg
+    except ImportError:
+        return ()
+    return (
+        asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+        asyncpg.CannotConnectNowError,  # starting up / shutting down
+        asyncpg.OperatorInterventionError,  # class 57: admin shutdown, crash
+        asyncpg.TooManyConnectionsError,
+        asyncpg.ConnectionDoesNotExistError,  # closed in the middle of an operation
+    )
+
+
+_ASYNCPG_UNAVAILABLE = _asyncpg_unavailable()
+# SQLite's own words for a database file it cannot use at all.
+_SQLITE_UNAVAILABLE = ("unable to open database", "disk i/o error")
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` means the database cannot be reached, or None for any other error.
+
+    Follows explicit causes (``raise ... from``) and, for Tortoise's wrappers,
+    which raise without ``from``, the implicit context too.  Errors of the
+    storage core itself are never reinterpreted.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and not isinstance(
+            current, StorageError):
+        seen.add(id(current))
+        if isinstance(current, (OSError, *_ASYNCPG_UNAVAILABLE)):
+            # Refused, reset, timed out: the server (or the path to it) is away.
+            if isinstance(current, OSError) and current.errno:
+                return os.strerror(current.errno).lower()
+            return str(current) or type(current).__name__
+        if isinstance(current, sqlite3.OperationalError | BaseORMException) and any(
+                words in str(current).lower() for words in _SQLITE_UNAVAILABLE):
+            return str(current)
+        following = current.__cause__
+        if following is None and isinstance(current, BaseORMException):
+            following = current.__context__
+        current = following
+    return None
 
 
 class DatabaseUnavailable(Exception):
@@ -98,6 +158,8 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
         self._reader: SqliteReader | None = None
         self._writer: SqliteWriter | None = None
+        if self.dialect == "postgres":
+            logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Connect (and by default bring the schema up to date)."""
@@ -163,8 +225,17 @@ class Database:
     async def run(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run one unit of work (a coroutine function using Tortoise) and return its result."""
-        return await self.bridge.run(fn, *args, **kwargs)
+        """Run one unit of work (a coroutine function using Tortoise) and return its result.
+
+        Raises :class:`~storage.errors.ServiceUnavailable` when the database
+        cannot be reached (as do :meth:`read` and :meth:`write`).
+        """
+        try:
+            return await self.bridge.run(fn, *args, **kwargs)
+        except Exception as exc:
+            if (away := self._unavailable(exc)) is None:
+                raise
+            raise away from exc
 
     async def read(self, fn: ReadWork[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(fetch, dialect, *args)``: a read-only unit of work in raw SQL.
@@ -172,12 +243,17 @@ class Database:
         It must only read: on SQLite it runs on the calling thread against a
         query-only connection, outside any transaction of the ORM's.
         """
-        if self._reader is not None:
-            try:
-                return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
-            except Busy:
-                pass
-        return await self.bridge.run(_read_with_orm_connection, fn, *args, **kwargs)
+        try:
+            if self._reader is not None:
+                try:
+                    return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
+                except Busy:
+                    pass
+            return await self.bridge.run(_read_with_orm_connection, fn, *args, **kwargs)
+        except Exception as exc:
+            if (away := self._unavailable(exc)) is None:
+                raise
+            raise away from exc
 
     async def write(self, fn: Callable[P, sql.UnitOfWork[T]], /, *args: P.args,
                     **kwargs: P.kwargs) -> T:
@@ -188,12 +264,30 @@ class Database:
         constraint violation raises Tortoise's IntegrityError on both
         databases.
         """
-        if self._writer is not None:
-            try:
-                return await self._writer.run(fn(*args, **kwargs))
-            except sqlite3.IntegrityError as exc:
-                raise IntegrityError(str(exc)) from exc
-        return await self.bridge.run(_write_with_orm_connection, fn, *args, **kwargs)
+        try:
+            if self._writer is not None:
+                try:
+                    return await self._writer.run(fn(*args, **kwargs))
+                except sqlite3.IntegrityError as exc:
+                    raise IntegrityError(str(exc)) from exc
+            return await self.bridge.run(_write_with_orm_connection, fn, *args, **kwargs)
+        except Exception as exc:
+            if (away := self._unavailable(exc)) is None:
+                raise
+            raise away from exc
+
+    def _unavailable(self, exc: Exception) -> ServiceUnavailable | None:
+        """A ServiceUnavailable if ``exc`` means the database is away (logged
+        once per few seconds, not once per request), else None."""
+        reason = unavailable_reason(exc)
+        if reason is None:
+            return None
+        detail = f"metadata database {describe(self.url)} is unreachable: {reason}"
+        _outage_log.log("database", detail)
+        return ServiceUnavailable(
+            "The metadata database is unreachable; please retry later.",
+            cause="database", retry_after=RETRY_AFTER_SECONDS, detail=detail,
+        )
 
 
 async def _read_with_orm_connection(fn: Callable[..., Awaitable[T]], *args: Any,

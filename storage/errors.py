@@ -118,3 +118,22 @@ class InvalidRange(StorageError):
     """The requested range is not satisfiable."""
 
     code = "InvalidRange"
+
+
+class ServiceUnavailable(StorageError):
+    """The service is temporarily unavailable. Please retry later."""
+
+    code = "ServiceUnavailable"
+
+    def __init__(
+        self, message: str = "", *, cause: str = "unavailable", retry_after: int = 5,
+        detail: str = "", **details: object,
+    ) -> None:
+        super().__init__(message, **details)
+        # What is away ("database", "write quorum", ...): health reports and
+        # rate-limited logs are keyed by it.
+        self.cause = cause
+        # Seconds a client should wait before retrying (the Retry-After header).
+        self.retry_after = retry_after
+        # For logs only: internals that must not reach clients.
+        self.detail = detail

@@ -667,6 +667,10 @@ class ObjectService:
             # a group around it.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from group
+            # Chunks stored in parallel fail alike (a lost write quorum): one error.
+            first = group.exceptions[0]
+            if all(type(exc) is type(first) for exc in group.exceptions):
+                raise first from group
             raise
         return StoredData(size=size, md5=md5.digest(), chunks=chunks, inline_data=inline)
 

@@ -118,6 +118,8 @@ _STORAGE_STATUS: dict[type[errors.StorageError], int] = {
 
 def from_storage(exc: errors.StorageError) -> ApiError:
     """Translate a storage-core error."""
+    if isinstance(exc, errors.ServiceUnavailable):
+        return ApiError(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
     for cls, status in _STORAGE_STATUS.items():
         if isinstance(exc, cls):
             return ApiError(status, exc.code, exc.message)

@@ -361,6 +361,9 @@ def from_storage_error(exc: serr.StorageError) -> S3Error:
         extra["VersionId"] = exc.details.get("version_id", "")
     if isinstance(exc, serr.PreconditionFailed):
         extra["Condition"] = exc.details.get("condition", "")
+    if isinstance(exc, serr.ServiceUnavailable):
+        # 503 ServiceUnavailable, which AWS SDKs retry; Retry-After says when.
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, EntityTooSmall):
         err = entity_too_small(
             int(exc.details.get("proposed_size", 0)), int(exc.details.get("min_size", 0))

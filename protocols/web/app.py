@@ -25,7 +25,7 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
 from werkzeug.exceptions import HTTPException, RequestTimeout
 
-from cluster.services import NodeServices
+from cluster.services import NodeServices, unavailable_parts
 from protocols.admin.api import create_admin_blueprint
 from protocols.rest.common import ApiError, error_response
 from protocols.rest.dashboard import create_dashboard_blueprint
@@ -33,6 +33,7 @@ from protocols.rest.files import create_files_blueprint
 from storage import errors
 
 VERSION = "0.1.0"
+HEALTH_RETRY_AFTER = 5
 BODY_HIGH_WATER = 1024 * 1024
 
 
@@ -123,11 +124,14 @@ def create_web_app(services: NodeServices) -> QuartTrio:
 
     @app.get("/health")
     async def health() -> Any:
-        # Healthy means: the process serves and its metadata database answers.
-        try:
-            await services.db.ping()
-        except Exception as exc:
-            return jsonify(status="degraded", node=settings.node.id, error=str(exc)), 503
+        # Ready means: the metadata database answers and enough nodes are up
+        # to store new data; otherwise 503 naming what is down.
+        down = await unavailable_parts(services)
+        if down:
+            return jsonify(
+                status="unavailable", node=settings.node.id, zone=settings.node.zone,
+                version=VERSION, down=down,
+            ), 503, {"Retry-After": str(HEALTH_RETRY_AFTER)}
         return jsonify(
             status="ok", node=settings.node.id, zone=settings.node.zone, version=VERSION
         )
@@ -139,6 +143,14 @@ def create_web_app(services: NodeServices) -> QuartTrio:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Any:
         return error_response(exc)
+
+    @app.errorhandler(errors.ServiceUnavailable)
+    async def unavailable(exc: errors.ServiceUnavailable) -> Any:
+        # Not an internal error: logged (once per cause, rate-limited) where
+        # it was detected, answered 503 with a hint of when to retry.
+        from protocols.rest.common import from_storage
+
+        return error_response(from_storage(exc))
 
     @app.errorhandler(errors.StorageError)
     async def storage_error(exc: errors.StorageError) -> Any:
