@@ -1361,9 +1361,28 @@ class S3App:
         if constraint not in (None, "", self.region, "US", "us-east-1", "EU"):
             raise S3Error("InvalidLocationConstraint",
                           extra={"LocationConstraint": constraint})
-        await self.buckets.create(caller.account.id, req.bucket, self.region)
+        try:
+            await self.buckets.create(caller.account.id, req.bucket, self.region)
+        except serr.BucketAlreadyOwnedByYou:
+            if not await self._legacy_recreate(req.bucket):
+                raise
         self._forget_bucket(req.bucket)
         return Response(200, [("location", f"/{req.bucket}")])
+
+    async def _legacy_recreate(self, name: str) -> bool:
+        """Whether re-creating a bucket the caller owns answers 200, not 409.
+
+        AWS answers 409 BucketAlreadyOwnedByYou in every Region but US East
+        (N. Virginia), where for legacy compatibility it answers 200 OK.  On
+        AWS the endpoint's Region and the signing Region agree (it refuses a
+        mismatch); here the endpoint is this node, whose Region is
+        cluster.region, and scope Regions are accepted whatever they are --
+        so the node's Region decides, and the bucket must be one of us-east-1.
+        """
+        if self.region != "us-east-1":
+            return False
+        bucket = await self.buckets.get(name)
+        return (bucket.region or self.region) == "us-east-1"
 
     async def head_bucket(self, req: Request, caller: Caller) -> Response:
         """HeadBucket."""

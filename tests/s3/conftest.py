@@ -32,8 +32,10 @@ class Server:
 
     def __init__(self, data_dir: Path, *, rate_limits: dict[str, float] | None = None,
                  quota: int | None = None, max_header_bytes: int = 16384,
-                 body_timeout: float | None = None, metadata_url: str | None = None) -> None:
+                 body_timeout: float | None = None, metadata_url: str | None = None,
+                 region: str = "eu-central-1") -> None:
         self.data_dir = data_dir
+        self.region = region  # the cluster's (cluster.region)
         # None: a SQLite file in data_dir; else e.g. a PostgreSQL test database.
         self.metadata_url = metadata_url
         self.body_timeout = body_timeout
@@ -85,7 +87,7 @@ class Server:
             Settings(),
             node={"data_dir": self.data_dir / "node"},
             metadata={"url": self.metadata_url or f"sqlite://{self.data_dir / 'meta.sqlite3'}"},
-            cluster={"secret": "s3-test-cluster-secret-0123456789"},
+            cluster={"secret": "s3-test-cluster-secret-0123456789", "region": self.region},
             listen={"max_header_bytes": self.max_header_bytes},
             accounts={"default_quota": self.quota or 10 * 1024**3},
         )

