@@ -98,6 +98,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 DEFAULT_RATE_LIMITS: dict[str, float] = {"write": 100.0, "read": 300.0, "list": 50.0}
 #: S3's limit on the user metadata of one object (names + values, UTF-8).
 MAX_METADATA_BYTES = 2048
+#: ListBuckets' largest page (S3's max-buckets bound).
+MAX_LIST_BUCKETS = 10_000
 #: Largest single PUT (S3's own limit; bigger objects go multipart).
 MAX_PUT_SIZE = 5 * 1024**3
 #: How long a bucket's metadata is trusted without asking the database again,
@@ -160,6 +162,26 @@ def _copy_source_text(encoded: str, header: str) -> str:
                                header) from None
     refuse_nul(text, "x-amz-copy-source")
     return text
+
+
+def _encode_token(after: str) -> str:
+    """A continuation token: the opaque form of the name a page ended at."""
+    return base64.urlsafe_b64encode(after.encode("utf-8")).decode("ascii")
+
+
+def _decode_token(token: str | None, name: str) -> str | None:
+    """The name :func:`_encode_token` made ``token`` of (None without a token);
+    InvalidArgument naming parameter ``name`` for a token no node issued."""
+    if token is None:
+        return None
+    try:
+        after = base64.b64decode(token.encode("ascii"), altchars=b"-_",
+                                 validate=True).decode("utf-8")
+        validate_key_prefix(after, name)
+    except (binascii.Error, UnicodeError, ValueError, S3Error):
+        raise invalid_argument("The continuation token provided is incorrect", name,
+                               token) from None
+    return after
 
 
 async def _summed(stream: AsyncIterator[bytes], algorithm: str,
@@ -1339,14 +1361,28 @@ class S3App:
     # -- service / bucket operations ----------------------------------------------------
 
     async def list_buckets(self, req: Request, caller: Caller) -> Response:
-        """ListBuckets: the caller's buckets."""
-        buckets = await self.buckets.list_for(caller.account.id)
+        """ListBuckets: the caller's buckets, by name, filtered by ``prefix`` and
+        ``bucket-region``, in pages of ``max-buckets`` (AWS's 2024 parameters).
+
+        The response's ContinuationToken, present only when more buckets
+        follow, is what the next request passes as ``continuation-token``.
+        """
         prefix = req.query.get("prefix")
+        region = req.query.get("bucket-region")
+        max_buckets = self._int_param(req, "max-buckets", MAX_LIST_BUCKETS, 1, MAX_LIST_BUCKETS)
+        after = _decode_token(req.query.get("continuation-token"), "continuation-token")
         items = [
             s3xml.BucketInfo(b.name, b.created_at, b.region or self.region)
-            for b in buckets if not prefix or b.name.startswith(prefix)
+            for b in await self.buckets.list_for(caller.account.id)
+            if (not prefix or b.name.startswith(prefix)) and (after is None or b.name > after)
+            and (not region or (b.region or self.region) == region)
         ]
-        return _xml(s3xml.render_list_buckets(items, self._owner(caller), prefix=prefix))
+        token = None
+        if len(items) > max_buckets:
+            items = items[:max_buckets]
+            token = _encode_token(items[-1].name)
+        return _xml(s3xml.render_list_buckets(items, self._owner(caller), prefix=prefix,
+                                              continuation_token=token))
 
     async def create_bucket(self, req: Request, caller: Caller) -> Response:
         """CreateBucket (LocationConstraint must be this cluster's region if given)."""
@@ -1550,15 +1586,7 @@ class S3App:
             marker_name = "start-after"
             if token is not None:
                 marker_name = "continuation-token"
-                try:
-                    marker = base64.b64decode(
-                        token.encode("ascii"), altchars=b"-_", validate=True
-                    ).decode("utf-8")
-                    validate_key_prefix(marker, marker_name)
-                except (binascii.Error, UnicodeError, ValueError, S3Error):
-                    # Whatever it decodes to, a token this node did not issue.
-                    raise invalid_argument("The continuation token provided is incorrect",
-                                           "continuation-token", token) from None
+                marker = _decode_token(token, marker_name) or ""
             else:
                 marker = start_after
         else:
@@ -1575,7 +1603,7 @@ class S3App:
         if v2:
             nxt = None
             if page.is_truncated and page.next_marker is not None:
-                nxt = base64.urlsafe_b64encode(page.next_marker.encode("utf-8")).decode("ascii")
+                nxt = _encode_token(page.next_marker)
             body = s3xml.render_list_objects_v2(
                 bucket.name, contents=contents, common_prefixes=page.common_prefixes,
                 prefix=prefix, delimiter=delimiter or None, max_keys=max_keys,

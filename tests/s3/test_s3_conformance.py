@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from tests.s3.conftest import S3Node, Server
 from tests.s3.support import code_of, status_of
-from tests.s3.test_s3_errors import Raw
+from tests.s3.test_s3_errors import Raw, parse_error
 
 
 @pytest.fixture
@@ -50,3 +50,33 @@ def test_recreating_an_owned_bucket_in_us_east_1_is_200(us_east_server):
     with pytest.raises(ClientError) as exc:
         other.create_bucket(Bucket=name)
     assert (status_of(exc), code_of(exc)) == (409, "BucketAlreadyExists")
+
+
+def test_list_buckets_pages_with_max_buckets_and_prefix(node, raw):
+    s3 = node.client()
+    tag = secrets.token_hex(3)
+    names = sorted([f"a-{tag}-{i}" for i in range(5)] + [f"z-{tag}"])
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    seen, token, pages = [], None, 0
+    while True:
+        extra = {"ContinuationToken": token} if token else {}
+        page = s3.list_buckets(MaxBuckets=2, Prefix=f"a-{tag}", **extra)
+        assert page["Prefix"] == f"a-{tag}"
+        assert len(page["Buckets"]) <= 2
+        seen += [b["Name"] for b in page["Buckets"]]
+        pages += 1
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert seen == names[:5] and pages == 3
+    everything = s3.list_buckets()
+    assert [b["Name"] for b in everything["Buckets"]] == names
+    assert "ContinuationToken" not in everything
+    assert s3.list_buckets(BucketRegion="us-west-2")["Buckets"] == []
+    assert len(s3.list_buckets(BucketRegion=node.region)["Buckets"]) == 6
+    for query, name in (("max-buckets=0", "max-buckets"), ("max-buckets=x", "max-buckets"),
+                        ("continuation-token=not%20a%20token", "continuation-token")):
+        status, _, body = raw.request("GET", "/", query)
+        err = parse_error(body)
+        assert (status, err["Code"], err["ArgumentName"]) == (400, "InvalidArgument", name)
