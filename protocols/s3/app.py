@@ -1203,8 +1203,9 @@ class S3App:
             value = headers.get(name)
             if value is None:
                 continue
-            if name == "content-encoding":
-                # aws-chunked is transfer framing, not the object's encoding.
+            if name == "content-encoding" and "aws-chunked" in value.lower():
+                # aws-chunked is transfer framing, not the object's encoding;
+                # any other value is stored exactly as sent.
                 value = ",".join(
                     e.strip() for e in value.split(",")
                     if e.strip() and e.strip().lower() != "aws-chunked"

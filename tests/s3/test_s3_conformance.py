@@ -4,12 +4,16 @@ uploads whose length is unknown."""
 
 from __future__ import annotations
 
+import base64
 import secrets
+import zlib
 from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
+from protocols.s3.chunked import encode_chunked
+from protocols.s3.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER
 from tests.s3.conftest import S3Node, Server
 from tests.s3.support import code_of, status_of
 from tests.s3.test_s3_errors import Raw, parse_error
@@ -80,3 +84,28 @@ def test_list_buckets_pages_with_max_buckets_and_prefix(node, raw):
         status, _, body = raw.request("GET", "/", query)
         err = parse_error(body)
         assert (status, err["Code"], err["ArgumentName"]) == (400, "InvalidArgument", name)
+
+
+def test_standard_headers_come_back_exactly_as_sent(s3, bucket):
+    sent = {"ContentEncoding": "deflate, gzip", "CacheControl": "no-cache,  max-age=0",
+            "ContentDisposition": 'attachment; filename="a b.txt"',
+            "ContentLanguage": "en-GB, fr"}
+    s3.put_object(Bucket=bucket, Key="h", Body=b"x", **sent)
+    for read in (s3.head_object, s3.get_object):
+        got = read(Bucket=bucket, Key="h")
+        assert {name: got[name] for name in sent} == sent
+
+
+def test_aws_chunked_is_still_removed_from_content_encoding(raw, s3, bucket):
+    data = b"payload" * 100
+    crc = zlib.crc32(data).to_bytes(4, "big")
+    body = encode_chunked(data, 256, trailers={
+        "x-amz-checksum-crc32": base64.b64encode(crc).decode()})
+    for encoding, stored in (("aws-chunked", None), ("aws-chunked, gzip", "gzip"),
+                             ("gzip,aws-chunked", "gzip")):
+        headers = {"x-amz-decoded-content-length": str(len(data)), "content-encoding": encoding,
+                   "x-amz-trailer": "x-amz-checksum-crc32", "content-length": str(len(body))}
+        status, _, _ = raw.request("PUT", f"/{bucket}/enc", headers=headers, body=body,
+                                   payload_hash=STREAMING_UNSIGNED_PAYLOAD_TRAILER)
+        assert status == 200, encoding
+        assert s3.head_object(Bucket=bucket, Key="enc").get("ContentEncoding") == stored
