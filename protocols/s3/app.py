@@ -646,7 +646,8 @@ class BodyReader:
                         "x-amz-decoded-content-length",
                     )
                 decoded = int(raw.strip())
-            elif not req.has_framed_body():
+            elif self.declared is None:
+                # Neither length: the upload's size is unknown until its end.
                 raise S3Error("MissingContentLength")
             trailer_names = [
                 t.strip().lower() for t in req.headers.get("x-amz-trailer", "").split(",")
@@ -657,7 +658,12 @@ class BodyReader:
                 expected_trailers=trailer_names if self.mode.has_trailer else None,
             )
             self.size = decoded
-        elif require_length and not req.has_framed_body() and req.method in ("PUT", "POST"):
+        elif require_length and self.declared is None and req.method in ("PUT", "POST"):
+            if req.has_framed_body():
+                # HTTP chunked framing without aws-chunked's declared length:
+                # AWS answers 501 naming the header (observed for SigV2, SigV4
+                # and presigned PUTs alike), where other servers answer 411.
+                raise S3Error("NotImplemented", extra={"Header": "Transfer-Encoding"})
             raise S3Error("MissingContentLength")
         self._sha = None
         if self.mode is PayloadMode.SHA256:

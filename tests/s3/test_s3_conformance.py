@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 import zlib
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from protocols.s3.chunked import encode_chunked
 from protocols.s3.sigv4 import STREAMING_UNSIGNED_PAYLOAD_TRAILER
 from tests.s3.conftest import S3Node, Server
 from tests.s3.support import code_of, status_of
-from tests.s3.test_s3_errors import Raw, parse_error
+from tests.s3.test_s3_errors import Raw, assert_absent, parse_error
 
 
 @pytest.fixture
@@ -109,3 +110,48 @@ def test_aws_chunked_is_still_removed_from_content_encoding(raw, s3, bucket):
                                    payload_hash=STREAMING_UNSIGNED_PAYLOAD_TRAILER)
         assert status == 200, encoding
         assert s3.head_object(Bucket=bucket, Key="enc").get("ContentEncoding") == stored
+
+
+def _chunked_put(client: Raw, path: str, headers: dict[str, str], body: bytes,
+                 payload_hash: str | None = None) -> bytes:
+    """A signed PUT framed with HTTP chunked transfer coding, no Content-Length."""
+    signed = client.signed_headers("PUT", path, headers={**headers,
+                                                      "transfer-encoding": "chunked"},
+                                payload_hash=payload_hash or "UNSIGNED-PAYLOAD")
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+    framed = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    with client.connect() as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\n{head}connection: close\r\n\r\n".encode()
+                     + framed)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_chunked_upload_without_a_length_is_refused(raw, s3, bucket):
+    reply = _chunked_put(raw, f"/{bucket}/unknown-length", {}, b"hello")
+    status_line, _, rest = reply.partition(b"\r\n")
+    # AWS answers 501 NotImplemented naming Transfer-Encoding (not 411).
+    assert status_line == b"HTTP/1.1 501 Not Implemented", reply
+    err = parse_error(rest.partition(b"\r\n\r\n")[2])
+    assert (err["Code"], err["Header"]) == ("NotImplemented", "Transfer-Encoding")
+    assert_absent(s3, bucket, "unknown-length")
+
+
+def test_aws_chunked_needs_a_decoded_length_without_content_length(raw, s3, bucket):
+    data = b"streamed" * 50
+    body = encode_chunked(data, 128, trailers={})
+    headers = {"content-encoding": "aws-chunked", "x-amz-trailer": ""}
+    reply = _chunked_put(raw, f"/{bucket}/s", headers, body,
+                         payload_hash=STREAMING_UNSIGNED_PAYLOAD_TRAILER)
+    assert reply.startswith(b"HTTP/1.1 411 "), reply
+    assert b"<Code>MissingContentLength</Code>" in reply
+    assert_absent(s3, bucket, "s")
+    # With x-amz-decoded-content-length, HTTP chunked framing is fine.
+    reply = _chunked_put(raw, f"/{bucket}/s", {**headers,
+                                               "x-amz-decoded-content-length": str(len(data))},
+                         body, payload_hash=STREAMING_UNSIGNED_PAYLOAD_TRAILER)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+    assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == data
