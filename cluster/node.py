@@ -28,6 +28,7 @@ from protocols.admin.trace import AccountCache, wrap_apps
 from protocols.http_server import ServerConfig, serve_http
 from protocols.s3.app import create_s3_app
 from protocols.s3.error_page import s3_error_page
+from protocols.web import strict_h11
 from protocols.web.app import create_web_app
 from storage import admin_queries as queries
 from storage.bridge import AsyncioBridge
@@ -40,6 +41,8 @@ from storage.db import Database
 # read returns what arrived).  Memory stays bounded: max_app_queue_size
 # messages per connection.
 hypercorn.trio.tcp_server.MAX_RECV = 1024 * 1024
+# The web port refuses the heads request smuggling relies on, as the S3 port.
+strict_h11.install()
 
 
 def _hypercorn_config(settings: Settings, port: int, name: str) -> HypercornConfig:

@@ -37,9 +37,20 @@ def edge_user(edge_node: NodeProcess) -> Iterator[User]:
     u.client.close()
 
 
-def _exchange(node: NodeProcess, raw: bytes, *, deadline: float = 15.0) -> tuple[bytes, bool]:
+def _complete(answer: bytes) -> bool:
+    """Whether ``answer`` holds one whole response framed by Content-Length."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    for line in head.lower().split(b"\r\n"):
+        if sep and line.startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def _exchange(node: NodeProcess, raw: bytes, *, deadline: float = 15.0,
+              one_response: bool = False) -> tuple[bytes, bool]:
     """Write ``raw`` to the web port; everything the server sends until it
-    closes (or ``deadline``), and whether it closed."""
+    closes (or, with ``one_response``, has sent a whole response; or
+    ``deadline``), and whether it closed."""
     with socket.create_connection(("127.0.0.1", node.ports["web"]), timeout=deadline) as s:
         s.sendall(raw)
         got = b""
@@ -53,6 +64,8 @@ def _exchange(node: NodeProcess, raw: bytes, *, deadline: float = 15.0) -> tuple
             if not piece:
                 return got, True
             got += piece
+            if one_response and _complete(got):
+                return got, False
         return got, False
 
 
@@ -158,3 +171,44 @@ def test_a_slow_but_steady_upload_is_not_cut(edge_node: NodeProcess, edge_user: 
     r = httpx.post(f"{edge_node.web_url}/api/v1/files?key=slow.bin",
                    headers=edge_user.api_headers, content=body(), timeout=30)
     assert r.status_code == 201 and r.json()["size"] == 3000, r.text
+
+
+# What h11 0.16 (hypercorn's parser) accepted before; the S3 port refuses each.
+_SMUGGLING = {
+    "content-length with transfer-encoding": (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    "obs-fold": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "bare LF": b"GET /health HTTP/1.1\nHost: x\n\n",
+    "bare LF on one line": b"GET /health HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",
+    "transfer-encoding in HTTP/1.0": (
+        b"POST /api/auth/login HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("raw", list(_SMUGGLING.values()), ids=list(_SMUGGLING))
+def test_heads_that_enable_smuggling_are_refused(edge_node: NodeProcess, raw: bytes) -> None:
+    answer, closed = _exchange(edge_node, raw)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert closed
+
+
+def test_a_second_request_on_the_connection_is_vetted_too(edge_node: NodeProcess) -> None:
+    good = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, closed = _exchange(edge_node, good + _SMUGGLING["obs-fold"])
+    first, _, rest = answer.partition(b"HTTP/1.1 400")
+    assert first.startswith(b"HTTP/1.1 200") and b'"status":"ok"' in first, answer
+    assert rest is not None and answer.count(b"HTTP/1.1 ") == 2 and closed, answer
+
+
+def test_plain_requests_still_pass(edge_node: NodeProcess) -> None:
+    # Repeated equal Content-Length fields and a chunked body remain fine.
+    body = b'{"email":"nobody@example.com","password":"x"}'
+    dup = (b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s" % (len(body), len(body), body))
+    answer, _ = _exchange(edge_node, dup, one_response=True)
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    chunked = (b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    answer, _ = _exchange(edge_node, chunked, one_response=True)
+    assert answer.startswith(b"HTTP/1.1 401"), answer

@@ -1,0 +1,69 @@
+"""The web port's request heads held to the S3 port's strict HTTP/1.1 rules.
+
+hypercorn parses HTTP/1.1 with h11, and h11 0.16 accepts what request
+smuggling relies on when a proxy frames the same bytes differently:
+Content-Length together with Transfer-Encoding (it lets the coding win),
+obs-fold (it joins the lines), bare LF line endings and Transfer-Encoding in
+an HTTP/1.0 request.  The S3 port's own parser (:mod:`protocols.http1`)
+refuses all of these.
+
+The ASGI app cannot check them: by the time it sees a request, h11 has
+already framed the body and rewritten the head.  hypercorn has no hook for
+the raw head either, so the check sits in the one place that sees it:
+:class:`StrictConnection` is an ``h11.Connection`` that, whenever a new
+request head is due (the client's state is IDLE), first runs the buffered
+bytes through ``protocols.http1``'s head parser.  Only the verdict is used —
+h11 still parses the head and frames the body for hypercorn — so nothing
+else changes.  A refused head raises ``h11.RemoteProtocolError``, on which
+hypercorn answers 400 (or the parser's 501/505) and closes the connection.
+:func:`install` makes hypercorn's HTTP/1.1 protocol use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+import hypercorn.protocol
+from hypercorn.protocol.h11 import H11Protocol
+
+from protocols.http1 import ProtocolError, ServerConnection
+
+
+def vet_head(buffered: bytes) -> None:
+    """Raise ``h11.RemoteProtocolError`` if the head at the start of ``buffered``
+    is one ``protocols.http1`` refuses; return quietly while it is incomplete."""
+    # Size limits stay h11's (its own 431 for h11_max_incomplete_size).
+    parser = ServerConnection(max_head_bytes=len(buffered) + 1)
+    parser.feed(buffered)
+    try:
+        parser.next_request()
+    except ProtocolError as exc:
+        raise h11.RemoteProtocolError(str(exc), error_status_hint=exc.status_hint) from None
+
+
+class StrictConnection(h11.Connection):
+    """An ``h11.Connection`` that refuses heads the S3 port's parser refuses."""
+
+    def next_event(self) -> Any:
+        """h11's next event, after vetting a request head that is due."""
+        if self.their_state is h11.IDLE:
+            buffered, _closed = self.trailing_data
+            if buffered:
+                vet_head(buffered)
+        return super().next_event()
+
+
+class StrictH11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1 protocol over a :class:`StrictConnection`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection = StrictConnection(
+            h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size)
+
+
+def install() -> None:
+    """Make every hypercorn server of this process use :class:`StrictH11Protocol`
+    (hypercorn's ``ProtocolWrapper`` looks the class up here per connection)."""
+    hypercorn.protocol.H11Protocol = StrictH11Protocol  # type: ignore[misc]
