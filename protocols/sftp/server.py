@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from cluster.services import NodeServices
+from protocols.sftp import commands
 from protocols.sftp.ops import StorageOps, dir_attrs, file_attrs
 from protocols.sftp.paths import BadPath, Target, normalize, resolve
 from protocols.sftp.session import Activity, SSHSession
@@ -417,12 +418,30 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         await self._traced("Rename", old, self.ops.rename, old, self._target(newpath), True)
 
 
-async def _refuse_command(
-    command: str, stdin: asyncssh.SSHReader[bytes], stdout: asyncssh.SSHWriter[bytes],
-    stderr: asyncssh.SSHWriter[bytes],
-) -> int:
-    stderr.write(b"This server runs no shell: only the sftp subsystem is available.\n")
-    return 127
+class _Commands:
+    """SSH exec requests of one connection (:mod:`protocols.sftp.commands`)."""
+
+    def __init__(self, services: NodeServices, account_id: str, activity: Activity) -> None:
+        self.bridge = services.bridge
+        self.ops = StorageOps(services, account_id)
+        self.activity = activity
+
+    async def digest(self, path: str, algorithm: str) -> str:
+        """The digest of the object at an SFTP path (resolved as SFTP resolves it)."""
+        t = BucketSFTPServer._target(path.encode())
+        self.activity.begin()
+        try:
+            return await self.bridge.call_trio(self.ops.digest, t, algorithm)
+        except Exception as exc:
+            raise _sftp_error(exc) from None
+        finally:
+            self.activity.end()
+
+    async def __call__(
+        self, command: str, stdin: asyncssh.SSHReader[bytes],
+        stdout: asyncssh.SSHWriter[bytes], stderr: asyncssh.SSHWriter[bytes],
+    ) -> int:
+        return await commands.run(command, stdin, stdout, stderr, self.digest)
 
 
 class _SSHServer(asyncssh.SSHServer):
@@ -446,10 +465,11 @@ class _SSHServer(asyncssh.SSHServer):
 
     def session_requested(self) -> SSHSession:
         # Our own session rather than asyncssh's stock one: see protocols.sftp.session.
-        return SSHSession(
-            functools.partial(BucketSFTPServer, services=self.node.services),
-            _refuse_command, self.activity,
-        )
+        assert self.conn is not None
+        services = self.node.services
+        run_command = _Commands(services, self.conn.get_extra_info("account_id"), self.activity)
+        return SSHSession(functools.partial(BucketSFTPServer, services=services),
+                          run_command, self.activity)
 
     def begin_auth(self, username: str) -> bool:
         return True

@@ -50,6 +50,10 @@ class Activity:
         self.running -= 1
         self.last = time.monotonic()
 
+    def touch(self) -> None:
+        """Something happened: the idle time counts from now."""
+        self.last = time.monotonic()
+
     def idle_for(self, now: float) -> float:
         """Seconds without any request running (0 while one runs)."""
         return 0.0 if self.running else now - self.last
@@ -135,13 +139,14 @@ class SSHSession(SSHServerStreamSession[bytes]):
     async def _exec(self, command: str, stdin: asyncssh.SSHReader[bytes],
                     stdout: asyncssh.SSHWriter[bytes],
                     stderr: asyncssh.SSHWriter[bytes]) -> None:
-        self._activity.begin()
+        # A command waiting on its stdin is idle: only its storage work (the
+        # run_command's own Activity use) and its start and end count.
+        self._activity.touch()
         try:
             status = await self._run_command(command, stdin, stdout, stderr)
         except Exception:
             log.exception("SSH command failed: %r", command)
             stderr.write(b"internal error\n")
             status = 1
-        finally:
-            self._activity.end()
+        self._activity.touch()
         stdout.channel.exit(status)

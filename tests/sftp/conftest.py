@@ -132,3 +132,21 @@ def rclone(request: pytest.FixtureRequest, node: NodeProcess, sftp_user: SftpUse
            tmp_path: Path) -> Rclone:
     """Each rclone binary in turn, logged in as ``sftp_user``."""
     return rclone_for(request.param, node, sftp_user, tmp_path)
+
+
+def ssh_exec(su: SftpUser, command: str, stdin: bytes = b"",
+             password: str = SFTP_PASSWORD) -> tuple[int, bytes, bytes]:
+    """Run ``command`` through an SSH exec channel: (exit status, stdout, stderr)."""
+    t = paramiko.Transport(("127.0.0.1", su.port))
+    try:
+        t.connect(username=su.username, password=password)
+        chan = t.open_session(timeout=30)
+        chan.settimeout(60)
+        chan.exec_command(command)
+        chan.sendall(stdin)
+        chan.shutdown_write()
+        out = chan.makefile("rb").read()
+        err = chan.makefile_stderr("rb").read()
+        return chan.recv_exit_status(), out, err
+    finally:
+        t.close()

@@ -4,6 +4,7 @@ current one, configured through environment variables only."""
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 from pathlib import Path
 
@@ -58,6 +59,14 @@ def test_rclone_copy_check_sync_moveto_purge(rclone: Rclone, sftp_user: SftpUser
     rclone.run("copy", str(src), remote)
     check = rclone.run("check", str(src), remote)
     assert "0 differences found" in check.stderr
+    # Compared by hash (md5sum over SSH exec), not only by size.
+    assert "hashes could not be checked" not in check.stderr
+    assert f"{len(_files(src))} matching files" in check.stderr
+    for tool, algorithm in (("md5sum", "md5"), ("sha1sum", "sha1")):
+        lines = rclone.run(tool, remote).stdout.splitlines()
+        assert dict(line.split("  ", 1)[::-1] for line in lines) == {
+            name: hashlib.new(algorithm, (src / name).read_bytes()).hexdigest()
+            for name in _files(src)}
     rclone.run("copy", remote, str(tmp_path / "back"))
     assert _same_tree(src, tmp_path / "back")
 
