@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import mimetypes
 import posixpath
 import re
@@ -47,6 +48,7 @@ from protocols.rest.formdata import (
     PartStart,
 )
 from storage import errors
+from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
@@ -55,6 +57,7 @@ from storage.signup import default_bucket
 MAX_KEY_BYTES = 1024
 _FIELD_LIMIT = 4096
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+log = logging.getLogger(__name__)
 
 
 def file_id(bucket: str, key: str) -> str:
@@ -327,12 +330,8 @@ def create_files_blueprint(services: NodeServices) -> Blueprint:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
         headers["Content-Length"] = str(stop - start)
-
-        async def stream() -> AsyncIterator[bytes]:
-            async for piece in objects.read_object(info, start, stop):
-                yield piece
-
-        response = Response(stream(), status=status, headers=headers)
+        response = Response(await _opened(objects.read_object(info, start, stop), fid),
+                            status=status, headers=headers)
         response.timeout = None  # large downloads may take long
         return response
 
@@ -345,6 +344,37 @@ def create_files_blueprint(services: NodeServices) -> Blueprint:
         return json_response({"success": True})
 
     return bp
+
+
+async def _opened(pieces: AsyncIterator[bytes], fid: str) -> AsyncIterator[bytes]:
+    """``pieces`` with its first piece already fetched, as the S3 GET does.
+
+    Fetching it before the status is sent means a file whose data cannot be
+    read (its chunks lost) is answered with an error, not a 200 whose body
+    then stops.  A later chunk that fails can only cut the connection, so
+    the client sees a short body rather than a silently wrong one.
+    """
+    try:
+        first = await anext(pieces, b"")
+    except ChunkError as exc:
+        await pieces.aclose()
+        log.error("REST GET %s: %s", fid, exc)
+        raise ApiError(500, "InternalError",
+                       "The file's data could not be read. Try again later.") from None
+    except BaseException:
+        await pieces.aclose()
+        raise
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for piece in pieces:
+                yield piece
+        finally:
+            await pieces.aclose()
+
+    return rest()
 
 
 async def _drain_body(limit: int = 64 * 1024 * 1024, seconds: float = 10.0) -> bool:

@@ -4,7 +4,9 @@ request smuggling, lost chunks."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cluster.replication_support import chunk_path
 from tests.harness import NodeProcess, prepare_node, started_node
 from tests.rest.conftest import User, signup
 
@@ -212,3 +215,42 @@ def test_plain_requests_still_pass(edge_node: NodeProcess) -> None:
                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
     answer, _ = _exchange(edge_node, chunked, one_response=True)
     assert answer.startswith(b"HTTP/1.1 401"), answer
+
+
+def _upload(node: NodeProcess, user: User, key: str, data: bytes) -> str:
+    r = httpx.post(f"{node.web_url}/api/v1/files?key={key}", headers=user.api_headers,
+                   content=data, timeout=60)
+    assert r.status_code == 201, r.text
+    return f"{node.web_url}/api/v1/files/{r.json()['id']}"
+
+
+def test_a_file_whose_chunks_are_lost_is_an_error_not_an_empty_200(
+    edge_node: NodeProcess, edge_user: User
+) -> None:
+    data = os.urandom(64 * 1024)  # one chunk, not inline
+    url = _upload(edge_node, edge_user, "lost.bin", data)
+    chunk_path(edge_node, hashlib.sha256(data).hexdigest()).unlink()
+    r = httpx.get(url, headers=edge_user.api_headers)
+    assert r.status_code == 500, (r.status_code, r.content[:200])
+    assert r.json()["error"] == "InternalError" and r.json()["status"] == 500
+    ranged = httpx.get(url, headers={**edge_user.api_headers, "Range": "bytes=10-20"})
+    assert ranged.status_code == 500 and ranged.json()["error"] == "InternalError"
+    # The metadata is still there to see.
+    meta = httpx.get(f"{url}?meta=true", headers=edge_user.api_headers)
+    assert meta.status_code == 200 and meta.json()["size"] == len(data)
+
+
+def test_a_later_lost_chunk_cuts_the_download_short(
+    edge_node: NodeProcess, edge_user: User
+) -> None:
+    chunk = edge_node.settings.storage.chunk_size
+    data = os.urandom(chunk + 1024)  # two chunks; the second goes missing
+    url = _upload(edge_node, edge_user, "half-lost.bin", data)
+    chunk_path(edge_node, hashlib.sha256(data[chunk:]).hexdigest()).unlink()
+    # The head is sent with the first chunk; the missing second one can only
+    # cut the connection, which the client sees as an incomplete body.
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(url, headers=edge_user.api_headers, timeout=30)
+    # Alone, the first chunk still reads fine.
+    head = httpx.get(url, headers={**edge_user.api_headers, "Range": "bytes=0-99"})
+    assert head.status_code == 206 and head.content == data[:100]
