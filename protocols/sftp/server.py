@@ -313,12 +313,13 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         assert isinstance(handle, _WriteHandle)
         return file_attrs(handle.size(), 0)
 
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        # Objects have no mode/owner/times to set; accepting keeps `put -p` working.
-        return None
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        # Objects have no mode/owner/times to set; accepting keeps `put -p`
+        # working -- for something that exists (chmod of nothing is ENOENT).
+        await self.stat(path)
 
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        return None
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self.stat(path)
 
     def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         return None

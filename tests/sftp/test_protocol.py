@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from paramiko.sftp import CMD_WRITE, int64
 
 from tests.sftp.conftest import SftpUser, paramiko_client
@@ -23,3 +24,16 @@ def test_write_with_bytes_after_its_data_is_accepted(sftp_user: SftpUser) -> Non
     f.close()
     with c.open(path, "rb") as back:
         assert back.read() == head + tail
+
+
+def test_chmod_of_a_missing_path_is_no_such_file(sftp_user: SftpUser) -> None:
+    c = paramiko_client(sftp_user)
+    bucket = sftp_user.user.bucket
+    with pytest.raises(FileNotFoundError):
+        c.chmod(f"/{bucket}/missing.txt", 0o600)
+    with pytest.raises(FileNotFoundError):
+        c.utime(f"/nobucket-{bucket}/x", (1, 1))
+    with c.open(f"/{bucket}/there.txt", "wb") as f:
+        f.write(b"x")
+    c.chmod(f"/{bucket}/there.txt", 0o600)  # accepted (and ignored) for what exists
+    c.chmod(f"/{bucket}", 0o700)
