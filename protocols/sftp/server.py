@@ -418,6 +418,33 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         old = self._target(oldpath)
         await self._traced("Rename", old, self.ops.rename, old, self._target(newpath), True)
 
+    # -- what objects do not have --------------------------------------------------
+    # asyncssh's defaults for these act on the node's own filesystem (a client
+    # could create symlinks anywhere or read link targets): never inherit them.
+
+    def open56(self, path: bytes, desired_access: int, flags: int,
+               attrs: asyncssh.SFTPAttrs) -> object:
+        raise asyncssh.SFTPOpUnsupported("Only SFTP version 3 is supported")
+
+    def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPOpUnsupported("Symbolic links are not supported")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("Symbolic links are not supported")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("Hard links are not supported")
+
+    def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("fstatvfs is not supported")
+
+    def fsync(self, file_obj: object) -> None:
+        raise asyncssh.SFTPOpUnsupported(
+            "fsync is not supported: an upload is stored when its file is closed")
+
 
 class _Commands:
     """SSH exec requests of one connection (:mod:`protocols.sftp.commands`)."""

@@ -32,6 +32,10 @@ from asyncssh.stream import SSHServerStreamSession
 log = logging.getLogger("cloudstorage.sftp")
 
 SFTP_VERSION = 3
+UNSUPPORTED_EXTENSIONS = frozenset({
+    b"hardlink@openssh.com", b"fsync@openssh.com", b"statvfs@openssh.com",
+    b"fstatvfs@openssh.com",
+})
 
 
 class Activity:
@@ -78,6 +82,10 @@ class CompatSFTPHandler(SFTPServerHandler):
     reporting every request to the connection's :class:`Activity`."""
 
     _packet_handlers = {**SFTPServerHandler._packet_handlers, FXP_WRITE: _process_write_tolerant}
+    # Not offered: objects have no links, no filesystem statistics, and an
+    # upload is durable when its handle is closed (the server refuses these).
+    _extensions = [(name, data) for name, data in SFTPServerHandler._extensions
+                   if name not in UNSUPPORTED_EXTENSIONS]
 
     def __init__(self, server: asyncssh.SFTPServer, reader: asyncssh.SSHReader[bytes],
                  writer: asyncssh.SSHWriter[bytes], activity: Activity) -> None:
