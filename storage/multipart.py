@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections import Counter
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import errors, sql
+from storage import errors, refs, sql
 from storage.buckets import BucketInfo
 from storage.db import Database
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
@@ -41,7 +40,6 @@ from storage.objects import (
     ObjectService,
     StoredData,
     WriteCondition,
-    _reference,
     _to_info,
 )
 
@@ -187,18 +185,6 @@ async def _lock_upload(conn: Any, bucket_id: int, upload_id: str) -> None:
         raise errors.NoSuchUpload()
 
 
-async def _unreference(conn: Any, chunk_lists: Sequence[Sequence[Sequence[Any]]]) -> None:
-    refs: Counter[str] = Counter()
-    for chunks in chunk_lists:
-        refs.update(c for c, _ in chunks or ())
-    now = _now()
-    await sql.execute_many(
-        conn,
-        "UPDATE chunk_refs SET refcount = refcount - ?, updated_at = ? WHERE chunk_id = ?",
-        [(n, now, cid) for cid, n in sorted(refs.items())],
-    )
-
-
 async def _get_upload(bucket_id: int, upload_id: str) -> UploadInfo:
     u = await MultipartUpload.get_or_none(upload_id=upload_id, bucket_id=bucket_id)
     if u is None:
@@ -219,11 +205,7 @@ async def _store_part(
 ) -> PartInfo:
     async with in_transaction() as conn:
         await _lock_upload(conn, bucket_id, upload_id)
-        old = await MultipartPart.filter(upload_id=upload_id, part_number=number)
-        if old:
-            await MultipartPart.filter(id__in=[p.id for p in old]).delete()
-            await _unreference(conn, [p.chunks for p in old])
-        await _reference(conn, stored.chunks)
+        await sql.drive(conn, _replace_part_steps(upload_id, number, stored.chunks))
         p = await MultipartPart.create(
             upload_id=upload_id, part_number=number, size=stored.size, etag=etag,
             checksums=checksums, chunks=[list(c) for c in stored.chunks], created_at=_now(),
@@ -237,19 +219,31 @@ async def _load_parts(bucket_id: int, upload_id: str) -> tuple[UploadInfo, list[
     return upload, [_part(p) for p in parts]
 
 
-async def _retire_upload(conn: Any, bucket_id: int, upload_id: str) -> list[MultipartPart]:
-    """Release every part's chunks and delete the upload; returns the parts."""
-    await _lock_upload(conn, bucket_id, upload_id)
-    parts = await MultipartPart.filter(upload_id=upload_id)
-    await _unreference(conn, [p.chunks for p in parts])
-    await MultipartPart.filter(upload_id=upload_id).delete()
-    await MultipartUpload.filter(upload_id=upload_id).delete()
-    return parts
+def _replace_part_steps(
+    upload_id: str, number: int, chunks: Sequence[Sequence[Any]]
+) -> sql.UnitOfWork[None]:
+    """Reference a new part's chunks, releasing those of the part it replaces
+    (only if this statement deleted it: see :mod:`storage.refs`)."""
+    old = yield (sql.FETCH,
+                 "DELETE FROM multipart_parts WHERE upload_id = ? AND part_number = ? "
+                 "RETURNING chunks", (upload_id, number))
+    yield from refs.unreference_steps(sql.json_column(r["chunks"], []) for r in old)
+    yield from refs.reference_steps(chunks)
 
 
-async def _abort(bucket_id: int, upload_id: str) -> None:
-    async with in_transaction() as conn:
-        await _retire_upload(conn, bucket_id, upload_id)
+async def _retire_upload(conn: Any, bucket_id: int, upload_id: str) -> dict[int, int]:
+    """Release every part's chunks and delete the upload; NoSuchUpload if it is
+    gone.  Returns the deleted parts' row ids by part number."""
+    uploads, parts = await sql.drive(conn, refs.retire_uploads_steps(bucket_id, upload_id))
+    if not uploads:
+        raise errors.NoSuchUpload()
+    return {p["part_number"]: p["id"] for p in parts}
+
+
+def _abort_steps(bucket_id: int, upload_id: str) -> sql.UnitOfWork[None]:
+    uploads, _parts = yield from refs.retire_uploads_steps(bucket_id, upload_id)
+    if not uploads:
+        raise errors.NoSuchUpload()
 
 
 async def _fetch_parts(upload_id: str, marker: int, limit: int) -> list[PartInfo]:
@@ -309,7 +303,7 @@ class MultipartService:
             "checksum_algorithm": f"{alg}:{checksum_type.upper()}" if alg else "",
             "tags": dict(tags or {}),
         }
-        return await self._db.run(_create_upload, bucket.id, key, fields)
+        return await sql.retry(lambda: self._db.run(_create_upload, bucket.id, key, fields))
 
     async def get_upload(self, bucket: BucketInfo, upload_id: str) -> UploadInfo:
         """The open upload ``upload_id`` of ``bucket``; NoSuchUpload otherwise."""
@@ -343,10 +337,10 @@ class MultipartService:
             )
         if content_md5 is not None and content_md5 != stored.md5:
             raise errors.BadDigest()
-        return await self._db.run(
+        return await sql.retry(lambda: self._db.run(
             _store_part, bucket.id, upload_id, part_number, stored, stored.md5.hex(),
             dict(checksums or {}),
-        )
+        ))
 
     async def list_parts(
         self, bucket: BucketInfo, upload_id: str, *, marker: int = 0, max_parts: int = 1000
@@ -422,8 +416,7 @@ class MultipartService:
         planned = {p.part_number: p.row_id for p in plan.parts}
 
         async def retire(conn: Any) -> None:
-            parts = await _retire_upload(conn, bucket.id, upload_id)
-            current = {p.part_number: p.id for p in parts}
+            current = await _retire_upload(conn, bucket.id, upload_id)
             if any(current.get(n) != rid for n, rid in planned.items()):
                 raise InvalidPart("A part was replaced while the upload was being completed.")
 
@@ -438,7 +431,7 @@ class MultipartService:
 
     async def abort(self, bucket: BucketInfo, upload_id: str) -> None:
         """Drop an upload and release its parts' chunks; NoSuchUpload if absent."""
-        await self._db.run(_abort, bucket.id, upload_id)
+        await sql.retry(lambda: self._db.write(_abort_steps, bucket.id, upload_id))
 
     async def list_uploads(
         self,

@@ -18,7 +18,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +30,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import errors, sql
+from storage import errors, refs, sql
 from storage.blobs import BlobStore, ChunkNotFound, chunk_id_of
 from storage.buckets import BucketInfo
 from storage.db import Database
@@ -38,7 +38,6 @@ from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import ObjectVersion
 
 NULL_VERSION = "null"
-_COMMIT_RETRIES = 8
 # Below this, hashing in the event loop is cheaper than a hop to a worker thread.
 _THREAD_HASH_MIN = 128 * 1024
 
@@ -159,13 +158,13 @@ class StoredData:
     inline_data: bytes | None
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    """A transaction the database aborted only because of a concurrent one."""
-    while exc is not None:
-        if getattr(exc, "sqlstate", None) in ("40001", "40P01"):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
+def _is_foreign_key(exc: Exception) -> bool:
+    return isinstance(exc, IntegrityError) and "foreign" in str(exc).lower()
+
+
+def _lost_latest_race(exc: Exception) -> bool:
+    """Another writer became the key's latest version first (unique index)."""
+    return isinstance(exc, IntegrityError) and not _is_foreign_key(exc)
 
 
 def new_version_id() -> str:
@@ -194,64 +193,6 @@ def _to_info(bucket: str, v: ObjectVersion) -> ObjectInfo:
 # SQLite group-commit writer and through the ORM.
 
 
-def _release_steps(
-    account_id: str, versions: Sequence[ObjectVersion | _Dropped]
-) -> sql.UnitOfWork[None]:
-    """Drop versions: their chunk references and their usage."""
-    freed = sum(v.size for v in versions if not v.is_delete_marker)
-    count = sum(1 for v in versions if not v.is_delete_marker)
-    refs: Counter[str] = Counter()
-    for v in versions:
-        refs.update(c for c, _ in v.chunks or ())
-    if refs:
-        now = _now()
-        yield (sql.MANY,
-               "UPDATE chunk_refs SET refcount = refcount - ?, updated_at = ? WHERE chunk_id = ?",
-               [(n, now, cid) for cid, n in sorted(refs.items())])
-    if versions:
-        yield (sql.EXECUTE,
-               "UPDATE accounts SET used_bytes = used_bytes - ?, object_count = object_count - ? "
-               "WHERE id = ?",
-               (freed, count, account_id))
-
-
-async def _release(
-    conn: Any, account_id: str, versions: Sequence[ObjectVersion | _Dropped]
-) -> None:
-    """:func:`_release_steps` on an ORM connection."""
-    await sql.drive(conn, _release_steps(account_id, versions))
-
-
-def _reference_steps(chunks: Sequence[Sequence[Any]]) -> sql.UnitOfWork[None]:
-    """Count one more reference to each chunk (creating its row if new)."""
-    if not chunks:
-        return
-    refs: Counter[str] = Counter(c for c, _ in chunks)
-    sizes = {c: s for c, s in chunks}
-    now = _now()
-    yield (sql.MANY,
-           "INSERT INTO chunk_refs (chunk_id, size, refcount, updated_at) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT (chunk_id) DO UPDATE SET "
-           "refcount = chunk_refs.refcount + excluded.refcount, updated_at = excluded.updated_at",
-           [(cid, sizes[cid], n, now) for cid, n in sorted(refs.items())])
-
-
-async def _reference(conn: Any, chunks: Sequence[Sequence[Any]]) -> None:
-    """:func:`_reference_steps` on an ORM connection."""
-    await sql.drive(conn, _reference_steps(chunks))
-
-
-def _charge_steps(account_id: str, size: int, count: int) -> sql.UnitOfWork[None]:
-    """Add usage, refusing (and so rolling back) anything over the quota."""
-    changed = yield (sql.EXECUTE,
-                     "UPDATE accounts SET used_bytes = used_bytes + ?, "
-                     "object_count = object_count + ? "
-                     "WHERE id = ? AND used_bytes + ? <= quota_bytes",
-                     (size, count, account_id, size))
-    if changed != 1:
-        raise errors.QuotaExceeded()
-
-
 # A hook run first inside a commit's transaction (given the connection); it may
 # raise to roll the whole commit back.  Its first statement must write, so that
 # SQLite takes its write lock up front.
@@ -268,15 +209,6 @@ _INSERT_VERSION = (
     "INSERT INTO object_versions (" + ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
     + ") VALUES (" + ", ".join("?" for _ in _VERSION_COLUMNS) + ")"
 )
-
-
-@dataclass(frozen=True)
-class _Dropped:
-    """What _release needs of a version removed by raw SQL."""
-
-    size: int
-    is_delete_marker: bool
-    chunks: list[list[Any]]
 
 
 def _json(value: Any, empty: str) -> str:
@@ -337,16 +269,12 @@ def _commit_steps(
             # its snapshot is only seen here, still marked latest.
             latest = next((r for r in replaced if r["is_latest"]), None)
         if replaced:
-            yield from _release_steps(bucket.account_id, [
-                _Dropped(r["size"], bool(r["is_delete_marker"]),
-                         sql.json_column(r["chunks"], []))
-                for r in replaced
-            ])
+            yield from refs.release_steps(bucket.account_id, refs.dropped(replaced))
     if condition is not None:
         condition.check(latest)
     if not is_marker:
-        yield from _charge_steps(bucket.account_id, fields["size"], 1)
-    yield from _reference_steps(chunks)
+        yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
+    yield from refs.reference_steps(chunks)
     yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
@@ -397,30 +325,38 @@ async def _set_tags(
         raise errors.NoSuchVersion(version_id=version_id)
 
 
-async def _delete_version(bucket: BucketInfo, key: str, version_id: str) -> DeleteResult:
-    async with in_transaction() as conn:
-        victims = await ObjectVersion.filter(bucket_id=bucket.id, key=key, version_id=version_id)
-        if not victims:
-            # S3 answers success for a version that is already gone.
-            return DeleteResult(version_id=version_id, delete_marker=False)
-        v = victims[0]
-        await ObjectVersion.filter(id=v.id).delete()
-        await _release(conn, bucket.account_id, [v])
-        if v.is_latest:
-            newest = (
-                await ObjectVersion.filter(bucket_id=bucket.id, key=key).order_by("-id").first()
-            )
-            if newest is not None:
-                await ObjectVersion.filter(id=newest.id).update(is_latest=True)
-        return DeleteResult(version_id=version_id, delete_marker=v.is_delete_marker)
+def _delete_version_steps(
+    bucket: BucketInfo, key: str, version_id: str
+) -> sql.UnitOfWork[DeleteResult]:
+    """Delete one version for good; the newest remaining one becomes latest.
+
+    Only what this statement deleted is released: of racing deletes of one
+    version, exactly one gets the row back (the others find nothing).
+    """
+    gone = yield (sql.FETCH,
+                  'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                  f"AND version_id = ? RETURNING is_latest, {refs.VERSION_RETURNING}",
+                  (bucket.id, key, version_id))
+    if not gone:
+        # S3 answers success for a version that is already gone.
+        return DeleteResult(version_id=version_id, delete_marker=False)
+    yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
+    if gone[0]["is_latest"]:
+        yield (sql.EXECUTE,
+               "UPDATE object_versions SET is_latest = ? WHERE id = (SELECT id FROM "
+               'object_versions WHERE bucket_id = ? AND "key" = ? ORDER BY id DESC LIMIT 1)',
+               (True, bucket.id, key))
+    return DeleteResult(version_id=version_id, delete_marker=bool(gone[0]["is_delete_marker"]))
 
 
-async def _delete_latest_unversioned(bucket: BucketInfo, key: str) -> DeleteResult:
-    async with in_transaction() as conn:
-        victims = await ObjectVersion.filter(bucket_id=bucket.id, key=key)
-        if victims:
-            await ObjectVersion.filter(id__in=[v.id for v in victims]).delete()
-            await _release(conn, bucket.account_id, victims)
+def _delete_unversioned_steps(bucket: BucketInfo, key: str) -> sql.UnitOfWork[DeleteResult]:
+    """Delete every version of ``key`` (an unversioned bucket holds at most one)."""
+    gone = yield (sql.FETCH,
+                  'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                  f"RETURNING {refs.VERSION_RETURNING}",
+                  (bucket.id, key))
+    if gone:
+        yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
     return DeleteResult(version_id=None, delete_marker=False)
 
 
@@ -752,26 +688,22 @@ class ObjectService:
         before: CommitHook | None = None,
         condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        for attempt in range(_COMMIT_RETRIES):
-            try:
-                if before is None:
-                    return await self._db.write(_commit_steps, bucket, key, fields, chunks,
-                                                condition)
-                return await self._db.run(_commit_version_after, before, bucket, key, fields,
-                                          chunks, condition)
-            except IntegrityError as exc:
-                if "foreign" in str(exc).lower():
-                    raise errors.NoSuchBucket() from None
-                # Another writer became latest between our demote and insert.
-                if attempt == _COMMIT_RETRIES - 1:
-                    raise
-            except Exception as exc:
-                # PostgreSQL aborts one of two writers racing on the same key
-                # (deadlock / serialization failure): the loser simply retries.
-                if not _is_retryable(exc) or attempt == _COMMIT_RETRIES - 1:
-                    raise
-            await trio.sleep(0.001 * 2**attempt * (1 + secrets.randbelow(100) / 100))
-        raise AssertionError("unreachable")
+        async def attempt() -> ObjectInfo:
+            if before is None:
+                return await self._db.write(_commit_steps, bucket, key, fields, chunks,
+                                            condition)
+            return await self._db.run(_commit_version_after, before, bucket, key, fields,
+                                      chunks, condition)
+
+        try:
+            # PostgreSQL aborts one of two writers racing on the same key
+            # (deadlock / serialization failure), and another writer may
+            # become latest between our demote and insert: the loser retries.
+            return await sql.retry(attempt, also=_lost_latest_race)
+        except IntegrityError as exc:
+            if _is_foreign_key(exc):
+                raise errors.NoSuchBucket() from None
+            raise
 
     # -- reading ----------------------------------------------------------------
 
@@ -955,7 +887,7 @@ class ObjectService:
 
         Tags are not content: the version keeps its id, ETag and time.
         """
-        await self._db.run(_set_tags, bucket, key, version_id, dict(tags))
+        await sql.retry(lambda: self._db.run(_set_tags, bucket, key, version_id, dict(tags)))
 
     async def delete_object(
         self, bucket: BucketInfo, key: str, version_id: str | None = None
@@ -963,9 +895,14 @@ class ObjectService:
         """Delete as S3 does: a specific version permanently, else the null
         version (unversioned) or a new delete marker (versioned)."""
         if version_id is not None:
-            return await self._db.run(_delete_version, bucket, key, version_id)
+            # A promotion to latest may lose to a concurrent writer's new
+            # latest version (the unique index): retry against the winner.
+            return await sql.retry(
+                lambda: self._db.write(_delete_version_steps, bucket, key, version_id),
+                also=_lost_latest_race)
         if bucket.versioning == "":
-            return await self._db.run(_delete_latest_unversioned, bucket, key)
+            return await sql.retry(
+                lambda: self._db.write(_delete_unversioned_steps, bucket, key))
         fields = {"size": 0, "etag": "", "content_type": "", "is_delete_marker": True}
         marker = await self._commit(bucket, key, fields, [])
         return DeleteResult(version_id=marker.version_id, delete_marker=True)

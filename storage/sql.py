@@ -13,9 +13,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Generator, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
+import trio
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 _QMARK = re.compile(r"\?")
@@ -91,3 +93,39 @@ async def drive(conn: BaseDBAsyncClient, work: UnitOfWork[T]) -> T:
             result = await execute_many(conn, statement, params)
         else:
             result = await execute(conn, statement, params)
+
+
+#: Attempts of a transaction that keeps losing to concurrent ones.
+RETRIES = 8
+
+
+def is_retryable(exc: BaseException | None) -> bool:
+    """A transaction the database aborted only because of a concurrent one
+    (PostgreSQL deadlock 40P01 or serialization failure 40001)."""
+    while exc is not None:
+        if getattr(exc, "sqlstate", None) in ("40001", "40P01"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+async def retry(
+    call: Callable[[], Awaitable[T]],
+    *,
+    also: Callable[[Exception], bool] | None = None,
+    attempts: int = RETRIES,
+) -> T:
+    """Run ``call`` (one whole transaction) again while the database aborts it
+    for a concurrent one, or while ``also`` says its error is such a conflict.
+
+    Safe only for calls that are one transaction: an aborted attempt left
+    nothing behind.  Backs off 1, 2, 4, ... ms (with jitter) between attempts.
+    """
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt == attempts - 1 or not (is_retryable(exc) or (also and also(exc))):
+                raise
+        await trio.sleep(0.001 * 2**attempt * (1 + secrets.randbelow(100) / 100))
+    raise AssertionError("unreachable")
