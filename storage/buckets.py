@@ -14,9 +14,9 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors
+from storage import errors, refs, sql
 from storage.db import Database
-from storage.models import Account, Bucket, MultipartUpload, ObjectVersion
+from storage.models import Account, Bucket
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,26 @@ class BucketInfo:
     region: str
     versioning: str  # "", "Enabled" or "Suspended"
     created_at: datetime
+
+
+def _delete_bucket_steps(bucket_id: int, lock: str) -> sql.UnitOfWork[None]:
+    """Delete the bucket if it holds no version, aborting its open uploads.
+
+    The bucket row is locked first (FOR UPDATE conflicts with the key-share
+    lock a version or upload insert takes on the bucket it references): a
+    concurrent PutObject either committed before, and is seen here, or fails
+    on the vanished bucket afterwards.  Never a version deleted by the
+    foreign key's cascade without its references released.
+    """
+    found = yield (sql.FETCH, "SELECT id FROM buckets WHERE id = ?" + lock, (bucket_id,))
+    if not found:
+        raise errors.NoSuchBucket()
+    versions = yield (sql.FETCH, "SELECT id FROM object_versions WHERE bucket_id = ? LIMIT 1",
+                      (bucket_id,))
+    if versions:
+        raise errors.BucketNotEmpty()
+    yield from refs.retire_uploads_steps(bucket_id)
+    yield (sql.EXECUTE, "DELETE FROM buckets WHERE id = ?", (bucket_id,))
 
 
 def _info(b: Bucket) -> BucketInfo:
@@ -69,7 +89,7 @@ class BucketService:
                     raise errors.BucketAlreadyExists() from None
             return _info(b)
 
-        return await self._db.run(tx)
+        return await sql.retry(lambda: self._db.run(tx))
 
     async def get(self, name: str) -> BucketInfo:
         """The bucket called ``name``; raises NoSuchBucket."""
@@ -91,17 +111,15 @@ class BucketService:
         return await self._db.run(q)
 
     async def delete(self, bucket: BucketInfo) -> None:
-        """Delete an empty bucket (no versions, markers or open uploads)."""
+        """Delete a bucket without versions or delete markers; BucketNotEmpty otherwise.
 
-        async def tx() -> None:
-            async with in_transaction():
-                if await ObjectVersion.exists(bucket_id=bucket.id) or await MultipartUpload.exists(
-                    bucket_id=bucket.id
-                ):
-                    raise errors.BucketNotEmpty()
-                await Bucket.filter(id=bucket.id).delete()
-
-        await self._db.run(tx)
+        Multipart uploads still in progress are aborted with it, in the same
+        transaction (their parts' chunk references released), as S3 does.
+        """
+        # Row locks need FOR UPDATE on PostgreSQL; SQLite's write transaction
+        # already excludes every other writer.
+        lock = " FOR UPDATE" if self._db.dialect == "postgres" else ""
+        await sql.retry(lambda: self._db.write(_delete_bucket_steps, bucket.id, lock))
 
     async def set_versioning(self, bucket: BucketInfo, status: str) -> BucketInfo:
         """Set S3 versioning to ``Enabled`` or ``Suspended``."""
@@ -112,7 +130,7 @@ class BucketService:
             await Bucket.filter(id=bucket.id).update(versioning=status)
             return _info(await Bucket.get(id=bucket.id))
 
-        return await self._db.run(tx)
+        return await sql.retry(lambda: self._db.run(tx))
 
     async def get_tags(self, bucket: BucketInfo) -> dict[str, str]:
         """The bucket's tags ({} when it has none); NoSuchBucket if it is gone."""
@@ -144,4 +162,4 @@ class BucketService:
             if not await Bucket.filter(id=bucket.id).update(**{column: value}):
                 raise errors.NoSuchBucket()
 
-        await self._db.run(q)
+        await sql.retry(lambda: self._db.run(q))
