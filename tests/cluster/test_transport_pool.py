@@ -132,3 +132,47 @@ async def test_a_full_disk_on_the_receiver_is_reported_as_disk_full(tmp_path: Pa
             assert server.accepted == 1
             await client.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def _one_exchange_per_connection(
+    stream: trio.SocketStream, upstream_addr: str
+) -> None:
+    """A proxy connection that carries one exchange, then dies on the next
+    request: a server closing a connection just as the client reuses it (a
+    race no check before reuse can see)."""
+    host, _, port = upstream_addr.rpartition(":")
+    answered = trio.Event()
+    async with stream, await trio.open_tcp_stream(host, int(port)) as upstream:
+
+        async def back() -> None:
+            async for data in upstream:
+                await stream.send_all(data)
+                answered.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(back)
+            async for data in stream:
+                if answered.is_set():
+                    break  # the second request: drop the connection unanswered
+                await upstream.send_all(data)
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_reused_connection_that_fails_is_retried_on_a_fresh_one(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        upstream, _ = await _serve(nursery, tmp_path)
+        listeners = await nursery.start(
+            trio.serve_tcp, lambda s: _one_exchange_per_connection(s, upstream), 0)
+        addr = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+        client = TransportClient("n2", SECRET)
+        async with trio.open_nursery() as burst:
+            for _ in range(3):
+                burst.start_soon(client.list_chunks, addr)
+        # Every pooled connection dies when reused; the retry must not take one.
+        for _ in range(3):
+            assert await client.list_chunks(addr) == []
+        await client.aclose()
+        nursery.cancel_scope.cancel()
