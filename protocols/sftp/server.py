@@ -24,6 +24,11 @@ prefetching the next chunk; reads at any offset work (resumed ``get``).
 
 One host key for the whole cluster: an Ed25519 key derived from the cluster
 secret, so every node shows the same fingerprint.
+
+Sessions are :class:`protocols.sftp.session.SSHSession`: the SFTP subsystem,
+or one of the hash commands of :mod:`protocols.sftp.commands` over exec.  A
+connection with no request for ``sftp.idle_timeout_seconds`` (0 = never) is
+disconnected by one sweeper task.
 """
 
 from __future__ import annotations
@@ -519,6 +524,7 @@ class _SSHServer(asyncssh.SSHServer):
     def _accept(self, account_id: str) -> bool:
         assert self.conn is not None
         self.conn.set_extra_info(account_id=account_id)
+        self.activity.touch()  # idle time counts from the login, not the connect
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
@@ -575,6 +581,18 @@ class _Listener:
             window=8 * 1024 * 1024, server_version="CloudStorage",
         )
 
+    async def close_idle(self, timeout: float) -> None:
+        """Runs on the asyncio loop: disconnect connections idle for ``timeout``
+        seconds (no SFTP request or command running or finished since)."""
+        now = time.monotonic()
+        for conn, activity in list(self.connections.items()):
+            idle = activity.idle_for(now)
+            if idle >= timeout:
+                log.info("closing SFTP connection of %s: idle for %.0f s",
+                         conn.get_extra_info("account_id") or "(not logged in)", idle)
+                conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                                f"Idle for more than {timeout:g} seconds")
+
     async def stop(self) -> None:
         """Runs on the asyncio loop: stop listening and end every session."""
         if self.acceptor is not None:
@@ -584,6 +602,15 @@ class _Listener:
             conn.close()
         for conn in list(self.connections):
             await conn.wait_closed()
+
+
+async def _close_idle_connections(listener: _Listener, timeout: float) -> None:
+    """One sweeper for all connections (not a timer per request): a connection
+    is closed between ``timeout`` and ``timeout * 1.25`` seconds of idleness."""
+    period = min(max(timeout / 4, 0.05), 60.0)
+    while True:
+        await trio.sleep(period)
+        await listener.bridge.run(listener.close_idle, timeout)
 
 
 async def serve_sftp(
@@ -597,6 +624,9 @@ async def serve_sftp(
     async with trio.open_nursery() as nursery:
         await nursery.start(bridge.serve_trio_calls)
         await bridge.run(listener.start, settings.listen.host, settings.listen.sftp_port)
+        if settings.sftp.idle_timeout_seconds > 0:
+            nursery.start_soon(_close_idle_connections, listener,
+                               float(settings.sftp.idle_timeout_seconds))
         task_status.started()
         try:
             await shutdown.wait()

@@ -36,13 +36,19 @@ class SftpUser:
     port: int
 
 
-@pytest.fixture
-def sftp_user(node: NodeProcess) -> Iterator[SftpUser]:
+def enable_sftp(node: NodeProcess) -> SftpUser:
+    """Sign a new user up and set its SFTP password."""
     u = signup(node)
     r = u.client.post("/api/sftp", json={"password": SFTP_PASSWORD})
     assert r.status_code == 200, r.text
-    yield SftpUser(u, r.json()["username"], r.json()["port"])
-    u.client.close()
+    return SftpUser(u, r.json()["username"], r.json()["port"])
+
+
+@pytest.fixture
+def sftp_user(node: NodeProcess) -> Iterator[SftpUser]:
+    su = enable_sftp(node)
+    yield su
+    su.user.client.close()
 
 
 def paramiko_client(su: SftpUser, password: str = SFTP_PASSWORD) -> paramiko.SFTPClient:
