@@ -15,6 +15,10 @@ Sessions are created by the connection's :class:`asyncssh.SSHServer`
 request: the listener closes connections idle for ``sftp.idle_timeout_seconds``.
 No shell is ever run: an exec request is answered by
 :mod:`protocols.sftp.commands`, anything else is refused.
+
+This leans on asyncssh internals (``SFTPServerHandler`` and its packet table,
+the stream session's ``_init_sftp_server``); tests/sftp/test_protocol.py and
+the rclone tests fail if an asyncssh release changes them.
 """
 
 from __future__ import annotations
