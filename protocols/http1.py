@@ -31,7 +31,10 @@ _PLAIN = bytes([0x09, *range(0x20, 0x7f), *range(0x80, 0x100)])
 _TOKEN = re.compile(rb"[" + _TCHAR + rb"]+")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*+(?:;[^\x00-\x08\x0a-\x1f\x7f]*+)?")
+# No whitespace between the size and a ";": RFC 9112 allows it (BWS), but h11
+# and many proxies refuse it, and a line that two parsers split differently
+# is what chunk-extension smuggling is made of.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\x00-\x08\x0a-\x1f\x7f]*+)?[ \t]*+")
 
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
 MAX_EMPTY_LINES = 4  # before a request line
