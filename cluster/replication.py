@@ -29,7 +29,7 @@ import trio
 from cluster.layout_service import LayoutService
 from cluster.placement import Layout, NodeSpec, compute_layout
 from cluster.transport import TransportClient, TransportError
-from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
+from storage.blobs import ChunkCorrupt, ChunkNotFound, ChunkUnavailable, check_chunk_id
 from storage.chunkstore import LocalChunkStore
 from storage.db import Database
 from storage.errors import ServiceUnavailable
@@ -254,6 +254,7 @@ class ReplicatedBlobStore:
         layout = self.view.layout
         owners = set(layout.owners(chunk_id)) if layout is not None else set()
         lacking: list[str] = []
+        unreachable: list[str] = []
         for node_id in self.read_order(chunk_id):
             try:
                 data = await self.get_from(node_id, chunk_id)
@@ -262,9 +263,16 @@ class ReplicatedBlobStore:
                     lacking.append(node_id)
                 continue
             except (TransportError, OSError):
+                unreachable.append(node_id)
                 continue
             await self._heal(chunk_id, data, lacking)
             return data
+        if unreachable:
+            self._failures.log(
+                "read unreachable",
+                f"[{self.node_id}] chunk {chunk_id}: no reachable copy "
+                f"(unreachable: {', '.join(unreachable)})")
+            raise ChunkUnavailable(chunk_id, f"unreachable: {', '.join(unreachable)}")
         raise ChunkNotFound(chunk_id, "no node holds a good copy")
 
     async def _heal(self, chunk_id: str, data: bytes, lacking: list[str]) -> None:

@@ -12,6 +12,8 @@ import hashlib
 import re
 from typing import Protocol
 
+from storage.errors import ServiceUnavailable
+
 _CHUNK_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -25,6 +27,20 @@ class ChunkError(Exception):
 
 class ChunkNotFound(ChunkError):
     """No copy of the chunk could be found."""
+
+
+class ChunkUnavailable(ChunkNotFound, ServiceUnavailable):
+    """No good copy was found and some nodes that may hold one are unreachable.
+
+    A ChunkNotFound to the background workers (repair skips it as before),
+    and a ServiceUnavailable to the protocols: the client gets 503 and
+    retries, since the data is likely fine once the nodes are back.
+    """
+
+    def __init__(self, chunk_id: str, detail: str = "") -> None:
+        super().__init__(chunk_id, detail)
+        self.cause = "chunk holders unreachable"
+        self.message = "The nodes holding this data are unreachable; please retry later."
 
 
 class ChunkCorrupt(ChunkError):

@@ -371,6 +371,10 @@ def _invalid_range(value: str, size: int) -> S3Error:
     )
 
 
+class _BodyFailedFirst(Exception):
+    """A response body's first piece failed before anything was sent."""
+
+
 def from_storage_error(exc: serr.StorageError) -> S3Error:
     """Translate a storage-core error into the S3 error clients expect."""
     code = _STORAGE_CODES.get(exc.code, exc.code)
@@ -895,7 +899,15 @@ class S3App:
         except Exception as exc:
             response = await self._error_response(exc, req, request_id, scope)
         response.headers.append(("x-amz-request-id", request_id))
-        await self._send(response, send, head=scope["method"] == "HEAD")
+        try:
+            await self._send(response, send, head=scope["method"] == "HEAD")
+        except _BodyFailedFirst as failed:
+            # Nothing was sent yet: the client still gets a proper S3 error
+            # (503 when the nodes holding the data are unreachable).
+            assert isinstance(failed.__cause__, Exception)
+            response = await self._error_response(failed.__cause__, req, request_id, scope)
+            response.headers.append(("x-amz-request-id", request_id))
+            await self._send(response, send, head=scope["method"] == "HEAD")
 
     async def _error_response(
         self, exc: Exception, req: Request | None, request_id: str, scope: Scope
@@ -933,9 +945,9 @@ class S3App:
         # chunk is still a proper 500 rather than a cut connection.
         try:
             first = await anext(stream, b"")
-        except Exception:
+        except Exception as exc:
             await stream.aclose()
-            raise
+            raise _BodyFailedFirst() from exc
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
             if first:

@@ -5,6 +5,7 @@ traceback per request."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -17,7 +18,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from storage.ratelog import ThrottledLog
-from tests.cluster.replication_support import CHUNK, node_extra, payload, start_nodes, stop_nodes
+from tests.cluster.replication_support import (
+    CHUNK,
+    chunk_path,
+    node_extra,
+    payload,
+    start_nodes,
+    stop_nodes,
+)
 from tests.cluster.tcp_proxy import TcpProxy
 from tests.conftest import PG_BASE
 from tests.harness import NodeProcess
@@ -101,9 +109,18 @@ def test_write_quorum_lost_is_503_on_s3_and_rest_and_health_says_so(tmp_path: Pa
 
         poll(layout_ready, 60, "the first layout")
         assert health(survivor).status_code == 200
+        # An object whose only reachable copy will be gone: the survivor's
+        # own chunk files are removed, the other holders killed.
+        stranded = payload(7, CHUNK + 1)
+        s3.put_object(Bucket="default", Key="stranded", Body=stranded)
+        for piece in (stranded[:CHUNK], stranded[CHUNK:]):
+            chunk_path(survivor, hashlib.sha256(piece).hexdigest()).unlink()
         mark = len(survivor.read_log())
         for victim in victims:
             victim.kill()
+        # Its holders are unreachable, not its data lost: 503, not 500.
+        assert_s3_unavailable(s3_error(lambda: s3.get_object(Bucket="default",
+                                                             Key="stranded")))
         # Bigger than the inline threshold: the bytes need w = 2 replicas.
         for i in range(20):
             err = s3_error(lambda i=i: s3.put_object(Bucket="default", Key=f"k{i}",
