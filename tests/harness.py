@@ -32,7 +32,10 @@ START_DEADLINE = 60.0
 _PORT_BLOCK = 1500
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
 _PORT_BASE = 20000 + (int(_worker) % 8 if _worker.isdigit() else 0) * _PORT_BLOCK
-_next_port = itertools.count()
+# Each process starts at its own place in the block, so that two test runs
+# at once (two checkouts, a developer and CI) rarely reach for the same port
+# between a free check and the node's bind.
+_next_port = itertools.count(os.getpid() * 97 % _PORT_BLOCK)
 
 
 def free_port() -> int:
