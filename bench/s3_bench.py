@@ -220,10 +220,121 @@ async def run_parallel(
     return elapsed
 
 
+def rate_unit(size: int) -> str:
+    """The unit a PUT/GET run of ``size``-byte objects is reported in."""
+    return "ops/s" if size <= 4096 else "MiB/s"
+
+
+async def put_get_run(
+    client: S3Client, bucket: str, label: str, size: int, concurrency: int, n: int,
+    base: bytes | None = None,
+) -> tuple[float, float]:
+    """PUT then GET ``n`` distinct ``size``-byte objects over ``concurrency``
+    connections; returns the two rates in :func:`rate_unit`.
+
+    Every request is signed before the clock starts; the same keys are
+    overwritten when a run is repeated."""
+    base = base if base is not None else os.urandom(size)
+    paths = [f"/{bucket}/{quote(label)}/{i}" for i in range(n)]
+    # Sign small bodies' hash like SDKs do; stream big ones unsigned.
+    put_heads = [client.prepare("PUT", path, unique_body(base, i), signed=size <= MiB)
+                 for i, path in enumerate(paths)]
+    get_heads = [client.prepare("GET", path) for path in paths]
+
+    async def put(cn: HttpConnection, i: int) -> None:
+        status, _, data, _ = await cn.exchange("PUT", put_heads[i], unique_body(base, i))
+        if status != 200:
+            raise RuntimeError(f"PUT {paths[i]}: HTTP {status}: {data[:300]!r}")
+
+    async def get(cn: HttpConnection, i: int) -> None:
+        status, _, data, received = await cn.exchange("GET", get_heads[i],
+                                                      keep_body=size <= 4096)
+        if status != 200 or received != size:
+            raise RuntimeError(f"GET {paths[i]}: HTTP {status}: {data[:300]!r}")
+
+    def rate(seconds: float) -> float:
+        return n / seconds if size <= 4096 else n * size / MiB / seconds
+
+    put_rate = rate(await run_parallel(client, concurrency, n, put))
+    get_rate = rate(await run_parallel(client, concurrency, n, get))
+    return put_rate, get_rate
+
+
+async def seed_keys(client: S3Client, bucket: str, prefix: str, n: int) -> None:
+    """Upload ``n`` one-byte objects ``prefix00000``... for the LIST run."""
+
+    async def put(cn: HttpConnection, i: int) -> None:
+        await client.call(cn, "PUT", f"/{bucket}/{prefix}{i:05d}", body=b"x")
+
+    await run_parallel(client, 16, n, put)
+
+
+async def list_run(client: S3Client, bucket: str, prefix: str, n: int) -> float:
+    """List the ``n`` keys under ``prefix`` with ListObjectsV2, 1,000 a page,
+    on a fresh connection; returns the seconds taken."""
+    conn = await HttpConnection.open(client.host, client.port)
+    start = time.perf_counter()
+    token, keys = None, 0
+    while True:
+        query = f"list-type=2&max-keys=1000&prefix={quote(prefix, safe='')}"
+        if token:
+            query += f"&continuation-token={quote(token, safe='')}"
+        _, data, _ = await client.call(conn, "GET", f"/{bucket}", query)
+        keys += data.count(b"<Key>")
+        if b"<IsTruncated>true</IsTruncated>" not in data:
+            break
+        token = data.split(b"<NextContinuationToken>")[1].split(b"<")[0].decode()
+    elapsed = time.perf_counter() - start
+    await conn.aclose()
+    if keys != n:
+        raise RuntimeError(f"LIST returned {keys} keys, expected {n}")
+    return elapsed
+
+
+async def multipart_run(
+    client: S3Client, bucket: str, key: str, total_mib: int, seed: int,
+    part_mib: int = 8, concurrency: int = 4,
+) -> float:
+    """Upload ``total_mib`` MiB as one multipart upload of distinct
+    ``part_mib`` MiB parts, ``concurrency`` in flight, and complete it;
+    returns MiB/s from the first part to the completion's answer."""
+    part = os.urandom(part_mib * MiB)
+    path = f"/{bucket}/{key}"
+    conn = await HttpConnection.open(client.host, client.port)
+    _, data, _ = await client.call(conn, "POST", path, "uploads=")
+    upload_id = quote(data.split(b"<UploadId>")[1].split(b"<")[0].decode(), safe="")
+    start = time.perf_counter()
+    etags: dict[int, str] = {}
+
+    async def upload(cn: HttpConnection, i: int) -> None:
+        headers, _, _ = await client.call(
+            cn, "PUT", path, f"partNumber={i + 1}&uploadId={upload_id}",
+            body=unique_body(part, seed * 1000 + i), signed=False,
+        )
+        etags[i + 1] = headers["etag"]
+
+    await run_parallel(client, concurrency, total_mib // part_mib, upload)
+    xml = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{etags[n]}</ETag></Part>"
+                  for n in sorted(etags))
+    await client.call(conn, "POST", path, f"uploadId={upload_id}",
+                      f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode())
+    rate = total_mib / (time.perf_counter() - start)
+    await conn.aclose()
+    return rate
+
+
+def s3_plan(quick: bool) -> list[tuple[str, int, int, int]]:
+    """The PUT/GET runs: (label, object size, concurrency, objects)."""
+    return [("4 KiB", 4096, 16, 2000 if quick else 10000),
+            ("1 MiB", MiB, 8, 200 if quick else 500),
+            ("64 MiB", 64 * MiB, 2, 4 if quick else 8)]
+
+
 async def bench(client: S3Client, repeat: int, quick: bool) -> list[tuple[str, str]]:
     bucket = f"bench-{os.getpid()}"
     conn = await HttpConnection.open(client.host, client.port)
     await client.call(conn, "PUT", f"/{bucket}")
+    await conn.aclose()
     results: list[tuple[str, str]] = []
 
     def record(name: str, values: list[float], unit: str) -> None:
@@ -231,94 +342,22 @@ async def bench(client: S3Client, repeat: int, quick: bool) -> list[tuple[str, s
                               f"(min {min(values):.1f}, max {max(values):.1f})"))
         print(f"{name:34} {results[-1][1]}", flush=True)
 
-    n_small = 2000 if quick else 10000
-    plan = [("4 KiB", 4096, 16, n_small), ("1 MiB", MiB, 8, 200 if quick else 500),
-            ("64 MiB", 64 * MiB, 2, 4 if quick else 8)]
-    for label, size, c, n in plan:
+    for label, size, c, n in s3_plan(quick):
         base = os.urandom(size)
-        put_rates, get_rates = [], []
-        paths = [f"/{bucket}/{quote(label)}/{i}" for i in range(n)]
-        for _ in range(repeat):
-            # Sign small bodies' hash like SDKs do; stream big ones unsigned.
-            put_heads = [client.prepare("PUT", path, unique_body(base, i), signed=size <= MiB)
-                         for i, path in enumerate(paths)]
-            get_heads = [client.prepare("GET", path) for path in paths]
-
-            async def put(cn: HttpConnection, i: int, base: bytes = base,
-                          heads: list[bytes] = put_heads, paths: list[str] = paths) -> None:
-                status, _, data, _ = await cn.exchange("PUT", heads[i], unique_body(base, i))
-                if status != 200:
-                    raise RuntimeError(f"PUT {paths[i]}: HTTP {status}: {data[:300]!r}")
-
-            async def get(cn: HttpConnection, i: int, size: int = size,
-                          heads: list[bytes] = get_heads, paths: list[str] = paths) -> None:
-                status, _, data, received = await cn.exchange("GET", heads[i],
-                                                              keep_body=size <= 4096)
-                if status != 200 or received != size:
-                    raise RuntimeError(f"GET {paths[i]}: HTTP {status}: {data[:300]!r}")
-
-            t = await run_parallel(client, c, n, put)
-            put_rates.append(n / t if size == 4096 else n * size / MiB / t)
-            t = await run_parallel(client, c, n, get)
-            get_rates.append(n / t if size == 4096 else n * size / MiB / t)
-        unit = "ops/s" if size == 4096 else "MiB/s"
-        record(f"PUT {label} (c={c})", put_rates, unit)
-        record(f"GET {label} (c={c})", get_rates, unit)
+        runs = [await put_get_run(client, bucket, label, size, c, n, base)
+                for _ in range(repeat)]
+        record(f"PUT {label} (c={c})", [put for put, _ in runs], rate_unit(size))
+        record(f"GET {label} (c={c})", [get for _, get in runs], rate_unit(size))
 
     # LIST: 10,000 keys under one prefix, paged 1,000 at a time (ListObjectsV2).
-    async def put_list(cn: HttpConnection, i: int) -> None:
-        await client.call(cn, "PUT", f"/{bucket}/list/{i:05d}", body=b"x")
-
-    await run_parallel(client, 16, 10000, put_list)
-    # The first connection sat idle through the uploads: the server may have
-    # closed it (keep-alive timeout), so list over a fresh one.
-    await conn.aclose()
-    conn = await HttpConnection.open(client.host, client.port)
-    list_times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        token, keys = None, 0
-        while True:
-            query = "list-type=2&max-keys=1000&prefix=list%2F"
-            if token:
-                query += f"&continuation-token={quote(token, safe='')}"
-            _, data, _ = await client.call(conn, "GET", f"/{bucket}", query)
-            keys += data.count(b"<Key>")
-            if b"<IsTruncated>true</IsTruncated>" not in data:
-                break
-            token = data.split(b"<NextContinuationToken>")[1].split(b"<")[0].decode()
-        list_times.append(time.perf_counter() - start)
-        assert keys == 10000, keys
+    await seed_keys(client, bucket, "list/", 10000)
+    list_times = [await list_run(client, bucket, "list/", 10000) for _ in range(repeat)]
     record("LIST 10,000 keys", list_times, "s")
 
     # Multipart: 256 MiB in 8 MiB parts, 4 in flight.
-    part = os.urandom(8 * MiB)
-    mp_rates = []
-    for r in range(repeat):
-        key = f"/{bucket}/multipart-{r}"
-        _, data, _ = await client.call(conn, "POST", key, "uploads=")
-        upload_id = data.split(b"<UploadId>")[1].split(b"<")[0].decode()
-        etags: dict[int, str] = {}
-
-        async def upload(
-            cn: HttpConnection, i: int, key: str = key, upload_id: str = upload_id,
-            etags: dict[int, str] = etags, r: int = r,
-        ) -> None:
-            headers, _, _ = await client.call(
-                cn, "PUT", key, f"partNumber={i + 1}&uploadId={quote(upload_id, safe='')}",
-                body=unique_body(part, r * 1000 + i), signed=False,
-            )
-            etags[i + 1] = headers["etag"]
-
-        start = time.perf_counter()
-        await run_parallel(client, 4, 32, upload)
-        xml = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{etags[n]}</ETag></Part>"
-                      for n in sorted(etags))
-        await client.call(conn, "POST", key, f"uploadId={quote(upload_id, safe='')}",
-                          f"<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>".encode())
-        mp_rates.append(256 / (time.perf_counter() - start))
+    mp_rates = [await multipart_run(client, bucket, f"multipart-{r}", 256, r)
+                for r in range(repeat)]
     record("multipart 256 MiB (8 MiB parts, c=4)", mp_rates, "MiB/s")
-    await conn.aclose()
     return results
 
 
