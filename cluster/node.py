@@ -31,6 +31,7 @@ from protocols.s3.error_page import s3_error_page
 from protocols.web import strict_h11
 from protocols.web.app import create_web_app
 from storage import admin_queries as queries
+from storage import ratelimit
 from storage.bridge import AsyncioBridge
 from storage.db import Database
 
@@ -156,6 +157,14 @@ def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseEx
     return None
 
 
+def _share_rate_limits(services: NodeServices) -> None:
+    """Let the rate limiters divide the cluster-wide limits among the nodes
+    this node's membership view sees up (storage/ratelimit.py)."""
+    view = services.view
+    if view is not None:
+        ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
+
+
 async def run_node(
     settings: Settings,
     *,
@@ -170,6 +179,7 @@ async def run_node(
     try:
         await db.open()
         services = build_services(settings, bridge, db)
+        _share_rate_limits(services)
         await membership.register(db, settings)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:

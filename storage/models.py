@@ -244,3 +244,19 @@ class SftpPublicKey(Model):
     class Meta:
         table = "sftp_public_keys"
         unique_together = (("account", "fingerprint"),)
+
+
+class LoginFailure(Model):
+    """One failed (or in-flight) dashboard login, counted cluster-wide.
+
+    ``subject`` is the SHA-256 of what is limited (``login:<email>``), so the
+    table holds no addresses; rows older than the window are deleted as new
+    ones arrive."""
+
+    id = fields.BigIntField(primary_key=True)
+    subject = fields.CharField(max_length=64)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "login_failures"
+        indexes = (("subject", "at"),)

@@ -1,9 +1,20 @@
-"""In-process rate limiting (token buckets), shared by the protocol adapters.
+"""Rate limiting (token buckets), shared by the protocol adapters.
 
-Limits are per node: a client spread over N nodes by a load balancer gets up
-to N times the limit, which is the usual trade-off for not putting a
-database round trip on every request.  The table of buckets is bounded: idle
-buckets (full again) are dropped first when it grows past ``max_keys``.
+The documented limits are for the whole cluster, but counting every request
+in the shared database would put a round trip on each one.  So each node
+enforces its share: ``limit / N``, N being the number of nodes it sees up
+(:data:`NODES`, which the composition root points at its membership view;
+1 until then).  The share is recomputed on every hit, so it re-balances as
+nodes come and go.  Error bound: with requests spread over the nodes, the
+cluster admits at most the limit per window plus one burst of the limit, as
+one node did before; a client that uses fewer than N nodes gets
+proportionally less; while a joining node is not yet seen by the others
+(up to ``cluster.heartbeat_seconds`` + ``layout_refresh_seconds``) they still
+divide by N-1.  Failed logins, which must be exact, are counted in the
+database instead (:class:`storage.sessions.LoginAttempts`).
+
+The table of buckets is bounded: idle buckets (full again) are dropped first
+when it grows past ``max_keys``.
 """
 
 from __future__ import annotations
@@ -11,7 +22,29 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+
+class NodeCount:
+    """How many nodes share the cluster-wide limits right now (at least 1)."""
+
+    def __init__(self) -> None:
+        self._count: Callable[[], int] = lambda: 1
+
+    def use(self, count: Callable[[], int]) -> None:
+        """Take the count from ``count`` (cheap and synchronous: called per hit)."""
+        self._count = count
+
+    def __call__(self) -> int:
+        try:
+            return max(1, int(self._count()))
+        except Exception:  # a view being rebuilt must not fail requests
+            return 1
+
+
+# The process's node count; ``cluster/node.py`` points it at its membership view.
+NODES = NodeCount()
 
 
 @dataclass
@@ -21,34 +54,44 @@ class _Bucket:
 
 
 class RateLimiter:
-    """``rate`` events per ``per`` seconds per key, with bursts up to ``rate``.
+    """``rate`` events per ``per`` seconds per key across the cluster, with
+    bursts up to ``rate``: this node admits its share, ``rate / nodes()``
+    (at least one event per window), see the module docstring.
 
     Thread-safe, because SFTP logins are checked on the asyncio thread while
     HTTP requests are checked on the trio thread.
     """
 
-    def __init__(self, rate: int, per: float, *, max_keys: int = 100_000) -> None:
+    def __init__(self, rate: int, per: float, *, max_keys: int = 100_000,
+                 nodes: Callable[[], int] = NODES) -> None:
         self.rate = max(rate, 1)
         self.per = per
-        self._fill = self.rate / per  # tokens per second
+        self._nodes = nodes
         self._buckets: dict[str, _Bucket] = {}
         self._max_keys = max_keys
         self._lock = threading.Lock()
+        self._share = float(self.rate)  # this node's capacity, set per hit
+        self._fill = self._share / per  # tokens per second
+
+    def _rebalance(self) -> None:
+        share = max(self.rate / self._nodes(), 1.0)
+        if share != self._share:
+            self._share, self._fill = share, share / self.per
 
     def _bucket(self, key: str, now: float) -> _Bucket:
         b = self._buckets.get(key)
         if b is None:
             if len(self._buckets) >= self._max_keys:
                 self._prune(now)
-            b = self._buckets[key] = _Bucket(float(self.rate), now)
+            b = self._buckets[key] = _Bucket(self._share, now)
         else:
-            b.tokens = min(float(self.rate), b.tokens + (now - b.stamp) * self._fill)
+            b.tokens = min(self._share, b.tokens + (now - b.stamp) * self._fill)
             b.stamp = now
         return b
 
     def _prune(self, now: float) -> None:
         full = [k for k, b in self._buckets.items()
-                if b.tokens + (now - b.stamp) * self._fill >= self.rate]
+                if b.tokens + (now - b.stamp) * self._fill >= self._share]
         for k in full or list(self._buckets)[: len(self._buckets) // 2]:
             del self._buckets[k]
 
@@ -56,6 +99,7 @@ class RateLimiter:
         """Spend ``cost`` tokens; returns 0 if allowed, else the seconds to wait."""
         now = time.monotonic()
         with self._lock:
+            self._rebalance()
             b = self._bucket(key, now)
             if b.tokens >= cost:
                 b.tokens -= cost
@@ -66,6 +110,7 @@ class RateLimiter:
         """Seconds until one token is available (0 if one is), without spending."""
         now = time.monotonic()
         with self._lock:
+            self._rebalance()
             b = self._bucket(key, now)
             return 0.0 if b.tokens >= 1 else (1 - b.tokens) / self._fill
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from storage.accounts import AccountInfo, _account
 from storage.db import Database
-from storage.models import Session
+from storage.models import LoginFailure, Session
 
 
 def _hash(token: str) -> str:
@@ -80,3 +80,61 @@ class SessionService:
             await Session.filter(account_id=account_id).delete()
 
         await self._db.run(tx)
+
+
+class LoginAttempts:
+    """At most ``limit`` failed logins per subject in any ``window`` seconds,
+    counted in the shared database, so the limit holds for the whole
+    cluster exactly (failed logins are rare enough for a round trip each).
+
+    An attempt is recorded (committed) *before* the password is checked, and
+    then every other recorded attempt is counted: of two concurrent attempts
+    the one that counts last sees the other, so concurrent attempts on
+    several nodes can only make each other wait, never slip past the limit
+    together.
+    """
+
+    def __init__(self, db: Database, limit: int, window: float = 60.0) -> None:
+        self._db = db
+        self.limit = max(limit, 1)
+        self.window = window
+
+    async def attempt(self, subject: str) -> float:
+        """Record an attempt: 0 if it may go ahead, else the seconds to wait.
+
+        An allowed attempt stays recorded (a failure) unless :meth:`succeeded`."""
+        digest = _hash(subject)
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=self.window)
+
+        async def record() -> int:
+            # Expired rows go first, so the table only holds the last window.
+            await LoginFailure.filter(subject=digest, at__lt=since).delete()
+            return (await LoginFailure.create(subject=digest, at=now)).id
+
+        async def refused_until(row_id: int) -> datetime | None:
+            # Every other attempt recorded within the window.
+            others = LoginFailure.filter(subject=digest, at__gte=since).exclude(id=row_id)
+            if await others.count() < self.limit:
+                return None
+            await LoginFailure.filter(id=row_id).delete()  # refused: not an attempt
+            # Allowed again once the limit-th most recent of them has expired.
+            nth = await others.order_by("-at").offset(self.limit - 1).first()
+            return nth.at if nth is not None else now
+
+        row_id = await self._db.run(record)
+        until = await self._db.run(refused_until, row_id)
+        if until is None:
+            return 0.0
+        if until.tzinfo is None:  # some backends hand back naive UTC
+            until = until.replace(tzinfo=UTC)
+        return max((until + timedelta(seconds=self.window) - now).total_seconds(), 0.001)
+
+    async def succeeded(self, subject: str) -> None:
+        """A right password: forget the subject's failures."""
+        digest = _hash(subject)
+
+        async def forget() -> None:
+            await LoginFailure.filter(subject=digest).delete()
+
+        await self._db.run(forget)

@@ -167,13 +167,18 @@ def string_field(body: Mapping[str, Any], name: str, *, required: bool = True,
     return refuse_nul(name, value)
 
 
+def too_many_requests(wait: float) -> ApiError:
+    """The 429 answer, with Retry-After for a wait of ``wait`` seconds."""
+    return ApiError(429, "TooManyRequests",
+                    "Rate limit exceeded. Retry after the duration in the Retry-After header.",
+                    {"Retry-After": str(retry_after(wait))})
+
+
 def check_rate(limiter: RateLimiter, key: str) -> None:
     """429 with Retry-After when ``key`` is over its limit."""
     wait = limiter.hit(key)
     if wait > 0:
-        raise ApiError(429, "TooManyRequests",
-                       "Rate limit exceeded. Retry after the duration in the Retry-After header.",
-                       {"Retry-After": str(retry_after(wait))})
+        raise too_many_requests(wait)
 
 
 def client_ip() -> str:

@@ -29,10 +29,12 @@ from protocols.rest.common import (
     json_response,
     read_json,
     string_field,
+    too_many_requests,
 )
 from storage import errors
 from storage.accounts import AccountInfo
 from storage.ratelimit import RateLimiter
+from storage.sessions import LoginAttempts
 from storage.sftp_users import MIN_PASSWORD, DuplicatePublicKey, InvalidPublicKey
 from storage.signup import default_bucket, signup
 
@@ -57,7 +59,8 @@ def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
     bp.before_request(check_request_params)
     settings = services.settings
     per_account = RateLimiter(settings.accounts.dashboard_requests_per_minute, 60.0)
-    logins = RateLimiter(settings.accounts.login_attempts_per_minute, 60.0)
+    # Failed logins are counted exactly, cluster-wide, in the database.
+    logins = LoginAttempts(services.db, settings.accounts.login_attempts_per_minute, 60.0)
     signups = RateLimiter(max(settings.accounts.login_attempts_per_minute, 10), 60.0)
     ttl = settings.accounts.session_ttl_seconds
 
@@ -116,14 +119,13 @@ def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
         email = string_field(body, "email", max_len=320).strip().lower()
         password = string_field(body, "password", max_len=1024)
         key = f"login:{email}"
-        wait = logins.blocked(key)
+        wait = await logins.attempt(key)
         if wait > 0:
-            check_rate(logins, key)  # raises the 429 with Retry-After
+            raise too_many_requests(wait)
         account = await services.accounts.check_password(email, password)
         if account is None or account.status != "active":
-            logins.hit(key)
             raise ApiError(401, "InvalidCredentials", "The email or password is wrong.")
-        logins.reset(key)
+        await logins.succeeded(key)
         token = await services.sessions.create(account.id)
         return set_cookie(json_response({"user": _user(account)}), token)
 

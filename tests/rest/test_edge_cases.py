@@ -125,6 +125,12 @@ def test_nul_in_client_text_is_a_400_naming_the_parameter(pg_url: str, tmp_path:
         # The node is still fine, and nothing was stored.
         listed = c.get(files, headers=api)
         assert listed.status_code == 200 and listed.json()["files"] == []
+        # Failed logins are counted in the database (PostgreSQL here).
+        wrong = c.post("/api/auth/login", json={"email": user.email, "password": "nope nope"})
+        assert wrong.status_code == 401
+        right = c.post("/api/auth/login", json={"email": user.email,
+                                                "password": "correct horse"})
+        assert right.status_code == 200, right.text
         user.client.close()
     finally:
         node.stop()
