@@ -55,6 +55,7 @@ from storage.buckets import BucketInfo
 from storage.crypto import derive_key
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
+from storage.ratelog import ThrottledLog
 from storage.trace import TraceEvent
 
 log = logging.getLogger("cloudstorage.sftp")
@@ -533,8 +534,9 @@ class _SSHServer(asyncssh.SSHServer):
         users = self.node.services.sftp_users
         try:
             account = await self.node.bridge.call_trio(users.check_password, username, password)
-        except Exception:
-            log.exception("SFTP password check failed")
+        except Exception as exc:
+            self.node.login_errors.log(f"password {type(exc).__name__}",
+                                       f"SFTP password check failed: {exc!r}")
             return False
         if account is None:
             self._failed(username)
@@ -548,8 +550,9 @@ class _SSHServer(asyncssh.SSHServer):
         fingerprint = key.get_fingerprint("sha256")
         try:
             account = await self.node.bridge.call_trio(users.check_key, username, fingerprint)
-        except Exception:
-            log.exception("SFTP key check failed")
+        except Exception as exc:
+            self.node.login_errors.log(f"key {type(exc).__name__}",
+                                       f"SFTP key check failed: {exc!r}")
             return False
         if account is None:
             # Clients offer every key they hold: count key misses lightly.
@@ -570,6 +573,9 @@ class _Listener:
         self.ip_logins = RateLimiter(per_minute * 10, 60.0)
         self.connections: dict[asyncssh.SSHServerConnection, Activity] = {}
         self.acceptor: Any = None
+        # A database outage fails every login the same way: one line per
+        # cause every few seconds, not a traceback per attempt.
+        self.login_errors = ThrottledLog(log)
 
     async def start(self, host: str, port: int) -> None:
         """Runs on the asyncio loop: start listening."""

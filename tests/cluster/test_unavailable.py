@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import httpx
+import paramiko
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -175,11 +176,19 @@ def test_unreachable_database_is_503_with_few_log_lines(tmp_path: Path, pg_url: 
             assert_s3_unavailable(s3_error(lambda: s3.list_objects_v2(Bucket="default")))
             r = httpx.get(f"{node.web_url}/api/v1/files", headers=rest_auth, timeout=30)
             assert_json_unavailable(r)
+        for i in range(5):
+            # SFTP logins cannot be checked either: refused, and logged as little.
+            transport = paramiko.Transport(("127.0.0.1", node.ports["sftp"]))
+            try:
+                with pytest.raises(paramiko.AuthenticationException):
+                    transport.connect(username=f"user{i}", password="secret")
+            finally:
+                transport.close()
         r = health(node)
         assert r.status_code == 503 and "database" in r.json()["down"], r.text
         assert int(r.headers["retry-after"]) > 0
         lines = log_lines_after(node, mark)
-        # ~90 failed requests, heartbeats and worker passes: a handful of lines.
+        # ~95 failed requests, heartbeats and worker passes: a handful of lines.
         assert len(lines) <= 10, "\n".join(lines)
         assert not any("Traceback" in line for line in lines), "\n".join(lines)
         assert any("metadata database" in line and "unreachable" in line for line in lines)
