@@ -1,107 +1,149 @@
 """SFTP benchmark: this cluster's SFTP server vs OpenSSH's sftp-server, same run.
 
 Both servers are driven by the same client (OpenSSH ``sftp`` in batch mode,
-cipher aes128-gcm@openssh.com, key auth) on this machine:
+cipher aes128-gcm@openssh.com, key auth, no ssh_config) on this machine:
 
 * ours: a real node process (``cloudstorage serve``) on free ports;
 * reference: a local ``sshd`` on a free port whose sftp subsystem is
-  ``/usr/lib/openssh/sftp-server`` writing into a temp directory.
+  ``/usr/lib/openssh/sftp-server`` writing into a temp directory
+  (bench/refs.py).
 
 Workloads: put and get of one 256 MiB file (MB/s) and of 1,000 small files
 (files/s).  Usage: ``.venv/bin/python bench/sftp_bench.py [--size-mib 256]
 [--small 1000]``.  Needs openssh-client and openssh-server (sshd) installed.
+bench/compare.py runs the same workloads next to the S3 comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.harness import free_port, prepare_node  # noqa: E402
+import httpx  # noqa: E402
+from refs import Missing, keygen, openssh_sftp  # noqa: E402
+
+from tests.harness import prepare_node  # noqa: E402
 
 CIPHER = "aes128-gcm@openssh.com"
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 
-def run_sftp(port: int, user: str, key: Path, batch: str, cwd: Path, known: Path) -> float:
-    """Run one sftp batch; returns elapsed seconds."""
-    script = cwd / "batch.txt"
-    script.write_text(batch)
-    start = time.perf_counter()
-    done = subprocess.run(
-        ["sftp", "-q", "-b", str(script), "-P", str(port), "-i", str(key), "-c", CIPHER,
-         "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", f"UserKnownHostsFile={known}", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1"],
-        cwd=cwd, capture_output=True, text=True, timeout=3600,
-    )
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"sftp failed on port {port}:\n{done.stderr}")
-    return elapsed
+@dataclass(frozen=True)
+class SftpTarget:
+    """Where one sftp batch logs in: port, user and the directory to work in."""
+
+    port: int
+    user: str
+    remote_dir: str
 
 
-def start_sshd(root: Path, key_pub: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A throwaway sshd serving OpenSSH's sftp-server on a free port."""
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(sshd).exists() or not Path(SFTP_SERVER).exists():
-        raise SystemExit("install openssh-server (sshd and sftp-server) for the reference run")
-    Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation directory
-    host_key = root / "ssh_host_ed25519_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
-                   check=True)
-    auth = root / "authorized_keys"
-    auth.write_text(key_pub.read_text())
-    auth.chmod(0o600)
-    port = free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"AuthorizedKeysFile {auth}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        f"UsePAM no\nStrictModes no\nPermitRootLogin yes\nPidFile {root / 'sshd.pid'}\n"
-        f"Subsystem sftp {SFTP_SERVER}\nCiphers {CIPHER}\n"
-    )
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    import socket
+@dataclass(frozen=True)
+class SftpClient:
+    """OpenSSH's ``sftp`` with one key, one known_hosts file and one work dir."""
 
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("sshd did not start")
+    key: Path
+    work: Path
+
+    def run(self, target: SftpTarget, commands: str) -> float:
+        """Run one batch in ``target.remote_dir``; returns elapsed seconds."""
+        script = self.work / "batch.txt"
+        script.write_text(f"cd {target.remote_dir}\n{commands}")
+        start = time.perf_counter()
+        done = subprocess.run(
+            # -F /dev/null: the same client settings whatever ~/.ssh/config says.
+            ["sftp", "-q", "-F", "/dev/null", "-b", str(script), "-P", str(target.port),
+             "-i", str(self.key), "-c", CIPHER, "-o", "IdentitiesOnly=yes",
+             "-o", "StrictHostKeyChecking=no",
+             "-o", f"UserKnownHostsFile={self.work / 'known_hosts'}",
+             "-o", "LogLevel=ERROR", f"{target.user}@127.0.0.1"],
+            cwd=self.work, capture_output=True, text=True, timeout=3600,
+        )
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"sftp failed on port {target.port}:\n{done.stderr}")
+        return elapsed
+
+    def out_dir(self, target: SftpTarget) -> Path:
+        """Where downloads from ``target`` land."""
+        out = self.work / f"out-{target.port}"
+        out.mkdir(exist_ok=True)
+        return out
 
 
-def workloads(port: int, user: str, key: Path, work: Path, remote_dir: str,
-              big: Path, small_dir: Path, n_small: int) -> dict[str, float]:
-    """Put/get the big file and the small files; returns the figures."""
-    known = work / "known_hosts"
-    out = work / f"out-{port}"
-    out.mkdir()
-    size_mb = big.stat().st_size / 1e6
-    t_put = run_sftp(port, user, key, f"cd {remote_dir}\nput {big} big.bin\n", work, known)
-    t_get = run_sftp(port, user, key, f"cd {remote_dir}\nget big.bin {out / 'big.bin'}\n",
-                     work, known)
-    if out.joinpath("big.bin").stat().st_size != big.stat().st_size:
-        raise SystemExit("size mismatch after get")
+def make_inputs(work: Path, size_mib: int, n_small: int, small_bytes: int) -> tuple[Path, Path]:
+    """One big random file and a directory of ``n_small`` small ones."""
+    big = work / "big.src"
+    with big.open("wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(1 << 20))
+    small_dir = work / "small"
+    small_dir.mkdir()
+    for i in range(n_small):
+        (small_dir / f"f{i:04d}.txt").write_bytes(os.urandom(small_bytes))
+    return big, small_dir
+
+
+def node_target(web_url: str, sftp_port: int, key_pub: Path) -> SftpTarget:
+    """Sign up an account on a node, register ``key_pub`` for SFTP; the
+    target is its bucket."""
+    with httpx.Client(base_url=web_url, timeout=60) as c:
+        r = c.post("/api/auth/signup",
+                   json={"email": f"bench-{os.getpid()}@example.com",
+                         "password": "bench-password"})
+        r.raise_for_status()
+        bucket = r.json()["bucket"]
+        c.post("/api/sftp", json={"password": "bench-password"}).raise_for_status()
+        c.post("/api/sftp/keys", json={"publicKey": key_pub.read_text()}).raise_for_status()
+        user = c.get("/api/sftp").json()["username"]
+    return SftpTarget(sftp_port, user, bucket)
+
+
+def put_big(client: SftpClient, target: SftpTarget, big: Path) -> float:
+    """Upload the big file; MB/s."""
+    return big.stat().st_size / 1e6 / client.run(target, f"put {big} big.bin\n")
+
+
+def get_big(client: SftpClient, target: SftpTarget, big: Path) -> float:
+    """Download the big file (uploaded by :func:`put_big`); MB/s."""
+    dest = client.out_dir(target) / "big.bin"
+    elapsed = client.run(target, f"get big.bin {dest}\n")
+    if dest.stat().st_size != big.stat().st_size:
+        raise RuntimeError("size mismatch after get")
+    return big.stat().st_size / 1e6 / elapsed
+
+
+def put_small(client: SftpClient, target: SftpTarget, small_dir: Path) -> float:
+    """Upload every small file, one ``put`` each, in one session; files/s."""
     names = sorted(os.listdir(small_dir))
+    # "-mkdir": a repeated run finds the directory there; batch mode would stop.
     puts = "".join(f"put {small_dir / n} small/{n}\n" for n in names)
-    t_sput = run_sftp(port, user, key, f"cd {remote_dir}\nmkdir small\n{puts}", work, known)
+    return len(names) / client.run(target, f"-mkdir small\n{puts}")
+
+
+def get_small(client: SftpClient, target: SftpTarget, small_dir: Path) -> float:
+    """Download every small file, one ``get`` each, in one session; files/s."""
+    names = sorted(os.listdir(small_dir))
+    out = client.out_dir(target)
     gets = "".join(f"get small/{n} {out / n}\n" for n in names)
-    t_sget = run_sftp(port, user, key, f"cd {remote_dir}\n{gets}", work, known)
-    return {"put MB/s": size_mb / t_put, "get MB/s": size_mb / t_get,
-            "small put files/s": n_small / t_sput, "small get files/s": n_small / t_sget}
+    return len(names) / client.run(target, gets)
+
+
+def workloads(client: SftpClient, target: SftpTarget, big: Path,
+              small_dir: Path) -> dict[str, float]:
+    """Put/get the big file and the small files; returns the figures."""
+    return {"put MB/s": put_big(client, target, big),
+            "get MB/s": get_big(client, target, big),
+            "small put files/s": put_small(client, target, small_dir),
+            "small get files/s": get_small(client, target, small_dir)}
 
 
 def main() -> None:
@@ -110,51 +152,26 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--small", type=int, default=1000)
     args = ap.parse_args()
-    import httpx
 
     with tempfile.TemporaryDirectory(prefix="sftpbench-") as tmp:
         root = Path(tmp)
         work = root / "work"
         work.mkdir()
-        key = work / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
-                       check=True)
-        big = work / "big.src"
-        with big.open("wb") as f:
-            for _ in range(args.size_mib):
-                f.write(os.urandom(1 << 20))
-        small_dir = work / "small"
-        small_dir.mkdir()
-        for i in range(args.small):
-            (small_dir / f"f{i:04d}.txt").write_bytes(os.urandom(1024))
-
+        key_pub = keygen(work / "id_ed25519")
+        client = SftpClient(work / "id_ed25519", work)
+        big, small_dir = make_inputs(work, args.size_mib, args.small, 1024)
         node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}")
         node.start()
-        sshd = None
         try:
-            c = httpx.Client(base_url=node.web_url, timeout=60)
-            r = c.post("/api/auth/signup",
-                       json={"email": "bench@example.com", "password": "bench-password"})
-            r.raise_for_status()
-            bucket = r.json()["bucket"]
-            c.post("/api/sftp", json={"password": "bench-password"}).raise_for_status()
-            c.post("/api/sftp/keys", json={"publicKey": key.with_suffix(".pub").read_text()}
-                   ).raise_for_status()
-            user = c.get("/api/sftp").json()["username"]
-            ours = workloads(node.ports["sftp"], user, key, work, bucket, big, small_dir,
-                             args.small)
-            ref_root = root / "openssh"
-            ref_root.mkdir()
-            (ref_root / "data").mkdir()
-            sshd, port = start_sshd(ref_root, key.with_suffix(".pub"))
-            import getpass
-
-            ref = workloads(port, getpass.getuser(), key, work, str(ref_root / "data"), big,
-                            small_dir, args.small)
+            ours = workloads(client, node_target(node.web_url, node.ports["sftp"], key_pub),
+                             big, small_dir)
+            data = root / "openssh" / "data"
+            data.mkdir(parents=True)
+            with openssh_sftp(root / "openssh", key_pub, CIPHER) as (port, user):
+                ref = workloads(client, SftpTarget(port, user, str(data)), big, small_dir)
+        except Missing as e:
+            raise SystemExit(str(e)) from None
         finally:
-            if sshd is not None:
-                sshd.terminate()
-                sshd.wait()
             node.stop()
     print(f"\nSFTP benchmark ({args.size_mib} MiB file, {args.small} x 1 KiB files, "
           f"cipher {CIPHER}, OpenSSH sftp client)")
