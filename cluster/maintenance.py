@@ -12,23 +12,27 @@ back from a crash heals itself:
   longer owns to its current owners and delete it only once all of them hold
   it (so old owners keep serving until the new ones have the data).
 * **repair**: push missed replicas remembered by writes and reads (hints),
-  then scan the referenced chunks (``chunk_refs`` with refcount > 0) of the
-  partitions this node owns and fetch any it lacks -- the durable "queue"
-  is derived from the database, so it survives restarts.
+  then scan the referenced chunks (``chunk_refs`` with refcount > 0, and
+  those with refcount <= 0 that a version or part still lists) of the
+  partitions this node owns and fetch any it lacks or holds truncated --
+  the durable "queue" is derived from the database, so it survives restarts.
 * **scrub**: re-hash every local chunk; a corrupt one is quarantined by the
   local store and replaced with a good copy from another node.
 * **gc**: delete local chunks unreferenced for ``storage.gc_grace_seconds``:
   a chunk whose ``chunk_refs`` row has refcount 0 and was last changed before
   the grace period, or that has no row at all and whose file was last
-  written/touched before it.  Uploads write chunks before their row exists
-  and every write touches the file, so an in-flight upload's chunks are
-  always younger than the grace period.
+  written/touched before it.  The refcount is only a cache: just before
+  deleting, the candidates are checked against the rows that list chunks
+  (object versions, multipart parts) and against the chunks of uploads still
+  streaming (``pending_chunks``); a listed chunk is kept and its refcount
+  repaired.  Every write touches the file, and a long upload registers its
+  chunks as pending well within the grace period.  GC also removes temp
+  files of writes that never finished.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -42,12 +46,17 @@ from cluster.replication import ClusterView, ReplicatedBlobStore
 from cluster.transport import Response, TransportError
 from cluster.workers import Worker, WorkerRegistry
 from config import Settings
+from storage import integrity, refs, sql
 from storage.blobs import ChunkCorrupt, ChunkNotFound
 from storage.chunkstore import LocalChunkStore
 from storage.db import Database
 from storage.models import ChunkRef
 
 _REPAIR_PAGE = 1000
+_GC_BATCH = 500
+# A temp file of a chunk write is at most seconds old while the write runs;
+# one this old belongs to a write that died (a crash, a kill).
+STALE_TEMP_SECONDS = 3600
 
 
 class Throttle:
@@ -103,12 +112,41 @@ class Maintenance:
 
     async def run(self) -> None:
         """Run every worker until cancelled: layout first, so the others have one."""
+        await self.remove_stale_temp_files()
         await self.registry.get("layout").run_once()
         self.registry.trigger("repair")
         self.registry.trigger("rebalance")
         await self.registry.run_all(first_delay=self.settings.cluster.layout_refresh_seconds)
 
     # -- helpers ---------------------------------------------------------------------
+
+    async def remove_stale_temp_files(self) -> int:
+        """Delete temp files left by chunk writes that never finished."""
+        removed = await trio.to_thread.run_sync(self.local.remove_stale_temp_files,
+                                                STALE_TEMP_SECONDS)
+        if removed:
+            print(f"[{self.node_id}] removed {removed} stale temp file(s) of unfinished "
+                  "chunk writes", flush=True)
+        return removed
+
+    async def _repair_refcounts(self, listed: dict[str, tuple[int, int]]) -> None:
+        """Give chunks that rows still list (refcount <= 0) their recounted refcount."""
+        repaired = await sql.retry(lambda: self.db.write(refs.repair_steps, listed))
+        if repaired:
+            shown = ", ".join(c[:12] for c in repaired[:5])
+            print(f"[{self.node_id}] {len(repaired)} chunk(s) still listed by versions or "
+                  f"parts had refcount <= 0; refcount repaired ({shown}"
+                  f"{', ...' if len(repaired) > 5 else ''})", flush=True)
+
+    async def _still_needed(self, chunk_ids: list[str]) -> set[str]:
+        """Those of ``chunk_ids`` that a version or part lists (their refcount
+        is repaired)."""
+        if not chunk_ids:
+            return set()
+        listed = await integrity.listed_references(self.db, chunk_ids)
+        if listed:
+            await self._repair_refcounts(listed)
+        return set(listed)
 
     async def _local_ids(self) -> list[str]:
         return await trio.to_thread.run_sync(lambda: list(self.local.iter_chunk_ids()))
@@ -255,7 +293,7 @@ class Maintenance:
             return
         p = worker.progress
         p.update(hints=len(self.store.hints), checked=0, repaired=0, missing_everywhere=0,
-                 hinted_pushed=0)
+                 hinted_pushed=0, truncated=0)
         for cid, node_id in sorted(self.store.hints):
             await worker.checkpoint()
             if not self.view.up.get(node_id, False):
@@ -274,21 +312,38 @@ class Maintenance:
             batch = await self.db.run(_referenced_after, after, _REPAIR_PAGE)
             if not batch:
                 break
-            after = batch[-1]
-            for cid in batch:
-                if not self._owns(cid):
-                    continue
-                await worker.checkpoint()
-                p["checked"] += 1
-                if await self.local.has_chunk(cid):
-                    continue
-                try:
-                    data = await self.fetch_elsewhere(cid)
-                except ChunkNotFound:
-                    p["missing_everywhere"] += 1
-                    continue
-                await self.local.put_chunk(cid, data)
-                p["repaired"] += 1
+            after = batch[-1][0]
+            await self._repair_batch(worker, batch)
+        # A refcount of 0 or less may be wrong: chunks the rows still list
+        # are repaired like any other.
+        zero = await self.db.run(_unreferenced_ids)
+        if zero:
+            await self._repair_batch(worker, sorted(await self._still_needed(zero)))
+
+    async def _repair_batch(self, worker: Worker, batch: list[tuple[str, int]] | list[str]
+                            ) -> None:
+        """Fetch the owned chunks of ``batch`` that are missing or truncated here."""
+        p = worker.progress
+        for item in batch:
+            cid, size = item if isinstance(item, tuple) else (item, None)
+            if not self._owns(cid):
+                continue
+            await worker.checkpoint()
+            p["checked"] += 1
+            have = await self.local.size_of(cid)
+            if have is not None and (size is None or have == size):
+                continue
+            if have is not None:
+                # Truncated (or grown): only the daily scrub would re-hash it.
+                await self.local.quarantine(cid)
+                p["truncated"] += 1
+            try:
+                data = await self.fetch_elsewhere(cid)
+            except ChunkNotFound:
+                p["missing_everywhere"] += 1
+                continue
+            await self.local.put_chunk(cid, data)
+            p["repaired"] += 1
 
     # -- scrub -----------------------------------------------------------------------
 
@@ -318,35 +373,49 @@ class Maintenance:
     # -- gc --------------------------------------------------------------------------
 
     async def gc_pass(self, worker: Worker) -> None:
-        """Delete local chunks unreferenced for longer than the grace period."""
+        """Delete local chunks unreferenced for longer than the grace period.
+
+        Cost per pass: one listing of the local store, one chunk_refs lookup
+        per 500 old-enough files, and for the few that look unreferenced a
+        check against the listing rows (:func:`storage.integrity.listed_references`:
+        a database-side scan of versions and parts per 100 candidates) and
+        against pending uploads (one indexed lookup per batch).
+        """
         grace = self.settings.storage.gc_grace_seconds
+        await self.remove_stale_temp_files()
         ids = await self._local_ids()
         old_enough = time.time() - grace
         candidates = [c for c in ids if self._mtime(c) < old_enough]
         p = worker.progress
-        p.update(local=len(ids), candidates=len(candidates), deleted=0, bytes_freed=0)
-        for start in range(0, len(candidates), 500):
+        p.update(local=len(ids), candidates=len(candidates), deleted=0, bytes_freed=0, kept=0)
+        for start in range(0, len(candidates), _GC_BATCH):
             await worker.checkpoint()
-            batch = candidates[start:start + 500]
-            refs = await self.db.run(_refs_of, batch)
+            batch = candidates[start:start + _GC_BATCH]
+            refs_of = await self.db.run(_refs_of, batch)
             cutoff = datetime.now(UTC) - timedelta(seconds=grace)
-            for cid in batch:
-                ref = refs.get(cid)
-                if ref is not None and (ref[0] > 0 or ref[1] >= cutoff):
+            unreferenced = [c for c in batch if _collectable(refs_of.get(c), cutoff)]
+            needed = await self._still_needed(unreferenced)
+            p["kept"] += len(needed)
+            for cid in unreferenced:
+                if cid in needed:
                     continue
-                # Re-check the file just before deleting: an upload may have
-                # touched it since the listing.
-                path = self.local.path_of(cid)
-                try:
-                    st = path.stat()
-                    if st.st_mtime >= time.time() - grace:
-                        continue
-                    os.unlink(path)
-                except FileNotFoundError:
-                    continue
-                p["deleted"] += 1
-                p["bytes_freed"] += st.st_size
-        await self.db.run(_forget_old_zero_refs, datetime.now(UTC) - timedelta(seconds=2 * grace))
+                # Re-checked under the store's lock: an upload may have
+                # touched the file since the listing.
+                freed = await self.local.delete_if_idle(cid, time.time() - grace)
+                if freed is not None:
+                    p["deleted"] += 1
+                    p["bytes_freed"] += freed
+        await self._forget_old_zero_refs(datetime.now(UTC) - timedelta(seconds=2 * grace))
+
+    async def _forget_old_zero_refs(self, cutoff: datetime) -> None:
+        """Drop rows of chunks unreferenced since ``cutoff`` (twice the grace
+        period: every node has had its chance to collect by row; later it
+        collects by file age) -- unless the rows still list them."""
+        old = await self.db.run(_old_zero_refs, cutoff)
+        for start in range(0, len(old), _GC_BATCH):
+            batch = old[start:start + _GC_BATCH]
+            needed = await self._still_needed(batch)
+            await self.db.run(_forget_refs, [c for c in batch if c not in needed])
 
     def _mtime(self, chunk_id: str) -> float:
         try:
@@ -374,10 +443,19 @@ class Maintenance:
         return Response(404, b"not found\n")
 
 
-async def _referenced_after(after: str, limit: int) -> list[str]:
+def _collectable(ref: tuple[int, Any] | None, cutoff: datetime) -> bool:
+    """Whether a chunk_refs row (refcount, updated_at) lets GC consider its chunk."""
+    return ref is None or (ref[0] <= 0 and ref[1] < cutoff)
+
+
+async def _referenced_after(after: str, limit: int) -> list[tuple[str, int]]:
     rows = await ChunkRef.filter(refcount__gt=0, chunk_id__gt=after).order_by(
-        "chunk_id").limit(limit).values_list("chunk_id", flat=True)
-    return list(rows)
+        "chunk_id").limit(limit).values_list("chunk_id", "size")
+    return [(c, s) for c, s in rows]
+
+
+async def _unreferenced_ids() -> list[str]:
+    return list(await ChunkRef.filter(refcount__lte=0).values_list("chunk_id", flat=True))
 
 
 async def _refs_of(ids: list[str]) -> dict[str, tuple[int, Any]]:
@@ -386,15 +464,16 @@ async def _refs_of(ids: list[str]) -> dict[str, tuple[int, Any]]:
     return {c: (n, u) for c, n, u in rows}
 
 
-async def _forget_old_zero_refs(cutoff: datetime) -> None:
-    # Rows of chunks unreferenced for twice the grace period: every node
-    # has had its chance to collect by row; later it collects by file age.
+async def _old_zero_refs(cutoff: datetime) -> list[str]:
     # Compared in Python: raw-SQL and ORM writes may format SQLite
     # timestamps differently, so a string comparison in SQL is not safe.
     rows = await ChunkRef.filter(refcount__lte=0).values_list("chunk_id", "updated_at")
-    old = [c for c, updated in rows if updated < cutoff]
-    for start in range(0, len(old), 500):
-        await ChunkRef.filter(chunk_id__in=old[start:start + 500], refcount__lte=0).delete()
+    return [c for c, updated in rows if updated < cutoff]
+
+
+async def _forget_refs(ids: list[str]) -> None:
+    if ids:
+        await ChunkRef.filter(chunk_id__in=ids, refcount__lte=0).delete()
 
 
 __all__ = ["Maintenance", "Throttle", "partition_of"]

@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import os
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +34,10 @@ class LocalChunkStore:
         for d in (self._chunks, self._tmp, self._corrupt):
             d.mkdir(parents=True, exist_ok=True)
         self._limiter = limiter or trio.CapacityLimiter(8)
+        # Orders "touch an existing chunk" (a write that found it present)
+        # against "delete it if idle" (GC): a write that was told the chunk
+        # is stored must never see it unlinked right after.
+        self._touch_lock = threading.Lock()
 
     def path_of(self, chunk_id: str) -> Path:
         """Where a chunk's file lives (whether or not it exists)."""
@@ -46,7 +52,8 @@ class LocalChunkStore:
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
-            os.utime(path)
+            with self._touch_lock:
+                os.utime(path)
             return
         except FileNotFoundError:
             pass
@@ -104,6 +111,57 @@ class LocalChunkStore:
         await trio.to_thread.run_sync(
             lambda: path.unlink(missing_ok=True), limiter=self._limiter
         )
+
+    async def delete_if_idle(self, chunk_id: str, idle_since: float) -> int | None:
+        """Remove the chunk file unless it was written or touched at or after
+        ``idle_since`` (unix time); the bytes freed, or None if kept or absent."""
+        path = self.path_of(chunk_id)
+        return await trio.to_thread.run_sync(self._delete_if_idle, path, idle_since,
+                                             limiter=self._limiter)
+
+    def _delete_if_idle(self, path: Path, idle_since: float) -> int | None:
+        with self._touch_lock:
+            try:
+                st = path.stat()
+                if st.st_mtime >= idle_since:
+                    return None
+                os.unlink(path)
+            except FileNotFoundError:
+                return None
+        return st.st_size
+
+    async def size_of(self, chunk_id: str) -> int | None:
+        """The chunk file's size in bytes, or None if it is absent."""
+        path = self.path_of(chunk_id)
+
+        def size() -> int | None:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return None
+
+        return await trio.to_thread.run_sync(size, limiter=self._limiter)
+
+    async def quarantine(self, chunk_id: str) -> None:
+        """Move a chunk file known to be bad (e.g. truncated) out of the serving path."""
+        path = self.path_of(chunk_id)
+        await trio.to_thread.run_sync(self._quarantine, path, limiter=self._limiter)
+
+    def remove_stale_temp_files(self, older_than: float) -> int:
+        """Delete temp files of writes that never finished (a crash, a kill)
+        last modified more than ``older_than`` seconds ago; how many were
+        removed.  Blocking: run it in a thread.  A live write's temp file is
+        younger than any sensible bound (a chunk write takes well under one)."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self._tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def iter_chunk_ids(self) -> Iterator[str]:
         """Every chunk id stored here (blocking; run it in a thread)."""

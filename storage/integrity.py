@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,8 @@ def _chunk_ids(value: Any) -> list[str]:
     return [c for c, _ in sql.json_column(value, [])]
 
 
-async def _recount() -> Recount:
-    conn = ChunkRef._meta.db
-    out = Recount()
+async def _listings(conn: Any) -> AsyncIterator[Any]:
+    """Every ``chunks`` value of versions and parts, read in pages by id."""
     for table in _LISTING_TABLES:
         after = 0
         while True:
@@ -59,10 +58,17 @@ async def _recount() -> Recount:
                 conn, f"SELECT id, chunks FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
                 (after, _PAGE))
             for row in rows:
-                out.refcounts.update(_chunk_ids(row["chunks"]))
+                yield row["chunks"]
             if len(rows) < _PAGE:
                 break
             after = rows[-1]["id"]
+
+
+async def _recount() -> Recount:
+    conn = ChunkRef._meta.db
+    out = Recount()
+    async for chunks in _listings(conn):
+        out.refcounts.update(_chunk_ids(chunks))
     rows = await sql.fetch(
         conn,
         "SELECT a.id AS account_id, COALESCE(SUM(v.size), 0) AS bytes, COUNT(v.id) AS n "
@@ -112,34 +118,58 @@ async def mismatches(db: Database) -> Mismatches:
 def _listing_match(dialect: str, n: int) -> str:
     # Chunk ids are 64 lower-case hex digits in quotes: a substring test on
     # the JSON text cannot match anything but the id itself.
-    column = "chunks::text" if dialect == "postgres" else "chunks"
-    return " OR ".join([f"strpos({column}, ?) > 0" if dialect == "postgres"
-                        else f"instr({column}, ?) > 0"] * n)
+    test = "strpos(chunks::text, ?) > 0" if dialect == "postgres" else "instr(chunks, ?) > 0"
+    return " OR ".join([test] * n)
 
 
-async def _listed(ids: list[str]) -> Counter[str]:
+def _count_into(found: dict[str, list[int]], value: Any, wanted: set[str]) -> None:
+    for cid, size in sql.json_column(value, []):
+        if cid in wanted:
+            entry = found.setdefault(cid, [0, size])
+            entry[0] += 1
+
+
+async def _listed_by_search(ids: list[str]) -> dict[str, list[int]]:
     conn = ChunkRef._meta.db
     wanted = set(ids)
-    found: Counter[str] = Counter()
+    found: dict[str, list[int]] = {}
     where = _listing_match(sql.dialect(conn), len(ids))
     needles = [json.dumps(c) for c in ids]
     for table in _LISTING_TABLES:
         for row in await sql.fetch(conn, f"SELECT chunks FROM {table} WHERE {where}", needles):
-            found.update(c for c in _chunk_ids(row["chunks"]) if c in wanted)
+            _count_into(found, row["chunks"], wanted)
     return found
 
 
-async def listed_references(db: Database, chunk_ids: Iterable[str], *,
-                            batch: int = 100) -> Counter[str]:
-    """How many version and part rows list each of ``chunk_ids`` (absent: 0).
+async def _listed_by_scan(ids: list[str]) -> dict[str, list[int]]:
+    wanted = set(ids)
+    found: dict[str, list[int]] = {}
+    async for chunks in _listings(ChunkRef._meta.db):
+        _count_into(found, chunks, wanted)
+    return found
 
-    Meant for a few ids at a time (garbage-collection candidates): each batch
-    of ``batch`` ids costs one scan of object_versions and one of
-    multipart_parts, done by the database with a substring test per row and
-    id; only the rows that list a candidate come back.
+
+#: Up to this many ids are looked up by substring searches in the database;
+#: more are checked in one paged pass over every row instead.
+SEARCH_MAX = 400
+_SEARCH_BATCH = 100
+
+
+async def listed_references(db: Database, chunk_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """``{chunk id: (rows listing it, its size)}`` for those of ``chunk_ids``
+    that some object version or multipart part lists (the others are absent).
+
+    Cost, for n ids and R rows in object_versions plus multipart_parts:
+    up to :data:`SEARCH_MAX` ids, one scan of both tables per 100 ids, done
+    by the database with a substring test per row and id (only matching rows
+    come back); beyond that, one paged pass reading all R rows' chunk lists,
+    checked against the set of ids in memory -- O(R) whatever n is.
     """
     ids = sorted(set(chunk_ids))
-    found: Counter[str] = Counter()
-    for start in range(0, len(ids), batch):
-        found.update(await db.run(_listed, ids[start:start + batch]))
-    return found
+    found: dict[str, list[int]] = {}
+    if len(ids) > SEARCH_MAX:
+        found = await db.run(_listed_by_scan, ids)
+    else:
+        for start in range(0, len(ids), _SEARCH_BATCH):
+            found.update(await db.run(_listed_by_search, ids[start:start + _SEARCH_BATCH]))
+    return {cid: (n, size) for cid, (n, size) in found.items()}

@@ -119,3 +119,23 @@ def retire_uploads_steps(
     yield from unreference_steps(sql.json_column(p["chunks"], []) for p in parts)
     yield (sql.EXECUTE, f"DELETE FROM multipart_uploads WHERE {where}", params)
     return [r["upload_id"] for r in locked], parts
+
+
+def repair_steps(listed: Mapping[str, tuple[int, int]]) -> sql.UnitOfWork[list[str]]:
+    """Set the refcount of chunks the rows still list (``{id: (listings, size)}``)
+    where it is 0 or less (or the row is gone); returns the ids repaired.
+
+    A positive refcount is left alone: a commit may have raised it since the
+    listings were counted, and GC never deletes a chunk with one anyway.
+    """
+    repaired: list[str] = []
+    now = _now()
+    for cid, (n, size) in sorted(listed.items()):
+        rows = yield (sql.FETCH,
+                      "INSERT INTO chunk_refs (chunk_id, size, refcount, updated_at) "
+                      "VALUES (?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET "
+                      "refcount = excluded.refcount, updated_at = excluded.updated_at "
+                      "WHERE chunk_refs.refcount <= 0 RETURNING chunk_id",
+                      (cid, size, n, now))
+        repaired.extend(r["chunk_id"] for r in rows)
+    return repaired
