@@ -356,6 +356,11 @@ async def _opened(pieces: AsyncIterator[bytes], fid: str) -> AsyncIterator[bytes
     """
     try:
         first = await anext(pieces, b"")
+    except errors.ServiceUnavailable:
+        # Holders unreachable (blobs.ChunkUnavailable is also a ChunkError):
+        # the app answers 503 with Retry-After, the data is likely fine.
+        await pieces.aclose()
+        raise
     except ChunkError as exc:
         await pieces.aclose()
         log.error("REST GET %s: %s", fid, exc)

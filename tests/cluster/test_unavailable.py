@@ -122,6 +122,10 @@ def test_write_quorum_lost_is_503_on_s3_and_rest_and_health_says_so(tmp_path: Pa
         # Its holders are unreachable, not its data lost: 503, not 500.
         assert_s3_unavailable(s3_error(lambda: s3.get_object(Bucket="default",
                                                              Key="stranded")))
+        # The REST download alike (its id is the base64 of "default/stranded").
+        assert_json_unavailable(httpx.get(
+            f"{survivor.web_url}/api/v1/files/ZGVmYXVsdC9zdHJhbmRlZA", timeout=30,
+            headers={"X-API-Key": f"{survivor.access_key}:{survivor.secret_key}"}))
         # Bigger than the inline threshold: the bytes need w = 2 replicas.
         for i in range(20):
             err = s3_error(lambda i=i: s3.put_object(Bucket="default", Key=f"k{i}",
