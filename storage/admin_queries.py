@@ -31,6 +31,7 @@ class NotFound(errors.StorageError):
     """The requested resource does not exist."""
 
     code = "NotFound"
+    kind = errors.Kind.NOT_FOUND
 
 
 def _iso(value: datetime | None) -> str | None:

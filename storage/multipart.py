@@ -52,18 +52,21 @@ class InvalidPart(errors.StorageError):
     """One or more of the specified parts could not be found or its ETag does not match."""
 
     code = "InvalidPart"
+    kind = errors.Kind.INVALID
 
 
 class InvalidPartOrder(errors.StorageError):
     """The list of parts was not in ascending order of part number."""
 
     code = "InvalidPartOrder"
+    kind = errors.Kind.INVALID
 
 
 class EntityTooSmall(errors.StorageError):
     """A part other than the last one is smaller than the minimum part size."""
 
     code = "EntityTooSmall"
+    kind = errors.Kind.INVALID
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,14 @@ class InvalidPublicKey(errors.StorageError):
     """The SSH public key is not in OpenSSH format ("ssh-ed25519 AAAA...")."""
 
     code = "InvalidPublicKey"
+    kind = errors.Kind.INVALID
 
 
 class DuplicatePublicKey(errors.StorageError):
     """This public key is already registered."""
 
     code = "DuplicatePublicKey"
+    kind = errors.Kind.CONFLICT
 
 
 @dataclass(frozen=True)

@@ -72,13 +72,20 @@ def host_key(cluster_secret: bytes) -> asyncssh.SSHKey:
     return asyncssh.import_private_key(pem)
 
 
+# SFTP has few statuses: what has none of its own is a failure with the message.
+_KIND_ERRORS: dict[errors.Kind, type[asyncssh.SFTPError]] = {
+    errors.Kind.FORBIDDEN: asyncssh.SFTPPermissionDenied,
+    errors.Kind.INVALID: asyncssh.SFTPInvalidParameter,
+}
+
+
 def _sftp_error(exc: BaseException) -> asyncssh.SFTPError:
     """The SFTP status for an error of the storage core."""
     if isinstance(exc, asyncssh.SFTPError):
         return exc
     if isinstance(exc, BadPath):
         return asyncssh.SFTPNoSuchFile(str(exc))
-    if isinstance(exc, errors.NoSuchBucket | errors.NoSuchKey | errors.NoSuchVersion):
+    if isinstance(exc, errors.StorageError) and exc.kind is errors.Kind.NOT_FOUND:
         return asyncssh.SFTPNoSuchFile("No such file or directory")
     if isinstance(exc, errors.QuotaExceeded):
         return asyncssh.SFTPFailure("Quota exceeded: the upload would exceed your storage quota")
@@ -86,8 +93,8 @@ def _sftp_error(exc: BaseException) -> asyncssh.SFTPError:
         return asyncssh.SFTPFailure("Directory not empty")
     if isinstance(exc, errors.BucketAlreadyExists | errors.BucketAlreadyOwnedByYou):
         return asyncssh.SFTPFailure("A bucket with this name already exists")
-    if isinstance(exc, errors.StorageError):
-        return asyncssh.SFTPFailure(exc.message)
+    if isinstance(exc, errors.StorageError) and exc.kind is not errors.Kind.INTERNAL:
+        return _KIND_ERRORS.get(exc.kind, asyncssh.SFTPFailure)(exc.message)
     log.error("SFTP operation failed", exc_info=exc)
     return InternalFailure("Internal error")
 
