@@ -96,36 +96,31 @@ def encode_cursor(marker: str) -> str:
     return base64.urlsafe_b64encode(marker.encode()).decode().rstrip("=")
 
 
-# How storage errors surface over HTTP/JSON.
-_STORAGE_STATUS: dict[type[errors.StorageError], int] = {
-    errors.NoSuchBucket: 404,
-    errors.NoSuchKey: 404,
-    errors.NoSuchVersion: 404,
-    errors.QuotaExceeded: 403,
-    errors.AccountExists: 409,
-    errors.TooManyAccessKeys: 409,
-    errors.TooManyBuckets: 409,
-    errors.BucketAlreadyExists: 409,
-    errors.BucketAlreadyOwnedByYou: 409,
-    errors.BucketNotEmpty: 409,
-    errors.InvalidRange: 416,
-    errors.IncompleteBody: 400,
-    errors.BadDigest: 400,
-    errors.AccountSuspended: 403,
-    errors.MethodNotAllowed: 405,
+# How storage errors surface over HTTP/JSON: by kind, and a few by code.
+_KIND_STATUS: dict[errors.Kind, int] = {
+    errors.Kind.INVALID: 400,
+    errors.Kind.FORBIDDEN: 403,
+    errors.Kind.NOT_FOUND: 404,
+    errors.Kind.CONFLICT: 409,
+    errors.Kind.PRECONDITION: 412,
+    errors.Kind.RANGE: 416,
+    errors.Kind.QUOTA: 403,
+    errors.Kind.LIMIT: 409,
+    errors.Kind.RATE: 429,
+    errors.Kind.UNAVAILABLE: 503,
+    errors.Kind.INTERNAL: 500,
 }
+_CODE_STATUS = {"MethodNotAllowed": 405}
 
 
 def from_storage(exc: errors.StorageError) -> ApiError:
     """Translate a storage-core error."""
     if isinstance(exc, errors.ServiceUnavailable):
         return ApiError(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
-    for cls, status in _STORAGE_STATUS.items():
-        if isinstance(exc, cls):
-            return ApiError(status, exc.code, exc.message)
-    code = getattr(exc, "code", "InternalError")
-    status = 400 if code != "InternalError" else 500
-    return ApiError(status, code if status != 500 else "InternalError", exc.message)
+    status = _CODE_STATUS.get(exc.code) or _KIND_STATUS[exc.kind]
+    if status == 500:
+        return ApiError(500, "InternalError", "We encountered an internal error.")
+    return ApiError(status, exc.code, exc.message)
 
 
 def iso(ts: datetime) -> str:
