@@ -84,6 +84,10 @@ class HttpConnection:
         head = bytes(buf[:end + 2])
         del buf[: end + 4]
         status = int(head[9:12])
+        if method != "HEAD" and _CHUNKED.search(head):
+            # Go servers (rclone serve s3) send listings chunked.
+            data = await self._read_chunked()
+            return status, head, data, len(data)
         match = _CONTENT_LENGTH.search(head)
         length = int(match[1]) if match and method != "HEAD" else 0
         if keep_body or status >= 300:
@@ -102,6 +106,27 @@ class HttpConnection:
                 raise ConnectionError("server closed the connection")
             remaining -= got
         return status, head, b"", length
+
+    async def _read_chunked(self) -> bytes:
+        """A chunked body (RFC 9112 section 7.1), trailer fields skipped."""
+        buf, body = self._buf, bytearray()
+        while True:
+            while (eol := buf.find(b"\r\n")) < 0:
+                await self._fill()
+            size = int(bytes(buf[:eol]).split(b";")[0], 16)
+            del buf[:eol + 2]
+            if size == 0:
+                while (eol := buf.find(b"\r\n")) != 0:  # trailer lines, then CRLF
+                    if eol > 0:
+                        del buf[:eol + 2]
+                    else:
+                        await self._fill()
+                del buf[:2]
+                return bytes(body)
+            while len(buf) < size + 2:
+                await self._fill()
+            body += buf[:size]
+            del buf[:size + 2]
 
     async def _send_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -130,6 +155,7 @@ class HttpConnection:
 
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[ \t]*chunked", re.IGNORECASE)
 
 
 def parse_headers(head: bytes) -> dict[str, str]:
