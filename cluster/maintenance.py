@@ -46,7 +46,7 @@ from cluster.replication import ClusterView, ReplicatedBlobStore
 from cluster.transport import Response, TransportError
 from cluster.workers import Worker, WorkerRegistry
 from config import Settings
-from storage import integrity, refs, sql
+from storage import integrity, pending, refs, sql
 from storage.blobs import ChunkCorrupt, ChunkNotFound
 from storage.chunkstore import LocalChunkStore
 from storage.db import Database
@@ -395,6 +395,7 @@ class Maintenance:
             cutoff = datetime.now(UTC) - timedelta(seconds=grace)
             unreferenced = [c for c in batch if _collectable(refs_of.get(c), cutoff)]
             needed = await self._still_needed(unreferenced)
+            needed |= await self.db.run(pending.live_among, unreferenced, time.time())
             p["kept"] += len(needed)
             for cid in unreferenced:
                 if cid in needed:
@@ -406,6 +407,7 @@ class Maintenance:
                     p["deleted"] += 1
                     p["bytes_freed"] += freed
         await self._forget_old_zero_refs(datetime.now(UTC) - timedelta(seconds=2 * grace))
+        await self.db.run(pending.forget_expired, time.time())
 
     async def _forget_old_zero_refs(self, cutoff: datetime) -> None:
         """Drop rows of chunks unreferenced since ``cutoff`` (twice the grace

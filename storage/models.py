@@ -198,6 +198,26 @@ class ChunkRef(Model):
         indexes = (("refcount", "updated_at"),)
 
 
+class PendingChunk(Model):
+    """A chunk stored by an upload still streaming, not yet referenced.
+
+    Garbage collection keeps a chunk with a row whose ``expires_at`` (unix
+    time) is still ahead.  Only uploads that outlast a fraction of the GC
+    grace period write rows (younger chunk files are protected by their
+    age), refreshing them while they stream; the commit removes them, and
+    rows of uploads that died simply expire.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    chunk_id = fields.CharField(max_length=64, db_index=True)
+    token = fields.CharField(max_length=32)
+    expires_at = fields.FloatField()
+
+    class Meta:
+        table = "pending_chunks"
+        unique_together = (("token", "chunk_id"),)
+
+
 class Session(Model):
     """A dashboard login.  Only the SHA-256 of the cookie's token is stored, so
     a leaked database does not hand out live sessions."""

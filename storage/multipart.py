@@ -30,7 +30,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import errors, refs, sql
+from storage import errors, pending, refs, sql
 from storage.buckets import BucketInfo
 from storage.db import Database
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
@@ -209,6 +209,7 @@ async def _store_part(
     async with in_transaction() as conn:
         await _lock_upload(conn, bucket_id, upload_id)
         await sql.drive(conn, _replace_part_steps(upload_id, number, stored.chunks))
+        await sql.drive(conn, pending.release_steps(stored.pending_token))
         p = await MultipartPart.create(
             upload_id=upload_id, part_number=number, size=stored.size, etag=etag,
             checksums=checksums, chunks=[list(c) for c in stored.chunks], created_at=_now(),

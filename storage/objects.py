@@ -30,12 +30,13 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import errors, refs, sql
+from storage import errors, pending, refs, sql
 from storage.blobs import BlobStore, ChunkNotFound, chunk_id_of
 from storage.buckets import BucketInfo
 from storage.db import Database
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import ObjectVersion
+from storage.pending import PendingRegistry
 
 NULL_VERSION = "null"
 # Below this, hashing in the event loop is cheaper than a hop to a worker thread.
@@ -156,6 +157,9 @@ class StoredData:
     md5: bytes
     chunks: list[tuple[str, int]]
     inline_data: bytes | None
+    # Set when a long upload registered its chunks in pending_chunks: the
+    # commit that references them deletes those rows.
+    pending_token: str | None = None
 
 
 def _is_foreign_key(exc: Exception) -> bool:
@@ -276,6 +280,9 @@ def _commit_steps(
         yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
     yield from refs.reference_steps(chunks)
     yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    if fields.get("pending_token"):
+        # Only an upload that outlasted a quarter of the GC grace has rows.
+        yield from pending.release_steps(fields["pending_token"])
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
         etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
@@ -477,6 +484,7 @@ class ObjectService:
         hash_limiter: trio.CapacityLimiter | None = None,
         write_window: int = 4,
         read_ahead: int = 2,
+        gc_grace: float | None = None,
     ) -> None:
         self._db = db
         self.blobs = blobs
@@ -488,6 +496,10 @@ class ObjectService:
         # by these (times the chunk size), never by the object's size.
         self.write_window = max(1, write_window)
         self.read_ahead = max(0, read_ahead)
+        # The GC grace period of the cluster: uploads that outlast a quarter
+        # of it register their chunks as pending (storage.pending).  None:
+        # no GC runs over this store.
+        self._pending = PendingRegistry(db, gc_grace) if gc_grace else None
 
     # -- writing ----------------------------------------------------------------
 
@@ -549,6 +561,8 @@ class ObjectService:
                     cid = await trio.to_thread.run_sync(chunk_id_of, data, limiter=limiter)
                 chunks[index] = (cid, len(data))
                 await self.blobs.put_chunk(cid, data)
+                if protect is not None:
+                    protect.stored(cid)
                 await md5_done.wait()
             finally:
                 window.release()
@@ -565,6 +579,7 @@ class ObjectService:
         inline: bytes | None = None
         parts: list[bytes | memoryview] = []
         have = 0  # bytes in ``parts``
+        protect = self._pending.open() if self._pending is not None else None
         try:
             async with trio.open_nursery() as nursery:
                 async for piece in body:
@@ -608,7 +623,12 @@ class ObjectService:
             if all(type(exc) is type(first) for exc in group.exceptions):
                 raise first from group
             raise
-        return StoredData(size=size, md5=md5.digest(), chunks=chunks, inline_data=inline)
+        finally:
+            if protect is not None:
+                protect.stop()  # an upload that failed too
+        token = await protect.close(self.blobs) if protect is not None else None
+        return StoredData(size=size, md5=md5.digest(), chunks=chunks, inline_data=inline,
+                          pending_token=token)
 
     async def put_object(
         self,
@@ -676,6 +696,7 @@ class ObjectService:
             "user_metadata": dict(user_metadata or {}), "headers": dict(headers or {}),
             "checksums": dict(checksums or {}), "inline_data": stored.inline_data,
             "tags": dict(tags or {}), "part_sizes": list(part_sizes), "upload_id": upload_id,
+            "pending_token": stored.pending_token,
         }
         return await self._commit(bucket, key, fields, stored.chunks, before, condition)
 

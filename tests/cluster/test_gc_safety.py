@@ -156,3 +156,96 @@ async def test_stale_temp_files_are_removed_fresh_ones_kept(node: Node) -> None:
     assert await node.services.maintenance.remove_stale_temp_files() == 1
     assert not fresh.exists()
     await trio.lowlevel.checkpoint()
+
+
+async def _slow_body(data: bytes, pieces: int, pause: float):
+    """``data`` in ``pieces`` pieces, ``pause`` seconds apart (a slow client)."""
+    step = -(-len(data) // pieces)
+    for i in range(0, len(data), step):
+        yield data[i:i + step]
+        await trio.sleep(pause)
+
+
+async def _gc_while(node: Node, upload) -> tuple[object, dict]:
+    """Run ``upload()`` while GC passes run back to back; (its result, GC totals)."""
+    totals = {"passes": 0, "kept": 0, "deleted": 0}
+    result = None
+
+    async def run_upload(cancel: trio.CancelScope) -> None:
+        nonlocal result
+        result = await upload()
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_upload, nursery.cancel_scope)
+        while True:
+            progress = await node.gc()
+            totals["passes"] += 1
+            totals["kept"] += progress["kept"]
+            totals["deleted"] += progress["deleted"]
+            await trio.sleep(0.1)
+    return result, totals
+
+
+async def test_slow_put_survives_gc_passes(node: Node) -> None:
+    """An upload lasting several grace periods, GC running all along: its
+    chunks stay, and the acknowledged object reads back exactly."""
+    objects = node.services.objects
+    data = os.urandom(8 * CHUNK)
+    info, gc = await _gc_while(node, lambda: objects.put_object(
+        node.bucket, "slow", _slow_body(data, 16, 0.25)))  # ~4 s, grace 1 s
+    assert gc["passes"] >= 10 and gc["kept"] > 0 and gc["deleted"] == 0
+    assert await objects.get_bytes(await objects.head_object(node.bucket, "slow")) == data
+    # The commit removed the upload's pending rows; the object holds its chunks.
+    assert await node.db.run(_pending_rows) == 0
+    assert not await mismatches(node.db)
+    assert len(info.chunks) == 8
+
+
+async def test_slow_upload_part_survives_gc_passes(node: Node) -> None:
+    objects = node.services.objects
+    multipart = MultipartService(node.db, objects, min_part_size=1024)
+    upload = await multipart.create(node.bucket, "slow-mp")
+    data = os.urandom(6 * CHUNK)
+    part, gc = await _gc_while(node, lambda: multipart.upload_part(
+        node.bucket, upload.upload_id, 1, _slow_body(data, 12, 0.25)))
+    assert gc["kept"] > 0 and gc["deleted"] == 0
+    # The part references its chunks now: GC keeps them without pending rows.
+    node.age([c for c, _ in part.chunks])
+    assert (await node.gc())["deleted"] == 0
+    plan = await multipart.plan_completion(node.bucket, upload.upload_id, [(1, part.etag)])
+    done = await multipart.complete(node.bucket, plan)
+    assert await objects.get_bytes(done) == data
+
+
+async def test_pending_rows_of_a_dead_upload_expire(node: Node) -> None:
+    """An upload that fails after registering leaves rows that expire; then GC
+    collects its chunks."""
+    objects = node.services.objects
+
+    async def dies():
+        async for piece in _slow_body(os.urandom(4 * CHUNK), 4, 0.4):
+            yield piece
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await objects.store_stream(dies())
+    assert await node.db.run(_pending_rows) > 0
+    orphans = [p for p in (node.services.local_chunks.root / "chunks").rglob("*") if p.is_file()]
+    node.age([p.name for p in orphans])
+
+    async def collected() -> bool:
+        await node.gc()
+        return not any(p.exists() for p in orphans)
+
+    deadline = trio.current_time() + 10 * GRACE
+    while not await collected():
+        assert trio.current_time() < deadline, "the dead upload's chunks were never collected"
+        await trio.sleep(0.1)
+    assert await node.db.run(_pending_rows) == 0
+
+
+async def _pending_rows() -> int:
+    from storage.models import PendingChunk
+
+    return await PendingChunk.all().count()
