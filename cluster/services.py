@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -18,7 +17,6 @@ from storage.blobs import BlobStore
 from storage.bridge import AsyncioBridge
 from storage.buckets import BucketService
 from storage.chunkstore import LocalChunkStore
-from storage.core import StorageCore
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.errors import ServiceUnavailable
@@ -29,17 +27,27 @@ from storage.trace import TraceBus
 
 
 @dataclass
-class NodeServices(StorageCore):
-    """The storage core plus this node's parts of the replicated blob layer
-    (the admin control, the CLI and tests use them; protocols see only the
-    :class:`StorageCore`)."""
+class NodeServices:
+    """Everything protocol adapters may use; built once per node process."""
 
-    local_chunks: LocalChunkStore | None = None
+    settings: Settings
+    bridge: AsyncioBridge
+    db: Database
+    accounts: AccountService
+    buckets: BucketService
+    objects: ObjectService
+    local_chunks: LocalChunkStore
+    blobs: BlobStore
+    sessions: SessionService
+    sftp_users: SftpUserService
+    # The replicated blob layer's parts (admin API, CLI and tests use them).
     layouts: LayoutService | None = None
     view: ClusterView | None = None
     replicated: ReplicatedBlobStore | None = None
     maintenance: Maintenance | None = None
     transport: TransportServer | None = None
+    # Live request trace of this node (admin API stream, request rates).
+    trace: TraceBus = field(default_factory=lambda: TraceBus(""))
 
 
 # Bounds the health check's own database round trip: a server that hangs
@@ -96,7 +104,7 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         default_quota=settings.accounts.default_quota,
         max_access_keys=settings.accounts.max_access_keys,
     )
-    services = NodeServices(
+    return NodeServices(
         settings=settings, bridge=bridge, db=db, accounts=accounts,
         buckets=BucketService(db, max_buckets=settings.accounts.max_buckets),
         objects=ObjectService(
@@ -111,5 +119,3 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         sftp_users=SftpUserService(db),
         trace=TraceBus(settings.node.id),
     )
-    services.unavailable_parts = functools.partial(unavailable_parts, services)
-    return services
