@@ -288,7 +288,14 @@ class Maintenance:
     # -- repair ----------------------------------------------------------------------
 
     async def repair_pass(self, worker: Worker) -> None:
-        """Push hinted replicas, then fetch every referenced chunk this node lacks."""
+        """Push hinted replicas, then fetch every referenced chunk this node
+        lacks or holds with the wrong size.
+
+        Cost: chunk_refs in pages of 1,000 and one stat per owned chunk; plus
+        the rows with refcount <= 0 (recently freed chunks, kept for twice the
+        GC grace) checked against the listing rows -- up to 400 of them by
+        database-side searches, more by one paged pass over versions and parts.
+        """
         if self.view.layout is None:
             return
         p = worker.progress
