@@ -35,12 +35,16 @@ from cluster.placement import (
     compute_layout,
     diff_layouts,
 )
+from storage import errors
 from storage.db import Database
 from storage.models import ClusterLayout, Node
 
 
-class LayoutConflict(Exception):
+class LayoutConflict(errors.StorageError):
     """The requested change does not fit the current state (stale apply, ...)."""
+
+    code = "LayoutConflict"
+    kind = errors.Kind.CONFLICT
 
 
 def _load(row: ClusterLayout | None) -> Layout | None:

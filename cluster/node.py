@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from cluster import membership
+from cluster.control import NodeControl
 from cluster.services import NodeServices, build_services
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
@@ -68,7 +69,7 @@ def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
     every request becomes one event of the live trace."""
     settings = services.settings
     apps: list[tuple[str, int, Any]] = [
-        ("web", settings.listen.web_port, create_web_app(services)),
+        ("web", settings.listen.web_port, create_web_app(services, NodeControl(services))),
         ("s3", settings.listen.s3_port, create_s3_app(services)),
     ]
     accounts = AccountCache(lambda key: queries.account_label_of_key(services.db, key))

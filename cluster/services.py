@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import trio
 
@@ -17,6 +18,7 @@ from storage.blobs import BlobStore
 from storage.bridge import AsyncioBridge
 from storage.buckets import BucketService
 from storage.chunkstore import LocalChunkStore
+from storage.core import StorageCore
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.errors import ServiceUnavailable
@@ -27,27 +29,17 @@ from storage.trace import TraceBus
 
 
 @dataclass
-class NodeServices:
-    """Everything protocol adapters may use; built once per node process."""
+class NodeServices(StorageCore):
+    """The storage core plus this node's parts of the replicated blob layer
+    (the admin control, the CLI and tests use them; protocols see only the
+    :class:`StorageCore`)."""
 
-    settings: Settings
-    bridge: AsyncioBridge
-    db: Database
-    accounts: AccountService
-    buckets: BucketService
-    objects: ObjectService
-    local_chunks: LocalChunkStore
-    blobs: BlobStore
-    sessions: SessionService
-    sftp_users: SftpUserService
-    # The replicated blob layer's parts (admin API, CLI and tests use them).
+    local_chunks: LocalChunkStore | None = None
     layouts: LayoutService | None = None
     view: ClusterView | None = None
     replicated: ReplicatedBlobStore | None = None
     maintenance: Maintenance | None = None
     transport: TransportServer | None = None
-    # Live request trace of this node (admin API stream, request rates).
-    trace: TraceBus = field(default_factory=lambda: TraceBus(""))
 
 
 # Bounds the health check's own database round trip: a server that hangs
@@ -104,7 +96,7 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         default_quota=settings.accounts.default_quota,
         max_access_keys=settings.accounts.max_access_keys,
     )
-    return NodeServices(
+    services = NodeServices(
         settings=settings, bridge=bridge, db=db, accounts=accounts,
         buckets=BucketService(db, max_buckets=settings.accounts.max_buckets),
         objects=ObjectService(
@@ -119,3 +111,5 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         sftp_users=SftpUserService(db),
         trace=TraceBus(settings.node.id),
     )
+    services.unavailable_parts = functools.partial(unavailable_parts, services)
+    return services

@@ -27,12 +27,13 @@ import trio
 from quart import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from cluster import membership
-from cluster.services import NodeServices
 from config import parse_size
+from protocols import VERSION
+from protocols.admin.control import ClusterControl
 from protocols.admin.tokens import TokenStore
 from storage import admin_queries as queries
 from storage import errors
+from storage.core import StorageCore
 from storage.crypto import derive_key
 from storage.trace import TraceEvent
 
@@ -42,7 +43,6 @@ API_VERSION = "1"
 _INTERNAL_HEADER = "X-Cluster-Admin"
 _INTERNAL_MAX_SKEW = 60.0
 _FANOUT_TIMEOUT = 1.5
-_CHUNK_STATS_TTL = 5.0
 _SSE_KEEPALIVE = 10.0
 _STARTED = time.time()
 
@@ -66,45 +66,6 @@ def internal_signature(key: bytes, method: str, path: str, stamp: str) -> str:
     under a key derived from the cluster secret for this purpose only."""
     msg = f"{stamp}\n{method.upper()}\n{path}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-class _ChunkStats:
-    """This node's chunk count and bytes, recomputed at most every few
-    seconds (a directory walk, done in a worker thread)."""
-
-    def __init__(self, services: NodeServices) -> None:
-        self._store = services.local_chunks
-        self._at = -1e9
-        self._value: dict[str, int] = {"count": 0, "bytes": 0}
-        self._lock = trio.Lock()
-
-    def _walk(self) -> dict[str, int]:
-        count = total = 0
-        for chunk_id in self._store.iter_chunk_ids():
-            try:
-                total += self._store.path_of(chunk_id).stat().st_size
-            except FileNotFoundError:  # deleted by GC while we walked
-                continue
-            count += 1
-        return {"count": count, "bytes": total}
-
-    async def get(self) -> dict[str, int]:
-        async with self._lock:
-            if trio.current_time() - self._at > _CHUNK_STATS_TTL:
-                self._value = await trio.to_thread.run_sync(self._walk)
-                self._at = trio.current_time()
-            return dict(self._value)
-
-
-def _layout_service(services: NodeServices) -> Any:
-    # Issue 3 wires a LayoutService into NodeServices; until then (and in
-    # tests of older builds) build one over the same database.
-    existing = getattr(services, "layouts", None)
-    if existing is not None:
-        return existing
-    from cluster.layout_service import LayoutService
-
-    return LayoutService(services.db, services.settings.storage.replication_factor)
 
 
 def _layout_json(layout: Any, *, full: bool = False) -> dict[str, Any] | None:
@@ -200,13 +161,12 @@ class TraceFilter:
         return not s or ev.status == int(s)
 
 
-def create_admin_blueprint(services: NodeServices) -> Blueprint:
-    """The ``/admin/v1`` blueprint over a node's services."""
+def create_admin_blueprint(services: StorageCore, control: ClusterControl) -> Blueprint:
+    """The ``/admin/v1`` blueprint over a node's storage core and cluster control."""
     bp = Blueprint("admin_api", __name__, url_prefix=API_PREFIX)
     settings = services.settings
     node_id = settings.node.id
     tokens = TokenStore(settings)
-    chunk_stats = _ChunkStats(services)
     bus = services.trace
     secret = derive_key(settings.cluster_secret(), "admin-internal")
     clients: list[httpx.AsyncClient] = []
@@ -302,13 +262,13 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
             disk_json = {"total": disk.total, "used": disk.used, "free": disk.free}
         except OSError:
             disk_json = {"total": 0, "used": 0, "free": 0}
-        workers = _registry(services)
+        workers = control.workers
         return {
             "id": node_id, "zone": settings.node.zone, "capacity": settings.node.capacity,
-            "version": _web_version(), "pid": os.getpid(), "started_at": _STARTED,
+            "version": VERSION, "pid": os.getpid(), "started_at": _STARTED,
             "uptime_seconds": round(time.time() - _STARTED, 1),
             "data_dir": str(settings.node.data_dir), "disk": disk_json,
-            "chunks": await chunk_stats.get(), "requests": bus.stats(),
+            "chunks": await control.chunk_stats(), "requests": bus.stats(),
             "workers": [_with_percent(w) for w in workers.status()] if workers else [],
             "workers_available": workers is not None,
         }
@@ -330,7 +290,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
         return found
 
     async def _node_rows() -> list[dict[str, Any]]:
-        return await membership.node_states(services.db, settings.cluster.down_after_seconds)
+        return await control.node_states()
 
     # -- endpoints: cluster --------------------------------------------------------
 
@@ -341,7 +301,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
     @bp.get("/status")
     async def status() -> Any:
         rows = await _node_rows()
-        layouts = _layout_service(services)
+        layouts = control.layouts
         current, staged = await layouts.current(), await layouts.staged()
         local, totals = await _gather_nodes(rows), await queries.totals(services.db)
         partitions = current.replica_counts() if current is not None else {}
@@ -392,7 +352,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
             raise ApiError(404, "NotFound", f"no node {nid!r}")
         row = rows[nid]
         info = (await _gather_nodes([row]))[nid]
-        current = await _layout_service(services).current()
+        current = await control.layouts.current()
         return jsonify({
             "id": nid, "zone": row["zone"], "capacity": row["capacity"], "up": row["up"],
             "reachable": info is not None, "last_heartbeat": row["last_heartbeat"].isoformat(),
@@ -407,7 +367,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
 
     @bp.get("/layout")
     async def layout_show() -> Any:
-        layouts = _layout_service(services)
+        layouts = control.layouts
         full = request.args.get("full") in ("1", "true")
         current, staged = await layouts.current(), await layouts.staged()
         return jsonify({"current": _layout_json(current, full=full),
@@ -416,19 +376,19 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
 
     @bp.get("/layout/preview")
     async def layout_preview() -> Any:
-        preview = await _layout_service(services).preview()
+        preview = await control.layouts.preview()
         if preview is None:
             raise ApiError(404, "NothingStaged", "no layout change is staged")
         preview["moves"] = preview.get("moves", [])[:_int_arg("moves", 200, 0, 100000)]
         return jsonify(preview)
 
     async def _layout_call(fn: Callable[[], Awaitable[Any]]) -> Any:
-        from cluster.layout_service import LayoutConflict
-
         try:
             return await fn()
-        except LayoutConflict as exc:
-            raise ApiError(409, "LayoutConflict", str(exc)) from None
+        except errors.StorageError as exc:
+            if exc.kind is not errors.Kind.CONFLICT:
+                raise
+            raise ApiError(409, exc.code, exc.message) from None
 
     @bp.post("/layout/stage")
     async def layout_stage() -> Any:
@@ -441,7 +401,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
         if zone is not None and (not isinstance(zone, str) or not zone):
             raise ApiError(400, "InvalidArgument", "zone must be a non-empty string")
         capacity = _size_field(body, "capacity")
-        layouts = _layout_service(services)
+        layouts = control.layouts
 
         async def stage() -> Any:
             if action == "add":
@@ -460,13 +420,13 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
         if not isinstance(version, int) or isinstance(version, bool):
             raise ApiError(400, "InvalidArgument",
                            "give the staged version to apply: {\"version\": N}")
-        layouts = _layout_service(services)
+        layouts = control.layouts
         applied = await _layout_call(lambda: layouts.apply(version))
         return jsonify({"current": _layout_json(applied)})
 
     @bp.post("/layout/revert")
     async def layout_revert() -> Any:
-        return jsonify({"reverted": await _layout_service(services).revert()})
+        return jsonify({"reverted": await control.layouts.revert()})
 
     # -- workers -----------------------------------------------------------------
 
@@ -499,7 +459,7 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
             if answer is None:
                 raise ApiError(502, "NodeUnreachable", f"node {nid} did not answer")
             return jsonify(answer)
-        registry = _registry(services)
+        registry = control.workers
         if registry is None or name not in registry.names():
             raise ApiError(404, "NotFound", f"node {nid} has no worker {name!r}")
         getattr(registry, action)(name)
@@ -618,12 +578,6 @@ def create_admin_blueprint(services: NodeServices) -> Blueprint:
     return bp
 
 
-def _registry(services: NodeServices) -> Any:
-    """The node's worker registry (issue 3's Maintenance), if this build has one."""
-    maintenance = getattr(services, "maintenance", None)
-    return getattr(maintenance, "registry", None) or getattr(services, "workers", None)
-
-
 def _with_percent(status: dict[str, Any]) -> dict[str, Any]:
     """Add ``percent`` (0-100, or None) from the pass's done/remaining counters,
     so every client shows the same progress."""
@@ -636,9 +590,3 @@ def _with_percent(status: dict[str, Any]) -> dict[str, Any]:
             percent = 100.0 if total <= 0 else round(100 * done / total, 1)
             break
     return {**status, "percent": percent}
-
-
-def _web_version() -> str:
-    from protocols.web.app import VERSION
-
-    return VERSION

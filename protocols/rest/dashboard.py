@@ -16,7 +16,6 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from cluster.services import NodeServices
 from protocols.rest.common import (
     ApiError,
     check_rate,
@@ -33,6 +32,7 @@ from protocols.rest.common import (
 )
 from storage import errors
 from storage.accounts import AccountInfo
+from storage.core import StorageCore
 from storage.ratelimit import RateLimiter
 from storage.sessions import LoginAttempts
 from storage.sftp_users import MIN_PASSWORD, DuplicatePublicKey, InvalidPublicKey
@@ -53,7 +53,7 @@ def _user(a: AccountInfo) -> dict[str, Any]:
     }
 
 
-def create_dashboard_blueprint(services: NodeServices) -> Blueprint:
+def create_dashboard_blueprint(services: StorageCore) -> Blueprint:
     """The dashboard routes over a node's services."""
     bp = Blueprint("dashboard", __name__)
     bp.before_request(check_request_params)

@@ -25,7 +25,6 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, request
 
-from cluster.services import NodeServices
 from protocols.rest.common import (
     ApiError,
     KeyAuth,
@@ -50,6 +49,7 @@ from protocols.rest.formdata import (
 from storage import errors
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
+from storage.core import StorageCore
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
 from storage.signup import default_bucket
@@ -94,7 +94,7 @@ def guess_type(key: str, given: str = "") -> str:
     return mimetypes.guess_type(key)[0] or given or "application/octet-stream"
 
 
-def create_files_blueprint(services: NodeServices) -> Blueprint:
+def create_files_blueprint(services: StorageCore) -> Blueprint:
     """The ``/api/v1/files`` routes over a node's services."""
     bp = Blueprint("files_v1", __name__)
     bp.before_request(check_request_params)

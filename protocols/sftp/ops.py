@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 import asyncssh
 import trio
 
-from cluster.services import NodeServices
 from protocols.sftp.paths import Target, valid_bucket_name
 from storage import errors
 from storage.buckets import BucketInfo
+from storage.core import StorageCore
 from storage.objects import ObjectInfo
 
 LIST_PAGE = 1000
@@ -54,7 +54,7 @@ class Aborted(Exception):
 class StorageOps:
     """Storage operations of one SFTP session, run on the trio side."""
 
-    def __init__(self, services: NodeServices, account_id: str) -> None:
+    def __init__(self, services: StorageCore, account_id: str) -> None:
         self.s = services
         self.account_id = account_id
 

@@ -45,13 +45,13 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from cluster.services import NodeServices
 from protocols.sftp import commands
 from protocols.sftp.ops import StorageOps, dir_attrs, file_attrs
 from protocols.sftp.paths import BadPath, Target, normalize, resolve
 from protocols.sftp.session import Activity, SSHSession
 from storage import errors
 from storage.buckets import BucketInfo
+from storage.core import StorageCore
 from storage.crypto import derive_key
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
@@ -255,7 +255,7 @@ class _WriteHandle:
 class BucketSFTPServer(asyncssh.SFTPServer):
     """One SFTP session of one account over the object store."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, services: NodeServices) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel, services: StorageCore) -> None:
         super().__init__(chan)
         self.services = services
         self.bridge = services.bridge
@@ -462,7 +462,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
 class _Commands:
     """SSH exec requests of one connection (:mod:`protocols.sftp.commands`)."""
 
-    def __init__(self, services: NodeServices, account_id: str, activity: Activity) -> None:
+    def __init__(self, services: StorageCore, account_id: str, activity: Activity) -> None:
         self.bridge = services.bridge
         self.ops = StorageOps(services, account_id)
         self.activity = activity
@@ -571,7 +571,7 @@ class _SSHServer(asyncssh.SSHServer):
 class _Listener:
     """State shared by the connections of one node's SFTP listener."""
 
-    def __init__(self, services: NodeServices) -> None:
+    def __init__(self, services: StorageCore) -> None:
         self.services = services
         self.bridge = services.bridge
         per_minute = services.settings.sftp.login_attempts_per_minute
@@ -627,7 +627,7 @@ async def _close_idle_connections(listener: _Listener, timeout: float) -> None:
 
 
 async def serve_sftp(
-    services: NodeServices, shutdown: trio.Event,
+    services: StorageCore, shutdown: trio.Event,
     *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the node's SFTP listener until ``shutdown`` is set (a trio task)."""

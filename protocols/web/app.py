@@ -25,14 +25,15 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
 from werkzeug.exceptions import HTTPException, RequestTimeout
 
-from cluster.services import NodeServices, unavailable_parts
+from protocols import VERSION
 from protocols.admin.api import create_admin_blueprint
+from protocols.admin.control import ClusterControl
 from protocols.rest.common import ApiError, error_response
 from protocols.rest.dashboard import create_dashboard_blueprint
 from protocols.rest.files import create_files_blueprint
 from storage import errors
+from storage.core import StorageCore
 
-VERSION = "0.1.0"
 HEALTH_RETRY_AFTER = 5
 BODY_HIGH_WATER = 1024 * 1024
 
@@ -111,8 +112,8 @@ class WebApp(QuartTrio):
     body_timeout: float | None = None  # seconds a request body may stall
 
 
-def create_web_app(services: NodeServices) -> QuartTrio:
-    """Build the web app over a node's services."""
+def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
+    """Build the web app over a node's storage core and cluster control."""
     app = WebApp("cloudstorage-web")
     # Uploads stream and are limited by the routes themselves (REST upload
     # limit, quotas); JSON bodies are read with their own small cap.
@@ -126,7 +127,7 @@ def create_web_app(services: NodeServices) -> QuartTrio:
     async def health() -> Any:
         # Ready means: the metadata database answers and enough nodes are up
         # to store new data; otherwise 503 naming what is down.
-        down = await unavailable_parts(services)
+        down = await services.unavailable_parts()
         if down:
             return jsonify(
                 status="unavailable", node=settings.node.id, zone=settings.node.zone,
@@ -138,7 +139,7 @@ def create_web_app(services: NodeServices) -> QuartTrio:
 
     app.register_blueprint(create_dashboard_blueprint(services))
     app.register_blueprint(create_files_blueprint(services))
-    app.register_blueprint(create_admin_blueprint(services))
+    app.register_blueprint(create_admin_blueprint(services, control))
 
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Any:

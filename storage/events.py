@@ -1,0 +1,167 @@
+"""The storage core's event stream: one typed event per committed change.
+
+Every change a caller can observe (an object created, updated or deleted, a
+bucket created or deleted, a key created or revoked, a quota threshold
+crossed, a share created or downloaded) is written as a row of the
+``events`` table *in the transaction that makes the change*, whatever
+protocol caused it: an event is never lost after a commit and never exists
+for a rollback.  That table is the outbox that webhook delivery, the audit
+log and search indexing read; after the commit the same event is also
+published on this node's :class:`EventBus` for in-process consumers (the
+live trace, tests).
+
+Units of work emit events with :func:`record_steps`, so the one statement
+runs on the SQLite group-commit writer and through the ORM alike.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from storage import sql
+
+
+class EventType(enum.StrEnum):
+    """The events of the product documents' webhook list."""
+
+    OBJECT_CREATED = "object.created"
+    OBJECT_UPDATED = "object.updated"
+    OBJECT_DELETED = "object.deleted"
+    BUCKET_CREATED = "bucket.created"
+    BUCKET_DELETED = "bucket.deleted"
+    QUOTA_WARNING = "quota.warning"
+    QUOTA_EXCEEDED = "quota.exceeded"
+    KEY_CREATED = "key.created"
+    KEY_REVOKED = "key.revoked"
+    SHARE_CREATED = "share.created"
+    SHARE_DOWNLOADED = "share.downloaded"
+
+
+# quota.warning fires once each time usage rises through this share of the quota.
+QUOTA_WARNING_RATIO = 0.8
+
+# Which surface caused the changes of the current request ("s3", "rest",
+# "sftp", "dashboard", ...): set by each protocol adapter around its work, read
+# on the trio side when a unit of work is built (the units themselves may run
+# on another thread).
+_origin: contextvars.ContextVar[str] = contextvars.ContextVar("event_origin", default="")
+
+
+@contextmanager
+def origin(name: str) -> Iterator[None]:
+    """Attribute the changes made inside the block to the surface ``name``."""
+    token = _origin.set(name)
+    try:
+        yield
+    finally:
+        _origin.reset(token)
+
+
+def set_origin(name: str) -> None:
+    """Attribute the rest of the current task's changes to ``name`` (for
+    protocol adapters whose task serves one request or one session)."""
+    _origin.set(name)
+
+
+def current_origin() -> str:
+    """The surface the current task's changes are attributed to ("" if unset)."""
+    return _origin.get()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed change.
+
+    ``account_id`` is the account the event belongs to (the bucket's owner for
+    object and bucket events), so its webhooks receive it whoever made the
+    change; ``actor`` is the account that made it when that is known.
+    ``data`` carries the payload fields of the event's type: ``bucket``,
+    ``key``, ``size``, ``contentType`` for object events, and so on.
+    """
+
+    type: EventType
+    account_id: str
+    data: Mapping[str, Any]
+    origin: str = ""
+    actor: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def payload(self) -> dict[str, Any]:
+        """The document webhooks send: ``{event, timestamp, data}``."""
+        return {
+            "event": str(self.type),
+            "timestamp": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": dict(self.data),
+        }
+
+
+def object_data(bucket: str, key: str, size: int, content_type: str) -> dict[str, Any]:
+    """The payload of an object event, as the product documents show it."""
+    return {"bucket": bucket, "key": key, "size": size, "contentType": content_type}
+
+
+_INSERT = ('INSERT INTO events (type, account_id, bucket, "key", data, origin, actor, '
+           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def record_steps(events: list[Event]) -> sql.UnitOfWork[None]:
+    """Write ``events`` into the outbox (a step of the change's own unit of work)."""
+    if not events:
+        return
+    rows = [(str(e.type), e.account_id, e.data.get("bucket"), e.data.get("key"),
+             json.dumps(dict(e.data), separators=(",", ":")), e.origin, e.actor, e.at)
+            for e in events]
+    if len(rows) == 1:
+        yield (sql.EXECUTE, _INSERT, rows[0])
+    else:
+        yield (sql.MANY, _INSERT, rows)
+
+
+def quota_crossing(
+    account_id: str, used_after: int, delta: int, quota: int, origin_name: str
+) -> Event | None:
+    """quota.warning if adding ``delta`` bytes took usage up through
+    :data:`QUOTA_WARNING_RATIO` of ``quota``; None otherwise."""
+    if delta <= 0 or quota <= 0:
+        return None
+    threshold = math.ceil(quota * QUOTA_WARNING_RATIO)
+    if used_after - delta < threshold <= used_after:
+        return Event(EventType.QUOTA_WARNING, account_id, {
+            "usedBytes": used_after, "quotaBytes": quota,
+            "percent": round(100 * used_after / quota, 1),
+        }, origin=origin_name)
+    return None
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """This node's in-process fan-out of committed events.
+
+    Subscribers are called synchronously in the publishing task and must not
+    block (the trace appends to a bounded buffer); durable consumers read the
+    outbox table instead.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn`` for every event from now on; returns the unsubscribe function."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def publish(self, events: list[Event]) -> None:
+        """Hand committed ``events`` to every subscriber."""
+        for event in events:
+            for fn in list(self._subscribers):
+                fn(event)
