@@ -72,7 +72,7 @@ async def node(db_url: str, tmp_path: Path) -> AsyncIterator[Node]:
         await db.open()
         services = build_services(settings, bridge, db)
         account = await services.accounts.create_account("gc@example.com")
-        bucket = await services.buckets.create(account.id, "gc")
+        bucket = await services.buckets.create(account.id, "gc-safety")
         yield Node(services, bucket)
     finally:
         await db.close()
