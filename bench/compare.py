@@ -5,7 +5,8 @@
 Prints one Markdown table per protocol: workload | this server | reference |
 ratio, the ratio being this server's throughput as a percentage of the
 reference's (for the timed LIST, the reference's time over ours), so above
-100 % this server is faster.  Performance targets are quoted as such ratios,
+100 % this server is faster; with ``--repeat`` the columns are medians and
+the ratio is the median of the per-run ratios.  Performance targets are quoted as such ratios,
 measured in one run: this machine's speed drifts by 20 % from one minute to
 the next, so figures from different runs do not compare.
 
@@ -105,9 +106,11 @@ class Row:
         return self.unit == "s"
 
     def ratio(self) -> float:
-        """This server's speed over the reference's, from the medians."""
-        ours, ref = statistics.median(self.ours), statistics.median(self.ref)
-        return ref / ours if self.timed else ours / ref
+        """This server's speed over the reference's: the median of the
+        per-run ratios, as each run measures both targets back to back and
+        the machine's drift between runs cancels out within a pair."""
+        pairs = zip(self.ours, self.ref, strict=True)
+        return statistics.median(r / o if self.timed else o / r for o, r in pairs)
 
 
 class Rows:
@@ -361,6 +364,9 @@ def print_table(title: str, rows: Rows, notes: list[str], ref_name: str) -> None
     print(f"Machine: {machine()}; `{command}`, medians of {runs} run(s), loopback.")
     for note in notes:
         print(f"- {note}")
+    print("- ratio: this server's speed as a % of the reference's (for times, the "
+          "reference's time over ours), the median of the per-run ratios; each run "
+          "measures both back to back")
     print(f"\n| workload | this server | {ref_name} | ratio |")
     print("| --- | ---: | ---: | ---: |")
     for row in rows.rows.values():

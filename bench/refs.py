@@ -63,6 +63,17 @@ def tail(log: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
+@contextlib.contextmanager
+def log_on_error(what: str, log: Path) -> Iterator[None]:
+    """Show the end of a server's log if the block fails (not on Ctrl-C):
+    the log lives in a temp dir that is about to be removed."""
+    try:
+        yield
+    except Exception:
+        print(f"--- last lines of the {what} log ---\n{tail(log)}", file=sys.stderr)
+        raise
+
+
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL if the process has not exited within 15 s."""
     if proc.poll() is None:
@@ -131,7 +142,8 @@ def rclone_s3(root: Path, rclone: Rclone, access_key: str, secret_key: str) -> I
     )
     try:
         wait_listening(port, proc, "rclone serve s3", log)
-        yield f"http://127.0.0.1:{port}"
+        with log_on_error("rclone serve s3", log):
+            yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
 
@@ -213,6 +225,7 @@ def openssh_sftp(root: Path, user_key_pub: Path, cipher: str) -> Iterator[tuple[
                             stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proc, "sshd", log)
-        yield port, getpass.getuser()
+        with log_on_error("sshd", log):
+            yield port, getpass.getuser()
     finally:
         stop(proc)
