@@ -35,16 +35,13 @@ from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
 
 import trio
 
-from cluster.services import NodeServices
 from protocols.s3 import checksums as cks
 from protocols.s3 import xml as s3xml
 from protocols.s3.chunked import ChunkedDecoder
 from protocols.s3.errors import (
-    ERROR_TABLE,
     S3Error,
     access_denied,
     entity_too_large,
-    entity_too_small,
     invalid_argument,
     method_not_allowed,
     not_implemented,
@@ -72,16 +69,17 @@ from protocols.s3.sigv4 import (
     parse_request_auth,
     verify,
 )
+from protocols.s3.storage_errors import from_storage_error
 from storage import errors as serr
 from storage.accounts import AccountInfo
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
+from storage.core import StorageCore
 from storage.hotpath import KeyRecord, Loaded, load
 from storage.multipart import (
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
     CompletionPlan,
-    EntityTooSmall,
     MultipartService,
 )
 from storage.objects import ObjectInfo, WriteCondition
@@ -227,11 +225,6 @@ ONLY_PRIVATE = ("Only private access is supported: every bucket and object belon
                 "account alone")
 BUCKET_LIST_PARAMS = ("versions", "uploads")
 
-_STORAGE_CODES = {
-    "AccountSuspended": "AccessDenied",
-    "AccountExists": "InvalidRequest",
-    "TooManyAccessKeys": "InvalidRequest",
-}
 
 
 _CONTROL_ESCAPES = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
@@ -373,33 +366,6 @@ def _invalid_range(value: str, size: int) -> S3Error:
 
 class _BodyFailedFirst(Exception):
     """A response body's first piece failed before anything was sent."""
-
-
-def from_storage_error(exc: serr.StorageError) -> S3Error:
-    """Translate a storage-core error into the S3 error clients expect."""
-    code = _STORAGE_CODES.get(exc.code, exc.code)
-    headers: dict[str, str] = {}
-    extra: dict[str, object] = {}
-    if isinstance(exc, serr.NoSuchKey) and exc.details.get("delete_marker"):
-        headers["x-amz-delete-marker"] = "true"
-        headers["x-amz-version-id"] = str(exc.details.get("version_id"))
-    if isinstance(exc, serr.NoSuchVersion):
-        extra["VersionId"] = exc.details.get("version_id", "")
-    if isinstance(exc, serr.PreconditionFailed):
-        extra["Condition"] = exc.details.get("condition", "")
-    if isinstance(exc, serr.ServiceUnavailable):
-        # 503 ServiceUnavailable, which AWS SDKs retry; Retry-After says when.
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, EntityTooSmall):
-        err = entity_too_small(
-            int(exc.details.get("proposed_size", 0)), int(exc.details.get("min_size", 0))
-        )
-        err.extra["PartNumber"] = str(exc.details.get("part_number", ""))
-        return err
-    if code not in ERROR_TABLE:
-        return S3Error("InternalError", detail=f"{exc.code}: {exc.message}")
-    message = exc.message if code in ("TooManyBuckets", "IncompleteBody") else None
-    return S3Error(code, message, extra=extra, headers=headers, detail=exc.message)
 
 
 # ====================================================================================
@@ -774,7 +740,7 @@ class RateLimits:
             raise too_many_requests(retry_after(wait))
 
 
-def _rate_limits_from(services: NodeServices) -> dict[str, float]:
+def _rate_limits_from(services: StorageCore) -> dict[str, float]:
     # accounts.s3_{writes,reads,lists}_per_second, named like the REST API's
     # limits; absent settings keep the documented defaults.
     limits = dict(DEFAULT_RATE_LIMITS)
@@ -786,7 +752,7 @@ def _rate_limits_from(services: NodeServices) -> dict[str, float]:
     return limits
 
 
-def _vhost_domains(services: NodeServices) -> tuple[str, ...]:
+def _vhost_domains(services: StorageCore) -> tuple[str, ...]:
     domains = ["localhost"]
     public = services.settings.listen.public_host.strip().lower()
     if public and not public.replace(".", "").isdigit() and public not in domains:
@@ -860,7 +826,7 @@ class S3App:
     """The S3 ASGI application of one node."""
 
     def __init__(
-        self, services: NodeServices, *, rate_limits: Mapping[str, float] | None = None
+        self, services: StorageCore, *, rate_limits: Mapping[str, float] | None = None
     ) -> None:
         self.services = services
         self.objects = services.objects
@@ -2237,7 +2203,7 @@ class S3App:
 
 
 def create_s3_app(
-    services: NodeServices, *, rate_limits: Mapping[str, float] | None = None
+    services: StorageCore, *, rate_limits: Mapping[str, float] | None = None
 ) -> S3App:
     """Build the S3 ASGI application over a node's services.
 

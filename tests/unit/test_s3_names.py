@@ -146,3 +146,36 @@ def test_prefix_validation_allows_partial_segments():
     with pytest.raises(S3Error) as info:
         validate_key_prefix("a\x00")
     assert info.value.code == "InvalidArgument"
+
+
+@pytest.mark.parametrize("name", ["ab", "My-Bucket", "192.168.5.4", "bucket--x-s3"])
+def test_storage_bucket_name_error_is_the_same_s3_error(name):
+    """The core's InvalidBucketName (storage/names.py) answers as S3's own check."""
+    from protocols.s3.storage_errors import from_storage_error
+    from storage import names
+    from storage.errors import InvalidBucketName
+
+    with pytest.raises(InvalidBucketName) as core:
+        names.check_bucket_name(name)
+    with pytest.raises(S3Error) as s3:
+        validate_bucket_name(name)
+    err = from_storage_error(core.value)
+    assert (err.code, err.status, err.extra) == (s3.value.code, 400, s3.value.extra)
+
+
+@pytest.mark.parametrize("key", ["", "a/../b", "a\x00b", "k" * 1025, "\u00e9" * 513])
+def test_storage_key_error_is_the_same_s3_error(key):
+    """The core's InvalidObjectKey / KeyTooLong answer as S3's own key check."""
+    from protocols.s3.storage_errors import from_storage_error
+    from storage import names
+    from storage.errors import StorageError
+
+    with pytest.raises(StorageError) as core:
+        names.check_key(key)
+    with pytest.raises(S3Error) as s3:
+        validate_object_key(key)
+    err = from_storage_error(core.value)
+    assert (err.code, err.status) == (s3.value.code, 400)
+    assert err.extra.get("ArgumentName") == s3.value.extra.get("ArgumentName")
+    if err.code == "KeyTooLongError":
+        assert err.extra == s3.value.extra
