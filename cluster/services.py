@@ -14,6 +14,7 @@ from cluster.replication import ClusterView, ReplicatedBlobStore
 from cluster.transport import TransportClient, TransportServer
 from config import Settings
 from storage.accounts import AccountService
+from storage.authz import Authorizer
 from storage.blobs import BlobStore
 from storage.bridge import AsyncioBridge
 from storage.buckets import BucketService
@@ -96,9 +97,10 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         default_quota=settings.accounts.default_quota,
         max_access_keys=settings.accounts.max_access_keys,
     )
+    buckets = BucketService(db, max_buckets=settings.accounts.max_buckets)
     services = NodeServices(
         settings=settings, bridge=bridge, db=db, accounts=accounts,
-        buckets=BucketService(db, max_buckets=settings.accounts.max_buckets),
+        buckets=buckets, authz=Authorizer(buckets),
         objects=ObjectService(
             db, blobs, chunk_size=settings.storage.chunk_size,
             inline_threshold=settings.storage.inline_threshold,

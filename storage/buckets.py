@@ -14,7 +14,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors, refs, sql
+from storage import errors, names, refs, sql
 from storage.db import Database
 from storage.models import Account, Bucket
 
@@ -59,15 +59,19 @@ def _info(b: Bucket) -> BucketInfo:
 
 
 class BucketService:
-    """Create, find, list and delete buckets (names are validated by the caller's
-    protocol, which knows its own naming rules and error format)."""
+    """Create, find, list and delete buckets.
+
+    New names are checked here, with the one rule of :mod:`storage.names`,
+    whatever protocol creates the bucket.
+    """
 
     def __init__(self, db: Database, *, max_buckets: int = 10) -> None:
         self._db = db
         self._max_buckets = max_buckets
 
     async def create(self, account_id: str, name: str, region: str = "") -> BucketInfo:
-        """Create a bucket owned by ``account_id``."""
+        """Create a bucket owned by ``account_id`` (InvalidBucketName for a bad name)."""
+        names.check_bucket_name(name)
         max_buckets = self._max_buckets
 
         async def tx() -> BucketInfo:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from config import Settings
 from storage.accounts import AccountService
+from storage.authz import Authorizer
 from storage.blobs import BlobStore
 from storage.bridge import AsyncioBridge
 from storage.buckets import BucketService
@@ -42,6 +43,8 @@ class StorageCore:
     blobs: BlobStore
     sessions: SessionService
     sftp_users: SftpUserService
+    # May this caller do this to this bucket: every protocol asks it.
+    authz: Authorizer
     # Live request trace of this node (admin API stream, request rates).
     trace: TraceBus = field(default_factory=lambda: TraceBus(""))
     # Committed changes, as they happen on this node (the durable copy is the

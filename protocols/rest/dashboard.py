@@ -32,6 +32,7 @@ from protocols.rest.common import (
 )
 from storage import errors
 from storage.accounts import AccountInfo
+from storage.authz import AccessDenied, Action
 from storage.core import StorageCore
 from storage.ratelimit import RateLimiter
 from storage.sessions import LoginAttempts
@@ -186,12 +187,12 @@ def create_dashboard_blueprint(services: StorageCore) -> Blueprint:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         try:
-            bucket = (await services.buckets.get(name) if name
+            bucket = (await services.authz.bucket(account.id, name, Action.READ) if name
                       else await default_bucket(services.buckets, account.id))
+        except AccessDenied:
+            raise ApiError(403, "AccessDenied", "You do not have access to this bucket.") from None
         except errors.StorageError as exc:
             raise from_storage(exc) from None
-        if bucket.account_id != account.id:
-            raise ApiError(403, "AccessDenied", "You do not have access to this bucket.")
         try:
             limit = int(request.args.get("limit", str(EXPLORER_PAGE)))
         except ValueError:

@@ -46,7 +46,8 @@ from protocols.rest.formdata import (
     PartEnd,
     PartStart,
 )
-from storage import errors
+from storage import errors, names
+from storage.authz import AccessDenied, Action
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
@@ -54,7 +55,6 @@ from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
 from storage.signup import default_bucket
 
-MAX_KEY_BYTES = 1024
 _FIELD_LIMIT = 4096
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 log = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ def parse_file_id(fid: str) -> tuple[str, str]:
 
 
 def check_key(key: str) -> str:
-    """Validate an object key given by a client."""
-    if not key or len(key.encode()) > MAX_KEY_BYTES or "\x00" in key:
-        raise ApiError(400, "InvalidKey",
-                       f"The key must be 1 to {MAX_KEY_BYTES} bytes and contain no NUL.")
-    return key
+    """Validate an object key given by a client (the core's one key rule)."""
+    try:
+        return names.check_key(key)
+    except errors.StorageError as exc:
+        raise ApiError(400, "InvalidKey", exc.message) from None
 
 
 def guess_type(key: str, given: str = "") -> str:
@@ -105,16 +105,15 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
     max_upload = s.rest_max_upload
     objects = services.objects
 
-    async def owned_bucket(auth: KeyAuth, name: str | None) -> BucketInfo:
+    async def allowed_bucket(auth: KeyAuth, name: str | None, action: Action) -> BucketInfo:
         try:
             if not name:
                 return await default_bucket(services.buckets, auth.account.id)
-            bucket = await services.buckets.get(name)
+            return await services.authz.bucket(auth.account.id, name, action)
+        except AccessDenied:
+            raise ApiError(403, "AccessDenied", "You do not have access to this bucket.") from None
         except errors.StorageError as exc:
             raise from_storage(exc) from None
-        if bucket.account_id != auth.account.id:
-            raise ApiError(403, "AccessDenied", "You do not have access to this bucket.")
-        return bucket
 
     def describe(info: ObjectInfo, *, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"id": file_id(info.bucket, info.key), "key": info.key}
@@ -151,7 +150,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
             raise ApiError(400, "MissingKey",
                            "A raw upload needs a key (?key= or the X-Key header).")
         check_key(key)
-        bucket = await owned_bucket(auth, bucket_name)
+        bucket = await allowed_bucket(auth, bucket_name, Action.WRITE)
         length = request.content_length
         if length is not None and auth.account.used_bytes + length > auth.account.quota_bytes:
             # Refuse before storing a byte when the declared size cannot fit.
@@ -201,7 +200,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
                     part_type = ev.content_type
                     if fields["bucket"]:
                         # Known already: refuse before storing anything.
-                        await owned_bucket(auth, fields["bucket"])
+                        await allowed_bucket(auth, fields["bucket"], Action.WRITE)
 
                     async def part_body() -> AsyncIterator[bytes]:
                         while True:
@@ -226,7 +225,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
         if stored is None:
             raise ApiError(400, "MissingFile", "The form has no 'file' field.")
         key = check_key(fields["key"] or filename)
-        bucket = await owned_bucket(auth, fields["bucket"])
+        bucket = await allowed_bucket(auth, fields["bucket"], Action.WRITE)
         return await objects.commit(
             bucket, key, stored, etag=stored.md5.hex(),
             content_type=guess_type(key, part_type),
@@ -276,7 +275,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
             raise ApiError(400, "InvalidArgument", "limit must be between 1 and 1000.")
         prefix = request.args.get("prefix", "")
         marker = decode_cursor(request.args.get("cursor", ""))
-        bucket = await owned_bucket(auth, request.args.get("bucket"))
+        bucket = await allowed_bucket(auth, request.args.get("bucket"), Action.READ)
         page = await objects.list_objects(bucket, prefix=prefix, marker=marker, max_keys=limit)
         files = [
             {"id": file_id(bucket.name, e.key), "key": e.key, "size": e.size,
@@ -291,14 +290,14 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
 
     # -- one file ----------------------------------------------------------------
 
-    async def find(auth: KeyAuth, fid: str) -> tuple[BucketInfo, ObjectInfo]:
+    async def find(auth: KeyAuth, fid: str, action: Action) -> tuple[BucketInfo, ObjectInfo]:
         bucket_name, key = parse_file_id(fid)
         try:
-            bucket = await services.buckets.get(bucket_name)
+            bucket = await services.authz.bucket(auth.account.id, bucket_name, action)
         except errors.NoSuchBucket:
             raise ApiError(404, "NotFound", "No file has this id.") from None
-        if bucket.account_id != auth.account.id:
-            raise ApiError(403, "AccessDenied", "You do not have access to this file.")
+        except AccessDenied:
+            raise ApiError(403, "AccessDenied", "You do not have access to this file.") from None
         try:
             return bucket, await objects.head_object(bucket, key)
         except (errors.NoSuchKey, errors.NoSuchVersion):
@@ -308,7 +307,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
     async def get_file(fid: str) -> Any:
         auth = await authenticate_api_key(services.accounts)
         check_rate(reads, auth.access_key)
-        _bucket, info = await find(auth, fid)
+        _bucket, info = await find(auth, fid, Action.READ)
         if request.args.get("meta", "").lower() in ("1", "true", "yes"):
             return json_response(describe(info, full=True))
         size = info.size
@@ -339,7 +338,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
     async def delete_file(fid: str) -> Any:
         auth = await authenticate_api_key(services.accounts)
         check_rate(writes, auth.access_key)
-        bucket, info = await find(auth, fid)
+        bucket, info = await find(auth, fid, Action.WRITE)
         await objects.delete_object(bucket, info.key)
         return json_response({"success": True})
 

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 import asyncssh
 import trio
 
-from protocols.sftp.paths import Target, valid_bucket_name
+from protocols.sftp.paths import Target
 from storage import errors
+from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
 from storage.objects import ObjectInfo
@@ -58,15 +59,16 @@ class StorageOps:
         self.s = services
         self.account_id = account_id
 
-    async def bucket(self, name: str) -> BucketInfo:
+    async def bucket(self, name: str, action: Action = Action.READ) -> BucketInfo:
         try:
-            b = await self.s.buckets.get(name)
+            return await self.s.authz.bucket(self.account_id, name, action)
         except errors.NoSuchBucket:
             raise asyncssh.SFTPNoSuchFile("No such file or directory") from None
-        if b.account_id != self.account_id:
-            # Another account's bucket does not exist, as far as this user knows.
-            raise asyncssh.SFTPNoSuchFile("No such file or directory")
-        return b
+        except AccessDenied as exc:
+            if exc.has_access:
+                raise asyncssh.SFTPPermissionDenied("Permission denied") from None
+            # A bucket this user cannot reach does not exist, as far as they know.
+            raise asyncssh.SFTPNoSuchFile("No such file or directory") from None
 
     async def _is_dir(self, b: BucketInfo, key: str) -> bool:
         page = await self.s.objects.list_objects(b, prefix=key + "/", max_keys=1)
@@ -151,7 +153,7 @@ class StorageOps:
     async def check_writable(self, t: Target) -> BucketInfo:
         if t.is_root or not t.key:
             raise asyncssh.SFTPPermissionDenied("Files can only be written inside a bucket")
-        return await self.bucket(t.bucket)  # type: ignore[arg-type]
+        return await self.bucket(t.bucket, Action.WRITE)  # type: ignore[arg-type]
 
     async def upload(
         self, b: BucketInfo, key: str, recv: trio.MemoryReceiveChannel[bytes | None]
@@ -171,7 +173,7 @@ class StorageOps:
     async def remove(self, t: Target) -> None:
         if t.is_root or not t.key:
             raise asyncssh.SFTPFailure("Is a directory")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
+        b = await self.bucket(t.bucket, Action.WRITE)  # type: ignore[arg-type]
         await self.s.objects.head_object(b, t.key)  # NoSuchKey -> no such file
         await self.s.objects.delete_object(b, t.key)
 
@@ -179,13 +181,10 @@ class StorageOps:
         if t.is_root:
             raise asyncssh.SFTPFailure("The root already exists")
         if not t.key:
-            if not valid_bucket_name(t.bucket or ""):
-                raise asyncssh.SFTPFailure(
-                    "Invalid bucket name: use 3-63 lowercase letters, digits, '-' or '.'")
             await self.s.buckets.create(self.account_id, t.bucket or "",
                                         self.s.settings.cluster.region)
             return
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
+        b = await self.bucket(t.bucket, Action.WRITE)  # type: ignore[arg-type]
         try:
             await self.s.objects.head_object(b, t.key)
             raise asyncssh.SFTPFailure("A file with this name exists")
@@ -204,7 +203,8 @@ class StorageOps:
     async def rmdir(self, t: Target) -> None:
         if t.is_root:
             raise asyncssh.SFTPPermissionDenied("The root cannot be removed")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
+        b = await self.bucket(  # type: ignore[arg-type]
+            t.bucket, Action.MANAGE if not t.key else Action.WRITE)
         if not t.key:
             await self.s.buckets.delete(b)
             return
@@ -219,8 +219,8 @@ class StorageOps:
     async def rename(self, old: Target, new: Target, overwrite: bool) -> None:
         if old.is_root or new.is_root or not old.key or not new.key:
             raise asyncssh.SFTPPermissionDenied("Buckets cannot be renamed")
-        src = await self.bucket(old.bucket)  # type: ignore[arg-type]
-        dst = await self.bucket(new.bucket)  # type: ignore[arg-type]
+        src = await self.bucket(old.bucket, Action.WRITE)  # type: ignore[arg-type]
+        dst = await self.bucket(new.bucket, Action.WRITE)  # type: ignore[arg-type]
         objects = self.s.objects
         try:
             await objects.head_object(src, old.key)

@@ -4,18 +4,16 @@ Paths are normalised lexically against ``/`` (the only working directory a
 session has): ``.`` and ``..`` segments are resolved, so ``..`` can never
 climb above the account's root, and the result is ``/``, ``/bucket`` or
 ``/bucket/key/parts``.  NUL bytes, invalid UTF-8 and over-long keys are
-refused.  Every operation then checks that the bucket belongs to the
-session's account.
+refused.  Every operation then asks the core's authorization whether the
+session's account may act on the bucket.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass
 
-MAX_KEY_BYTES = 1024
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+from storage import names
 
 
 class BadPath(ValueError):
@@ -59,13 +57,6 @@ def resolve(raw: bytes) -> Target:
     if norm == "/":
         return Target(None, "")
     bucket, _, key = norm[1:].partition("/")
-    if len(key.encode()) > MAX_KEY_BYTES:
+    if len(key.encode()) > names.MAX_KEY_BYTES:
         raise BadPath("the key is too long")
     return Target(bucket, key)
-
-
-def valid_bucket_name(name: str) -> bool:
-    """S3's bucket naming rules (the subset that matters for mkdir at the root)."""
-    return bool(_BUCKET_RE.match(name)) and ".." not in name and not re.match(
-        r"^\d+\.\d+\.\d+\.\d+$", name
-    )
