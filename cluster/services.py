@@ -23,6 +23,7 @@ from storage.core import StorageCore
 from storage.crypto import SecretBox
 from storage.db import Database
 from storage.errors import ServiceUnavailable
+from storage.events import EventBus
 from storage.objects import ObjectService
 from storage.sessions import SessionService
 from storage.sftp_users import SftpUserService
@@ -92,12 +93,13 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
     maintenance = Maintenance(settings, db, layouts, view, replicated, local)
     transport = TransportServer(settings.node.id, settings.cluster_secret(), local,
                                 control=maintenance.control, partition_of=partition_of)
+    bus = EventBus()
     accounts = AccountService(
         db, SecretBox(settings.cluster_secret()),
         default_quota=settings.accounts.default_quota,
-        max_access_keys=settings.accounts.max_access_keys,
+        max_access_keys=settings.accounts.max_access_keys, events=bus,
     )
-    buckets = BucketService(db, max_buckets=settings.accounts.max_buckets)
+    buckets = BucketService(db, max_buckets=settings.accounts.max_buckets, events=bus)
     services = NodeServices(
         settings=settings, bridge=bridge, db=db, accounts=accounts,
         buckets=buckets, authz=Authorizer(buckets),
@@ -105,13 +107,13 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
             db, blobs, chunk_size=settings.storage.chunk_size,
             inline_threshold=settings.storage.inline_threshold,
             hash_limiter=trio.CapacityLimiter(max(2, settings.storage.io_threads // 2)),
-            gc_grace=settings.storage.gc_grace_seconds,
+            gc_grace=settings.storage.gc_grace_seconds, events=bus,
         ),
         local_chunks=local, blobs=blobs, layouts=layouts, view=view, replicated=replicated,
         maintenance=maintenance, transport=transport,
         sessions=SessionService(db, ttl_seconds=settings.accounts.session_ttl_seconds),
         sftp_users=SftpUserService(db),
-        trace=TraceBus(settings.node.id),
+        trace=TraceBus(settings.node.id), events=bus,
     )
     services.unavailable_parts = functools.partial(unavailable_parts, services)
     return services

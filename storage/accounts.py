@@ -11,7 +11,7 @@ import trio
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors
+from storage import errors, events
 from storage.crypto import (
     SecretBox,
     hash_password,
@@ -21,6 +21,7 @@ from storage.crypto import (
     verify_password,
 )
 from storage.db import Database
+from storage.events import Event, EventBus, EventType
 from storage.models import AccessKey, Account
 
 
@@ -82,9 +83,11 @@ class AccountService:
     """Create and look up accounts and key pairs."""
 
     def __init__(
-        self, db: Database, box: SecretBox, *, default_quota: int, max_access_keys: int = 5
+        self, db: Database, box: SecretBox, *, default_quota: int, max_access_keys: int = 5,
+        events: EventBus | None = None,
     ) -> None:
         self._db = db
+        self._events = events or EventBus()
         self._box = box
         self._default_quota = default_quota
         self._max_keys = max_access_keys
@@ -166,15 +169,21 @@ class AccountService:
         sealed = self._box.seal(secret, context=access_key)
         limit = self._max_keys
 
+        created = Event(EventType.KEY_CREATED, account_id,
+                        {"accessKeyId": access_key, "name": name},
+                        origin=events.current_origin())
+
         async def tx() -> None:
-            async with in_transaction():
+            async with in_transaction() as conn:
                 if await AccessKey.filter(account_id=account_id).count() >= limit:
                     raise errors.TooManyAccessKeys(f"An account can have at most {limit} keys.")
                 await AccessKey.create(
                     access_key=access_key, account_id=account_id, name=name, secret_enc=sealed
                 )
+                await events.record(conn, [created])
 
         await self._db.run(tx)
+        self._events.publish([created])
         return Credentials(access_key=access_key, secret_key=secret, name=name)
 
     async def list_access_keys(self, account_id: str) -> list[AccessKeyInfo]:
@@ -189,10 +198,21 @@ class AccountService:
     async def delete_access_key(self, account_id: str, access_key: str) -> bool:
         """Revoke one of the account's keys; False if it has no such key."""
 
-        async def tx() -> int:
-            return await AccessKey.filter(account_id=account_id, access_key=access_key).delete()
+        revoked = Event(EventType.KEY_REVOKED, account_id, {"accessKeyId": access_key},
+                        origin=events.current_origin())
 
-        return bool(await self._db.run(tx))
+        async def tx() -> int:
+            async with in_transaction() as conn:
+                count = await AccessKey.filter(
+                    account_id=account_id, access_key=access_key).delete()
+                if count:
+                    await events.record(conn, [revoked])
+                return count
+
+        if not await self._db.run(tx):
+            return False
+        self._events.publish([revoked])
+        return True
 
     async def resolve_access_key(self, access_key: str) -> tuple[AccountInfo, str] | None:
         """The owning account and the plaintext secret of an access key, if it

@@ -14,8 +14,9 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors, names, refs, sql
+from storage import errors, events, names, refs, sql
 from storage.db import Database
+from storage.events import Event, EventBus, EventType
 from storage.models import Account, Bucket
 
 
@@ -31,7 +32,8 @@ class BucketInfo:
     created_at: datetime
 
 
-def _delete_bucket_steps(bucket_id: int, lock: str) -> sql.UnitOfWork[None]:
+def _delete_bucket_steps(bucket: BucketInfo, lock: str, emitted: list[Event],
+                         origin: str) -> sql.UnitOfWork[None]:
     """Delete the bucket if it holds no version, aborting its open uploads.
 
     The bucket row is locked first (FOR UPDATE conflicts with the key-share
@@ -40,6 +42,7 @@ def _delete_bucket_steps(bucket_id: int, lock: str) -> sql.UnitOfWork[None]:
     on the vanished bucket afterwards.  Never a version deleted by the
     foreign key's cascade without its references released.
     """
+    bucket_id = bucket.id
     found = yield (sql.FETCH, "SELECT id FROM buckets WHERE id = ?" + lock, (bucket_id,))
     if not found:
         raise errors.NoSuchBucket()
@@ -49,6 +52,10 @@ def _delete_bucket_steps(bucket_id: int, lock: str) -> sql.UnitOfWork[None]:
         raise errors.BucketNotEmpty()
     yield from refs.retire_uploads_steps(bucket_id)
     yield (sql.EXECUTE, "DELETE FROM buckets WHERE id = ?", (bucket_id,))
+    changes = [Event(EventType.BUCKET_DELETED, bucket.account_id, {"bucket": bucket.name},
+                     origin=origin)]
+    yield from events.record_steps(changes)
+    emitted.extend(changes)
 
 
 def _info(b: Bucket) -> BucketInfo:
@@ -65,14 +72,18 @@ class BucketService:
     whatever protocol creates the bucket.
     """
 
-    def __init__(self, db: Database, *, max_buckets: int = 10) -> None:
+    def __init__(self, db: Database, *, max_buckets: int = 10,
+                 events: EventBus | None = None) -> None:
         self._db = db
         self._max_buckets = max_buckets
+        self._events = events or EventBus()
 
     async def create(self, account_id: str, name: str, region: str = "") -> BucketInfo:
         """Create a bucket owned by ``account_id`` (InvalidBucketName for a bad name)."""
         names.check_bucket_name(name)
         max_buckets = self._max_buckets
+        created = Event(EventType.BUCKET_CREATED, account_id, {"bucket": name, "region": region},
+                        origin=events.current_origin())
 
         async def tx() -> BucketInfo:
             existing = await Bucket.get_or_none(name=name)
@@ -80,7 +91,7 @@ class BucketService:
                 if existing.account_id == account_id:  # type: ignore[attr-defined]
                     raise errors.BucketAlreadyOwnedByYou()
                 raise errors.BucketAlreadyExists()
-            async with in_transaction():
+            async with in_transaction() as conn:
                 if not await Account.exists(id=account_id):
                     raise errors.StorageError("account does not exist")
                 if await Bucket.filter(account_id=account_id).count() >= max_buckets:
@@ -91,9 +102,12 @@ class BucketService:
                     b = await Bucket.create(name=name, account_id=account_id, region=region)
                 except IntegrityError:
                     raise errors.BucketAlreadyExists() from None
+                await events.record(conn, [created])
             return _info(b)
 
-        return await sql.retry(lambda: self._db.run(tx))
+        info = await sql.retry(lambda: self._db.run(tx))
+        self._events.publish([created])
+        return info
 
     async def get(self, name: str) -> BucketInfo:
         """The bucket called ``name``; raises NoSuchBucket."""
@@ -123,7 +137,14 @@ class BucketService:
         # Row locks need FOR UPDATE on PostgreSQL; SQLite's write transaction
         # already excludes every other writer.
         lock = " FOR UPDATE" if self._db.dialect == "postgres" else ""
-        await sql.retry(lambda: self._db.write(_delete_bucket_steps, bucket.id, lock))
+        origin = events.current_origin()
+
+        async def attempt() -> list[Event]:
+            emitted: list[Event] = []
+            await self._db.write(_delete_bucket_steps, bucket, lock, emitted, origin)
+            return emitted
+
+        self._events.publish(await sql.retry(attempt))
 
     async def set_versioning(self, bucket: BucketInfo, status: str) -> BucketInfo:
         """Set S3 versioning to ``Enabled`` or ``Suspended``."""

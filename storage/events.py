@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage import sql
@@ -125,6 +125,11 @@ def record_steps(events: list[Event]) -> sql.UnitOfWork[None]:
         yield (sql.MANY, _INSERT, rows)
 
 
+async def record(conn: Any, events: list[Event]) -> None:
+    """:func:`record_steps` on an ORM connection (inside the change's transaction)."""
+    await sql.drive(conn, record_steps(events))
+
+
 def quota_crossing(
     account_id: str, used_after: int, delta: int, quota: int, origin_name: str
 ) -> Event | None:
@@ -139,6 +144,35 @@ def quota_crossing(
             "percent": round(100 * used_after / quota, 1),
         }, origin=origin_name)
     return None
+
+
+# quota.exceeded is recorded when a write is refused for the quota, at most
+# this often per account (a client retrying a refused upload would otherwise
+# flood the receivers).
+QUOTA_EXCEEDED_GAP = timedelta(hours=1)
+
+
+def quota_exceeded_steps(account_id: str, origin_name: str) -> sql.UnitOfWork[Event | None]:
+    """Record quota.exceeded for ``account_id`` unless one was recorded within
+    :data:`QUOTA_EXCEEDED_GAP`; the event recorded, or None."""
+    now = datetime.now(UTC)
+    recent = yield (sql.FETCH,
+                    "SELECT 1 FROM events WHERE account_id = ? AND type = ? AND created_at > ? "
+                    "LIMIT 1",
+                    (account_id, str(EventType.QUOTA_EXCEEDED), now - QUOTA_EXCEEDED_GAP))
+    if recent:
+        return None
+    usage = yield (sql.FETCH, "SELECT used_bytes, quota_bytes FROM accounts WHERE id = ?",
+                   (account_id,))
+    if not usage:
+        return None
+    used, quota = int(usage[0]["used_bytes"]), int(usage[0]["quota_bytes"])
+    event = Event(EventType.QUOTA_EXCEEDED, account_id, {
+        "usedBytes": used, "quotaBytes": quota,
+        "percent": round(100 * used / quota, 1) if quota else 100.0,
+    }, origin=origin_name, at=now)
+    yield from record_steps([event])
+    return event
 
 
 Subscriber = Callable[[Event], None]

@@ -280,3 +280,28 @@ class LoginFailure(Model):
     class Meta:
         table = "login_failures"
         indexes = (("subject", "at"),)
+
+
+class Event(Model):
+    """One committed change: the outbox that webhook delivery, the audit log
+    and search read (see :mod:`storage.events`).  Written in the transaction
+    of the change itself, so it exists exactly when the change does."""
+
+    id = fields.BigIntField(primary_key=True)
+    type = fields.CharField(max_length=32)
+    # The account the event belongs to (a bucket's owner), not a foreign key:
+    # the record of a change outlives the account that made it.
+    account_id = fields.CharField(max_length=40)
+    bucket = fields.CharField(max_length=63, null=True)
+    key = fields.TextField(null=True)
+    data = fields.JSONField()
+    # The surface that caused it ("s3", "rest", "sftp", ...) and who did.
+    origin = fields.CharField(max_length=16, default="")
+    actor = fields.CharField(max_length=40, default="")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "events"
+        # An account's events in order (audit log), and the latest of a type
+        # (quota.exceeded is recorded at most once an hour).
+        indexes = (("account_id", "id"), ("account_id", "type", "id"))

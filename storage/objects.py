@@ -30,10 +30,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import errors, pending, refs, sql
+from storage import errors, events, names, pending, refs, sql
 from storage.blobs import BlobStore, ChunkNotFound, chunk_id_of
 from storage.buckets import BucketInfo
 from storage.db import Database
+from storage.events import Event, EventBus, EventType
 from storage.listing import Cursor, prefix_upper_bound, roll_up, start_cursor
 from storage.models import ObjectVersion
 from storage.pending import PendingRegistry
@@ -226,8 +227,14 @@ def _commit_steps(
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
     condition: WriteCondition | None = None,
+    emitted: list[Event] | None = None,
+    origin: str = "",
 ) -> sql.UnitOfWork[ObjectInfo]:
     """Make a new version (or delete marker) the latest one, if ``condition`` holds.
+
+    Records the change's events (object.created / updated / deleted, and
+    quota.warning when usage rose through its threshold) in the same
+    transaction and appends them to ``emitted``.
 
     Raw SQL rather than the ORM: this is every PutObject's transaction, and
     the query builder and model instances cost several times the statements.
@@ -255,13 +262,10 @@ def _commit_steps(
     # loses on the unique latest index and retries against the winner).
     demote = ('UPDATE object_versions SET is_latest = NULL '
               'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?')
-    latest = None
-    if condition is None:
-        yield (sql.EXECUTE, demote, (bucket.id, key, True))
-    else:
-        demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker",
-                         (bucket.id, key, True))
-        latest = demoted[0] if demoted else None
+    # What it demotes tells the condition, and the event (created or updated).
+    demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker, size, content_type",
+                     (bucket.id, key, True))
+    latest = demoted[0] if demoted else None
     if not versioned:
         replaced = yield (sql.FETCH,
                           'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
@@ -276,10 +280,27 @@ def _commit_steps(
             yield from refs.release_steps(bucket.account_id, refs.dropped(replaced))
     if condition is not None:
         condition.check(latest)
+    existed = latest is not None and not latest["is_delete_marker"]
+    changes: list[Event] = []
     if not is_marker:
-        yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
+        used, quota = yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
+        changes.append(Event(
+            EventType.OBJECT_UPDATED if existed else EventType.OBJECT_CREATED,
+            bucket.account_id,
+            events.object_data(bucket.name, key, fields["size"], fields["content_type"]),
+            origin=origin))
+        warning = events.quota_crossing(bucket.account_id, used, fields["size"], quota, origin)
+        if warning is not None:
+            changes.append(warning)
+    elif existed:
+        assert latest is not None
+        # A delete marker hides the object: to its users it is deleted.
+        changes.append(_deleted(bucket, key, latest, origin))
     yield from refs.reference_steps(chunks)
     yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    yield from events.record_steps(changes)
+    if emitted is not None:
+        emitted.extend(changes)
     if fields.get("pending_token"):
         # Only an upload that outlasted a quarter of the GC grace has rows.
         yield from pending.release_steps(fields["pending_token"])
@@ -294,6 +315,16 @@ def _commit_steps(
     )
 
 
+def _deleted(bucket: BucketInfo, key: str, row: Mapping[str, Any], origin: str,
+             version_id: str | None = None) -> Event:
+    """object.deleted for a removed (or hidden) version described by ``row``."""
+    data = events.object_data(bucket.name, key, int(row.get("size") or 0),
+                              row.get("content_type") or "")
+    if version_id is not None:
+        data["versionId"] = version_id
+    return Event(EventType.OBJECT_DELETED, bucket.account_id, data, origin=origin)
+
+
 async def _commit_version_after(
     before: CommitHook,
     bucket: BucketInfo,
@@ -301,11 +332,14 @@ async def _commit_version_after(
     fields: dict[str, Any],
     chunks: list[tuple[str, int]],
     condition: WriteCondition | None,
+    emitted: list[Event],
+    origin: str,
 ) -> ObjectInfo:
     """:func:`_commit_steps` in an ORM transaction that ``before`` opens."""
     async with in_transaction() as conn:
         await before(conn)
-        return await sql.drive(conn, _commit_steps(bucket, key, fields, chunks, condition))
+        return await sql.drive(conn, _commit_steps(bucket, key, fields, chunks, condition,
+                                                   emitted, origin))
 
 
 async def _find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
@@ -333,21 +367,30 @@ async def _set_tags(
 
 
 def _delete_version_steps(
-    bucket: BucketInfo, key: str, version_id: str
+    bucket: BucketInfo, key: str, version_id: str, condition: WriteCondition | None,
+    emitted: list[Event], origin: str,
 ) -> sql.UnitOfWork[DeleteResult]:
     """Delete one version for good; the newest remaining one becomes latest.
 
     Only what this statement deleted is released: of racing deletes of one
     version, exactly one gets the row back (the others find nothing).
+    ``condition`` is checked against the version deleted (rolling it back).
     """
     gone = yield (sql.FETCH,
                   'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                  f"AND version_id = ? RETURNING is_latest, {refs.VERSION_RETURNING}",
+                  f"AND version_id = ? RETURNING is_latest, etag, content_type, "
+                  f"{refs.VERSION_RETURNING}",
                   (bucket.id, key, version_id))
+    if condition is not None:
+        condition.check(gone[0] if gone else None)
     if not gone:
         # S3 answers success for a version that is already gone.
         return DeleteResult(version_id=version_id, delete_marker=False)
     yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
+    if not gone[0]["is_delete_marker"]:
+        changes = [_deleted(bucket, key, gone[0], origin, version_id)]
+        yield from events.record_steps(changes)
+        emitted.extend(changes)
     if gone[0]["is_latest"]:
         yield (sql.EXECUTE,
                "UPDATE object_versions SET is_latest = ? WHERE id = (SELECT id FROM "
@@ -356,14 +399,25 @@ def _delete_version_steps(
     return DeleteResult(version_id=version_id, delete_marker=bool(gone[0]["is_delete_marker"]))
 
 
-def _delete_unversioned_steps(bucket: BucketInfo, key: str) -> sql.UnitOfWork[DeleteResult]:
-    """Delete every version of ``key`` (an unversioned bucket holds at most one)."""
+def _delete_unversioned_steps(
+    bucket: BucketInfo, key: str, condition: WriteCondition | None, emitted: list[Event],
+    origin: str,
+) -> sql.UnitOfWork[DeleteResult]:
+    """Delete every version of ``key`` (an unversioned bucket holds at most one),
+    if ``condition`` holds for its latest version (else roll back)."""
     gone = yield (sql.FETCH,
                   'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                  f"RETURNING {refs.VERSION_RETURNING}",
+                  f"RETURNING is_latest, etag, content_type, {refs.VERSION_RETURNING}",
                   (bucket.id, key))
+    latest = next((r for r in gone if r["is_latest"]), None)
+    if condition is not None:
+        condition.check(latest)
     if gone:
         yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
+    if latest is not None and not latest["is_delete_marker"]:
+        changes = [_deleted(bucket, key, latest, origin)]
+        yield from events.record_steps(changes)
+        emitted.extend(changes)
     return DeleteResult(version_id=None, delete_marker=False)
 
 
@@ -485,8 +539,11 @@ class ObjectService:
         write_window: int = 4,
         read_ahead: int = 2,
         gc_grace: float | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self._db = db
+        # Committed changes are published here after their transaction.
+        self.events = events or EventBus()
         self.blobs = blobs
         self.chunk_size = chunk_size
         self.inline_threshold = inline_threshold
@@ -709,22 +766,40 @@ class ObjectService:
         before: CommitHook | None = None,
         condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        async def attempt() -> ObjectInfo:
+        names.check_key(key)
+        origin = events.current_origin()
+
+        async def attempt() -> tuple[ObjectInfo, list[Event]]:
+            emitted: list[Event] = []  # afresh for each try: a rolled-back one emitted nothing
             if before is None:
-                return await self._db.write(_commit_steps, bucket, key, fields, chunks,
-                                            condition)
-            return await self._db.run(_commit_version_after, before, bucket, key, fields,
-                                      chunks, condition)
+                info = await self._db.write(_commit_steps, bucket, key, fields, chunks,
+                                            condition, emitted, origin)
+            else:
+                info = await self._db.run(_commit_version_after, before, bucket, key, fields,
+                                          chunks, condition, emitted, origin)
+            return info, emitted
 
         try:
             # PostgreSQL aborts one of two writers racing on the same key
             # (deadlock / serialization failure), and another writer may
             # become latest between our demote and insert: the loser retries.
-            return await sql.retry(attempt, also=_lost_latest_race)
+            info, emitted = await sql.retry(attempt, also=_lost_latest_race)
         except IntegrityError as exc:
             if _is_foreign_key(exc):
                 raise errors.NoSuchBucket() from None
             raise
+        except errors.QuotaExceeded:
+            await self._quota_exceeded(bucket.account_id, origin)
+            raise
+        self.events.publish(emitted)
+        return info
+
+    async def _quota_exceeded(self, account_id: str, origin: str) -> None:
+        """Record quota.exceeded for a refused write (at most once an hour)."""
+        event = await sql.retry(
+            lambda: self._db.write(events.quota_exceeded_steps, account_id, origin))
+        if event is not None:
+            self.events.publish([event])
 
     # -- reading ----------------------------------------------------------------
 
@@ -911,19 +986,34 @@ class ObjectService:
         await sql.retry(lambda: self._db.run(_set_tags, bucket, key, version_id, dict(tags)))
 
     async def delete_object(
-        self, bucket: BucketInfo, key: str, version_id: str | None = None
+        self, bucket: BucketInfo, key: str, version_id: str | None = None,
+        condition: WriteCondition | None = None,
     ) -> DeleteResult:
         """Delete as S3 does: a specific version permanently, else the null
-        version (unversioned) or a new delete marker (versioned)."""
-        if version_id is not None:
-            # A promotion to latest may lose to a concurrent writer's new
-            # latest version (the unique index): retry against the winner.
-            return await sql.retry(
-                lambda: self._db.write(_delete_version_steps, bucket, key, version_id),
-                also=_lost_latest_race)
-        if bucket.versioning == "":
-            return await sql.retry(
-                lambda: self._db.write(_delete_unversioned_steps, bucket, key))
-        fields = {"size": 0, "etag": "", "content_type": "", "is_delete_marker": True}
-        marker = await self._commit(bucket, key, fields, [])
-        return DeleteResult(version_id=marker.version_id, delete_marker=True)
+        version (unversioned) or a new delete marker (versioned).
+
+        ``condition`` (If-Match) is checked in the delete's own transaction,
+        against the version deleted or hidden: PreconditionFailed (or
+        NoSuchKey) and nothing changes when it does not hold.
+        """
+        if version_id is None and bucket.versioning != "":
+            fields = {"size": 0, "etag": "", "content_type": "", "is_delete_marker": True}
+            marker = await self._commit(bucket, key, fields, [], condition=condition)
+            return DeleteResult(version_id=marker.version_id, delete_marker=True)
+        origin = events.current_origin()
+
+        async def attempt() -> tuple[DeleteResult, list[Event]]:
+            emitted: list[Event] = []
+            if version_id is not None:
+                result = await self._db.write(_delete_version_steps, bucket, key, version_id,
+                                              condition, emitted, origin)
+            else:
+                result = await self._db.write(_delete_unversioned_steps, bucket, key,
+                                              condition, emitted, origin)
+            return result, emitted
+
+        # A promotion to latest may lose to a concurrent writer's new latest
+        # version (the unique index): retry against the winner.
+        result, emitted = await sql.retry(attempt, also=_lost_latest_race)
+        self.events.publish(emitted)
+        return result

@@ -83,15 +83,21 @@ def release_steps(account_id: str, versions: Sequence[Dropped]) -> sql.UnitOfWor
                (sum(v.size for v in live), len(live), account_id))
 
 
-def charge_steps(account_id: str, size: int, count: int) -> sql.UnitOfWork[None]:
-    """Add usage, refusing (and so rolling back) anything over the quota."""
-    changed = yield (sql.EXECUTE,
-                     "UPDATE accounts SET used_bytes = used_bytes + ?, "
-                     "object_count = object_count + ? "
-                     "WHERE id = ? AND used_bytes + ? <= quota_bytes",
-                     (size, count, account_id, size))
-    if changed != 1:
+def charge_steps(account_id: str, size: int, count: int) -> sql.UnitOfWork[tuple[int, int]]:
+    """Add usage, refusing (and so rolling back) anything over the quota.
+
+    Returns the account's usage after the charge and its quota (for the
+    quota.warning event).
+    """
+    rows = yield (sql.FETCH,
+                  "UPDATE accounts SET used_bytes = used_bytes + ?, "
+                  "object_count = object_count + ? "
+                  "WHERE id = ? AND used_bytes + ? <= quota_bytes "
+                  "RETURNING used_bytes, quota_bytes",
+                  (size, count, account_id, size))
+    if not rows:
         raise errors.QuotaExceeded()
+    return int(rows[0]["used_bytes"]), int(rows[0]["quota_bytes"])
 
 
 def retire_uploads_steps(

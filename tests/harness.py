@@ -116,6 +116,7 @@ class NodeProcess:
     access_key: str
     secret_key: str
     region: str = "eu-central-1"
+    db_url: str = ""
     process: subprocess.Popen[str] | None = None
     log: Path | None = None
     extra: dict = field(default_factory=dict)
@@ -209,7 +210,7 @@ def prepare_node(
     assert done.returncode == 0, done.stderr
     ak, sk = parse_credentials(done.stdout)
     return NodeProcess(node_id=node_id, config=config, data_dir=root / "data", ports=ports,
-                       access_key=ak, secret_key=sk, log=root / "node.log")
+                       access_key=ak, secret_key=sk, log=root / "node.log", db_url=db_url)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from protocols.rest.common import (
     string_field,
     too_many_requests,
 )
-from storage import errors
+from storage import errors, events
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
 from storage.core import StorageCore
@@ -54,10 +54,16 @@ def _user(a: AccountInfo) -> dict[str, Any]:
     }
 
 
+async def _from_dashboard() -> None:
+    # Async, so it runs in the request's own task (see files._from_rest).
+    events.set_origin("dashboard")
+
+
 def create_dashboard_blueprint(services: StorageCore) -> Blueprint:
     """The dashboard routes over a node's services."""
     bp = Blueprint("dashboard", __name__)
     bp.before_request(check_request_params)
+    bp.before_request(_from_dashboard)
     settings = services.settings
     per_account = RateLimiter(settings.accounts.dashboard_requests_per_minute, 60.0)
     # Failed logins are counted exactly, cluster-wide, in the database.

@@ -46,7 +46,7 @@ from protocols.rest.formdata import (
     PartEnd,
     PartStart,
 )
-from storage import errors, names
+from storage import errors, events, names
 from storage.authz import AccessDenied, Action
 from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
@@ -94,10 +94,17 @@ def guess_type(key: str, given: str = "") -> str:
     return mimetypes.guess_type(key)[0] or given or "application/octet-stream"
 
 
+async def _from_rest() -> None:
+    # Async, so it runs in the request's own task: the changes the handler
+    # makes are attributed to this surface (storage.events).
+    events.set_origin("rest")
+
+
 def create_files_blueprint(services: StorageCore) -> Blueprint:
     """The ``/api/v1/files`` routes over a node's services."""
     bp = Blueprint("files_v1", __name__)
     bp.before_request(check_request_params)
+    bp.before_request(_from_rest)
     s = services.settings.accounts
     writes = RateLimiter(s.rest_writes_per_second, 1.0)
     reads = RateLimiter(s.rest_reads_per_second, 1.0)

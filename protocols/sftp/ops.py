@@ -8,23 +8,27 @@ account's bucket does not exist as far as this user knows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mimetypes
 import re
 import stat as statmod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 import asyncssh
 import trio
 
 from protocols.sftp.paths import Target
-from storage import errors
+from storage import errors, events
 from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
 from storage.objects import ObjectInfo
 
 LIST_PAGE = 1000
+P = ParamSpec("P")
+T = TypeVar("T")
 MAX_RENAME_OBJECTS = 10_000
 DIR_MODE = statmod.S_IFDIR | 0o755
 FILE_MODE = statmod.S_IFREG | 0o644
@@ -50,6 +54,18 @@ def file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
 
 class Aborted(Exception):
     """An upload was abandoned (interrupted session)."""
+
+
+def _from_sftp(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Attribute the changes ``fn`` makes to SFTP (storage.events); each call
+    runs as its own trio task, so the attribution ends with it."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with events.origin("sftp"):
+            return await fn(*args, **kwargs)
+
+    return wrapper
 
 
 class StorageOps:
@@ -155,6 +171,7 @@ class StorageOps:
             raise asyncssh.SFTPPermissionDenied("Files can only be written inside a bucket")
         return await self.bucket(t.bucket, Action.WRITE)  # type: ignore[arg-type]
 
+    @_from_sftp
     async def upload(
         self, b: BucketInfo, key: str, recv: trio.MemoryReceiveChannel[bytes | None]
     ) -> ObjectInfo:
@@ -170,6 +187,7 @@ class StorageOps:
         finally:
             recv.close()  # wakes a blocked writer with BrokenResourceError
 
+    @_from_sftp
     async def remove(self, t: Target) -> None:
         if t.is_root or not t.key:
             raise asyncssh.SFTPFailure("Is a directory")
@@ -177,6 +195,7 @@ class StorageOps:
         await self.s.objects.head_object(b, t.key)  # NoSuchKey -> no such file
         await self.s.objects.delete_object(b, t.key)
 
+    @_from_sftp
     async def mkdir(self, t: Target) -> None:
         if t.is_root:
             raise asyncssh.SFTPFailure("The root already exists")
@@ -200,6 +219,7 @@ class StorageOps:
         await self.s.objects.put_object(b, t.key + "/", empty(),
                                         content_type=FOLDER_CONTENT_TYPE)
 
+    @_from_sftp
     async def rmdir(self, t: Target) -> None:
         if t.is_root:
             raise asyncssh.SFTPPermissionDenied("The root cannot be removed")
@@ -216,6 +236,7 @@ class StorageOps:
             raise asyncssh.SFTPNoSuchFile("No such file or directory")
         await self.s.objects.delete_object(b, t.key + "/")
 
+    @_from_sftp
     async def rename(self, old: Target, new: Target, overwrite: bool) -> None:
         if old.is_root or new.is_root or not old.key or not new.key:
             raise asyncssh.SFTPPermissionDenied("Buckets cannot be renamed")
