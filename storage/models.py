@@ -305,3 +305,15 @@ class Event(Model):
         # An account's events in order (audit log), and the latest of a type
         # (quota.exceeded is recorded at most once an hour).
         indexes = (("account_id", "id"), ("account_id", "type", "id"))
+
+
+# -- shares and image transforms (issue 16; migration 0010) ----------------------------
+
+
+# -- webhooks and Time Machine versions (issue 17; migration 0011) ---------------------
+
+
+# -- teams and billing (issue 18; migration 0012) ---------------------------------------
+
+
+# -- REST dialects v1-pro and v2-objects (issue 19; migration 0013) ---------------------
