@@ -2,14 +2,16 @@
 
 ``cluster/node.py`` wraps every app it serves with :class:`TraceMiddleware`
 (protocol = the app's name).  The middleware measures status, bytes in and
-out and duration itself; for S3 it also derives the operation name from the
-method, path and query, and the access key from the ``Authorization`` header
-or ``X-Amz-Credential`` (presigned URLs), which it maps to the account.
+out and duration itself; for S3 it also derives the access key from the
+``Authorization`` header or ``X-Amz-Credential`` (presigned URLs), which it
+maps to the account.
 
-An app that knows better (a REST dialect that authenticated an API key, say)
-may fill in fields itself: the middleware puts a mutable dict under
-``scope["cloudstorage.trace"]``; keys ``account``, ``operation``, ``bucket``
-and ``key`` set there win over the derived values.
+Apps fill in what they know: the middleware puts a mutable dict under
+``scope["cloudstorage.trace"]`` and reads it after the app ran; keys
+``account``, ``operation``, ``bucket`` and ``key`` set there win over the
+derived values.  The S3 app sets the operation its router resolved
+(protocols/s3/router.py), so there is one S3 classifier, not two; without a
+note the operation is ``METHOD /path``.
 """
 
 from __future__ import annotations
@@ -51,77 +53,6 @@ def s3_access_key(headers: dict[str, str], query: dict[str, list[str]]) -> str:
     if key := query.get("AWSAccessKeyId"):
         return key[0]
     return ""
-
-
-_BUCKET_SUBRESOURCES = {
-    "versioning": "BucketVersioning", "location": "BucketLocation", "acl": "BucketAcl",
-    "policy": "BucketPolicy", "tagging": "BucketTagging", "cors": "BucketCors",
-    "lifecycle": "BucketLifecycleConfiguration", "encryption": "BucketEncryption",
-    "website": "BucketWebsite", "notification": "BucketNotificationConfiguration",
-    "logging": "BucketLogging", "ownershipControls": "BucketOwnershipControls",
-    "publicAccessBlock": "PublicAccessBlock", "object-lock": "ObjectLockConfiguration",
-}
-_VERB = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Get"}
-
-
-def s3_operation(
-    method: str, bucket: str, key: str, query: dict[str, list[str]], headers: dict[str, str]
-) -> str:
-    """The S3 API operation name (``PutObject``, ``ListObjectsV2``, ...) of a
-    path-style request."""
-    if not bucket:
-        return "ListBuckets" if method == "GET" else f"{method} /"
-    if not key:
-        if method == "POST" and "delete" in query:
-            return "DeleteObjects"
-        for sub, name in _BUCKET_SUBRESOURCES.items():
-            if sub in query and method in _VERB:
-                return _VERB[method] + name
-        if method == "GET":
-            if "versions" in query:
-                return "ListObjectVersions"
-            if "uploads" in query:
-                return "ListMultipartUploads"
-            return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
-        return {"PUT": "CreateBucket", "DELETE": "DeleteBucket",
-                "HEAD": "HeadBucket"}.get(method, f"{method} Bucket")
-    upload = "uploadId" in query
-    copy = "x-amz-copy-source" in headers
-    if method == "PUT":
-        if upload and "partNumber" in query:
-            return "UploadPartCopy" if copy else "UploadPart"
-        if "tagging" in query:
-            return "PutObjectTagging"
-        if "acl" in query:
-            return "PutObjectAcl"
-        return "CopyObject" if copy else "PutObject"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if upload:
-            return "CompleteMultipartUpload"
-        if "restore" in query:
-            return "RestoreObject"
-        return "PostObject"
-    if method == "GET":
-        if upload:
-            return "ListParts"
-        if "tagging" in query:
-            return "GetObjectTagging"
-        if "acl" in query:
-            return "GetObjectAcl"
-        if "attributes" in query:
-            return "GetObjectAttributes"
-        return "GetObject"
-    if method == "HEAD":
-        return "HeadObject"
-    if method == "DELETE":
-        if upload:
-            return "AbortMultipartUpload"
-        if "tagging" in query:
-            return "DeleteObjectTagging"
-        return "DeleteObject"
-    return f"{method} Object"
 
 
 _V2_OBJECT_RE = re.compile(r"^/v2/buckets/([^/]+)(?:/objects/(.+))?$")
@@ -225,15 +156,17 @@ class TraceMiddleware:
         protocol = self.protocol
         access_key = ""
         bucket = key = ""
+        operation = f"{method} {path}"
         if protocol == "s3":
+            # The S3 app notes the operation its router resolved (and the
+            # bucket and key, virtual-host style included); this path-style
+            # split only labels a request refused before it got that far.
             bucket, _, key = path.lstrip("/").partition("/")
-            operation = s3_operation(method, bucket, key, query, headers)
             access_key = s3_access_key(headers, query)
         else:
             if path.startswith(ADMIN_PREFIX):
                 protocol = ADMIN_PROTOCOL
             bucket, key = _web_target(path)
-            operation = f"{method} {path}"
         account = str(notes.get("account", ""))
         if not account and access_key and self.resolve_account is not None:
             try:

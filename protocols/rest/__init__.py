@@ -4,5 +4,5 @@
   login, keys, storage explorer, SFTP settings);
 * :mod:`protocols.rest.files` -- the Simple REST API ``/api/v1/files``;
 * :mod:`protocols.rest.common` -- JSON errors, authentication, rate limits;
-* :mod:`protocols.rest.formdata` -- an incremental multipart/form-data parser.
+* form uploads are parsed by :mod:`protocols.multipart_form` (shared with S3 POST Object).
 """

@@ -25,6 +25,13 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, request
 
+from protocols.multipart_form import (
+    FormDataError,
+    FormParser,
+    PartData,
+    PartEnd,
+    PartStart,
+)
 from protocols.rest.common import (
     ApiError,
     KeyAuth,
@@ -38,14 +45,6 @@ from protocols.rest.common import (
     json_response,
     refuse_nul,
 )
-from protocols.rest.formdata import (
-    Finished,
-    FormDataError,
-    MultipartParser,
-    PartData,
-    PartEnd,
-    PartStart,
-)
 from storage import errors, events, names
 from storage.authz import AccessDenied, Action
 from storage.blobs import ChunkError
@@ -56,6 +55,8 @@ from storage.ratelimit import RateLimiter
 from storage.signup import default_bucket
 
 _FIELD_LIMIT = 4096
+# The most parts one form may have (bucket, key, file and a few spares).
+_MAX_FORM_PARTS = 64
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
 
     async def upload_form(auth: KeyAuth, boundary: str) -> ObjectInfo:
         try:
-            parser = MultipartParser(boundary)
+            parser = FormParser(boundary, max_parts=_MAX_FORM_PARTS)
         except FormDataError as exc:
             raise ApiError(400, "InvalidMultipart", str(exc)) from None
         body = request.body.__aiter__()
@@ -181,7 +182,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
                 try:
                     piece = await body.__anext__()
                 except StopAsyncIteration:
-                    parser.close()
+                    parser.finish()
                     raise FormDataError("the body ended early") from None
                 pending.extend(parser.feed(piece))
             return pending.pop(0)
@@ -193,10 +194,8 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
         filename = ""
         part_type = ""
         try:
-            while True:
+            while pending or not parser.done:
                 ev = await next_event()
-                if isinstance(ev, Finished):
-                    break
                 if not isinstance(ev, PartStart):
                     raise FormDataError("unexpected multipart structure")
                 if ev.filename is not None or ev.name == "file":
@@ -204,7 +203,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
                         raise ApiError(400, "InvalidMultipart",
                                        "Send exactly one file, in the form field 'file'.")
                     filename = posixpath.basename((ev.filename or "").replace("\\", "/"))
-                    part_type = ev.content_type
+                    part_type = ev.content_type or ""
                     if fields["bucket"]:
                         # Known already: refuse before storing anything.
                         await allowed_bucket(auth, fields["bucket"], Action.WRITE)

@@ -1,12 +1,12 @@
-"""The trace bus (bounded, dropping per-subscriber buffers) and the S3
-operation / access-key derivation of the trace middleware."""
+"""The trace bus (bounded, dropping per-subscriber buffers), the access-key
+derivation of the trace middleware and the S3 operation names it reports."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from protocols.admin.trace import s3_access_key, s3_operation
+from protocols.admin.trace import TraceMiddleware, s3_access_key
 from storage.trace import TraceBus, TraceEvent
 
 
@@ -44,26 +44,69 @@ def test_totals_count_errors():
     assert stats["requests_total"] == 4 and stats["errors_total"] == 2
 
 
-@pytest.mark.parametrize(("method", "path", "query", "headers", "op"), [
-    ("GET", "/", {}, {}, "ListBuckets"),
-    ("PUT", "/b", {}, {}, "CreateBucket"),
-    ("GET", "/b", {"list-type": ["2"]}, {}, "ListObjectsV2"),
-    ("GET", "/b", {"versions": [""]}, {}, "ListObjectVersions"),
-    ("PUT", "/b", {"versioning": [""]}, {}, "PutBucketVersioning"),
-    ("POST", "/b", {"delete": [""]}, {}, "DeleteObjects"),
-    ("PUT", "/b/k", {}, {}, "PutObject"),
-    ("PUT", "/b/k", {}, {"x-amz-copy-source": "/a/b"}, "CopyObject"),
-    ("PUT", "/b/k", {"partNumber": ["1"], "uploadId": ["u"]}, {}, "UploadPart"),
-    ("POST", "/b/k", {"uploads": [""]}, {}, "CreateMultipartUpload"),
-    ("POST", "/b/k", {"uploadId": ["u"]}, {}, "CompleteMultipartUpload"),
-    ("DELETE", "/b/k", {"uploadId": ["u"]}, {}, "AbortMultipartUpload"),
-    ("GET", "/b/k", {"uploadId": ["u"]}, {}, "ListParts"),
-    ("HEAD", "/b/k", {}, {}, "HeadObject"),
-    ("GET", "/b/dir/k", {}, {}, "GetObject"),
-])
-def test_s3_operation_names(method, path, query, headers, op):
-    bucket, _, key = path.lstrip("/").partition("/")
-    assert s3_operation(method, bucket, key, query, headers) == op
+# (method, Host, path, query, headers) -> the operation the trace must name.
+S3_CASES = [
+    # A browser form upload, not a bucket operation.
+    (("POST", "127.0.0.1", "/b", b"", [(b"content-type", b"multipart/form-data; boundary=x")]),
+     ("PostObject", "b", "")),
+    # Not a plain PutObject.
+    (("PUT", "127.0.0.1", "/b/k", b"partNumber=1&uploadId=u", []), ("UploadPart", "b", "k")),
+    # Virtual-host style: the bucket is in the Host header.
+    (("GET", "b.localhost:9000", "/", b"", []), ("ListObjects", "b", "")),
+    (("GET", "b.localhost:9000", "/dir/k", b"", []), ("GetObject", "b", "dir/k")),
+    (("GET", "127.0.0.1", "/", b"", []), ("ListBuckets", "", "")),
+    (("PUT", "127.0.0.1", "/b/k", b"partNumber=1&uploadId=u",
+      [(b"x-amz-copy-source", b"/a/k")]), ("UploadPartCopy", "b", "k")),
+    (("POST", "127.0.0.1", "/b", b"delete", []), ("DeleteObjects", "b", "")),
+    (("GET", "127.0.0.1", "/b", b"list-type=2", []), ("ListObjectsV2", "b", "")),
+    (("GET", "127.0.0.1", "/b", b"lifecycle", []), ("GetBucketLifecycleConfiguration", "b", "")),
+    (("OPTIONS", "127.0.0.1", "/b/k", b"", []), ("PreflightRequest", "b", "k")),
+]
+
+
+@pytest.mark.trio
+async def test_s3_trace_names_the_operation_the_s3_router_resolved(tmp_path):
+    """The trace reports the S3 app's own operation (one classifier), including
+    the cases a path-only guess got wrong: a POST Object upload, an UploadPart
+    and a virtual-host ``GET /``."""
+    from cluster.services import build_services
+    from config.settings import Settings, replace
+    from protocols.s3.app import create_s3_app
+    from storage.bridge import AsyncioBridge
+    from storage.db import Database
+
+    settings = replace(
+        Settings(), node={"data_dir": tmp_path / "node"},
+        metadata={"url": f"sqlite://{tmp_path / 'meta.sqlite3'}"},
+        cluster={"secret": "trace-test-cluster-secret-0123456789"},
+    )
+    bridge = AsyncioBridge()
+    bridge.start()
+    db = Database(settings.metadata.url, bridge)
+    try:
+        await db.open()
+        bus = TraceBus("n1")
+        traced = TraceMiddleware(create_s3_app(build_services(settings, bridge, db)),
+                                 protocol="s3", bus=bus, node_id="n1")
+        watcher = bus.subscribe()
+        for (method, host, path, query, headers), expected in S3_CASES:
+            sent: list[dict] = []
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message, sent=sent):
+                sent.append(message)
+
+            scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+                     "query_string": query, "headers": [(b"host", host.encode()), *headers]}
+            await traced(scope, receive, send)
+            event = watcher.receive.receive_nowait()
+            assert (event.operation, event.bucket, event.key) == expected, (method, host, path)
+            assert event.status == sent[0]["status"] >= 400  # unsigned: refused, still named
+    finally:
+        await db.close()
+        bridge.stop()
 
 
 def test_s3_access_key_from_header_or_presigned_url():
@@ -77,8 +120,6 @@ def test_s3_access_key_from_header_or_presigned_url():
 
 @pytest.mark.trio
 async def test_middleware_counts_unwatched_requests_and_traces_watched_ones():
-    from protocols.admin.trace import TraceMiddleware
-
     async def app(scope, receive, send):
         if scope["path"] == "/boom":
             raise RuntimeError("boom")

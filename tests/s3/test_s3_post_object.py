@@ -14,7 +14,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from protocols.s3.form_data import FormDataError, FormParser, PartData, PartEnd, PartStart
+from protocols.multipart_form import FormDataError, FormParser, PartData, PartEnd, PartStart
 from protocols.s3.post_policy import parse_policy
 
 

@@ -5,6 +5,9 @@ Feed it the request body as it arrives; it returns events: :class:`PartStart`
 :class:`PartEnd`.  It never holds more than one delimiter's length of a part's
 content back, so a browser upload of any size streams through in constant
 memory.  Malformed framing raises :class:`FormDataError`.
+
+One parser for every protocol: S3's POST Object (protocols/s3/ops/post_object.py)
+and the REST form upload (protocols/rest/files.py).
 """
 
 from __future__ import annotations
@@ -96,9 +99,15 @@ def _parse_part_headers(block: bytes) -> PartStart:
 class FormParser:
     """Incremental multipart/form-data parser; see the module docstring."""
 
-    def __init__(self, boundary: str, *, max_part_header_bytes: int = MAX_PART_HEADER_BYTES):
+    def __init__(self, boundary: str, *, max_part_header_bytes: int = MAX_PART_HEADER_BYTES,
+                 max_parts: int | None = None):
+        if not _BOUNDARY_RE.fullmatch(boundary):
+            raise FormDataError("invalid multipart boundary")
         self._delimiter = b"\r\n--" + boundary.encode("ascii")
         self._max_header = max_part_header_bytes
+        # None: no limit (S3's form ends at its file part anyway).
+        self._max_parts = max_parts
+        self._parts = 0
         # A body starts with the delimiter minus its CRLF: pretend one preceded it.
         self._buf = bytearray(b"\r\n")
         self._state = "preamble"
@@ -168,6 +177,9 @@ class FormParser:
             raise FormDataError("a part's headers are too large")
         block = bytes(buf[:end])
         del buf[: end + (2 if end == 0 else 4)]
+        self._parts += 1
+        if self._max_parts is not None and self._parts > self._max_parts:
+            raise FormDataError("too many multipart parts")
         events.append(_parse_part_headers(block))
         self._state = "body"
         return True
