@@ -1,0 +1,206 @@
+"""SigV4 primitives and the canonical request (URI, query, headers), as S3
+builds them over the wire bytes.
+"""
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote, unquote_to_bytes
+
+from protocols.s3.sigv4.model import (
+    _AMZ_DATE_RE,
+    TERMINATOR,
+)
+
+# ====================================================================================
+# Primitives
+# ====================================================================================
+
+
+@functools.lru_cache(maxsize=1024)
+def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
+    """Derive the SigV4 signing key (cached: it changes once a day per key and region)."""
+    k_date = hmac.new(f"AWS4{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
+    k_region = hmac.new(k_date, region.encode(), hashlib.sha256).digest()
+    k_service = hmac.new(k_region, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k_service, TERMINATOR.encode(), hashlib.sha256).digest()
+
+
+def hmac_hex(key: bytes, message: str) -> str:
+    """Hex HMAC-SHA256 of ``message`` under ``key``: the signature of a string to sign."""
+    return hmac.new(key, message.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def parse_amz_date(value: str) -> dt.datetime:
+    """Parse ``YYYYMMDDTHHMMSSZ`` into an aware UTC datetime (ValueError if invalid)."""
+    if not _AMZ_DATE_RE.fullmatch(value):
+        raise ValueError(f"not an ISO 8601 basic timestamp: {value!r}")
+    # By hand: strptime costs more than the rest of parsing a request's auth.
+    return dt.datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                       int(value[11:13]), int(value[13:15]), tzinfo=dt.UTC)
+
+
+def format_amz_date(moment: dt.datetime) -> str:
+    """Format a datetime (naive means UTC) as ``YYYYMMDDTHHMMSSZ``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def uri_encode(value: str | bytes, *, encode_slash: bool = True) -> str:
+    """AWS's UriEncode: every byte but ``A-Za-z0-9-._~`` (and ``/`` if kept) as %XY."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return quote(value, safe="" if encode_slash else "/")
+
+
+# ====================================================================================
+# Canonical request
+# ====================================================================================
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 normalisation as the generic SigV4 suite (and botocore) apply it.
+    output: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if output:
+                output.pop()
+        else:
+            output.append(segment)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and output else ""
+    return first + "/".join(output) + last
+
+
+def canonical_uri(raw_path: str | bytes, *, s3: bool = True) -> str:
+    """The canonical URI of a request path as received on the wire.
+
+    S3 (``s3=True``): the path is percent-decoded and re-encoded once with AWS's
+    unreserved set, slashes kept, no dot-segment processing (keys may contain ``..``).
+    Other services (``s3=False``): dot segments and repeated slashes are removed and
+    the path as received is encoded again (the suite's "double encoding").
+    """
+    raw = raw_path if isinstance(raw_path, bytes) else raw_path.encode("utf-8", "surrogateescape")
+    if s3:
+        return uri_encode(unquote_to_bytes(raw), encode_slash=False) or "/"
+    normalized = _remove_dot_segments(raw.decode("utf-8", "surrogateescape")) or "/"
+    return uri_encode(normalized, encode_slash=False)
+
+
+QueryInput = str | bytes | Iterable[tuple[str, str]] | None
+
+
+def _query_pairs_bytes(query: QueryInput) -> list[tuple[bytes, bytes]]:
+    if query is None:
+        return []
+    if isinstance(query, str):
+        query = query.encode("utf-8", "surrogateescape")
+    if isinstance(query, bytes):
+        pairs = []
+        for part in query.split(b"&"):
+            if not part:
+                continue
+            name, _, value = part.partition(b"=")
+            pairs.append((unquote_to_bytes(name), unquote_to_bytes(value)))
+        return pairs
+    return [
+        (n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+        for n, v in query
+    ]
+
+
+def parse_query(query: str | bytes) -> list[tuple[str, str]]:
+    """Split a raw query string into decoded ``(name, value)`` pairs, in order.
+
+    ``+`` stays a plus (SigV4 clients encode spaces as ``%20``); a name without ``=``
+    gets an empty value.
+    """
+    return [
+        (n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+        for n, v in _query_pairs_bytes(query)
+    ]
+
+
+def canonical_query_string(query: QueryInput, *, exclude: Iterable[str] = ()) -> str:
+    """Canonical query string: names and values URI-encoded, sorted by name then value.
+
+    ``query`` is the raw query string (str/bytes) or decoded ``(name, value)`` pairs.
+    Names listed in ``exclude`` (``X-Amz-Signature`` for presigned URLs) are dropped.
+    """
+    if not query:
+        return ""
+    excluded = {e.encode() for e in exclude}
+    encoded = sorted(
+        (uri_encode(n), uri_encode(v)) for n, v in _query_pairs_bytes(query) if n not in excluded
+    )
+    return "&".join(f"{n}={v}" for n, v in encoded)
+
+
+HeaderInput = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
+
+_WS_RE = re.compile(r"[ \t\r\n\f\v]+")
+_WS_TO_COLLAPSE = re.compile(r"  |[\t\r\n\f\v]")
+
+
+def _wire_text(value: str | bytes) -> str:
+    # Recover the wire bytes (latin-1 round trip) and carry them in a str that encodes
+    # back to exactly those bytes (utf-8 + surrogateescape), so hashing sees the wire.
+    if type(value) is bytes:
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, str):
+        try:
+            value = value.encode("latin-1")
+        except UnicodeEncodeError:
+            return value  # already real text (not from a latin-1 decoding server)
+    return value.decode("utf-8", "surrogateescape")
+
+
+def header_multimap(headers: HeaderInput) -> dict[str, list[str]]:
+    """Lower-cased header names mapped to their values in order (repeats kept)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    result: dict[str, list[str]] = {}
+    for name, value in items:
+        result.setdefault(name.strip().lower(), []).append(_wire_text(value))
+    return result
+
+
+def _canonical_value(value: str) -> str:
+    value = value.strip(" \t\r\n\f\v")
+    if _WS_TO_COLLAPSE.search(value):
+        return _WS_RE.sub(" ", value)
+    return value  # most values: no run of whitespace to collapse (no regex rewrite)
+
+
+def canonical_header_value(values: Iterable[str]) -> str:
+    """Trim each value, collapse inner whitespace runs to one space, join with commas."""
+    return ",".join([_canonical_value(v) for v in values])
+
+
+def canonical_request(
+    method: str,
+    uri: str,
+    query: str,
+    headers: Mapping[str, list[str]],
+    signed_headers: Iterable[str],
+    payload_hash: str,
+) -> str:
+    """Assemble the canonical request from its parts: ``uri`` and ``query`` already in
+    canonical form (:func:`canonical_uri`, :func:`canonical_query_string`), ``headers``
+    is a :func:`header_multimap`; ``signed_headers`` are lower-case names in
+    the order the client listed them (sorted, for conforming clients).
+    """
+    names = list(signed_headers)
+    lines = "".join(f"{n}:{canonical_header_value(headers.get(n, []))}\n" for n in names)
+    return "\n".join([method.upper(), uri, query, lines, ";".join(names), payload_hash])
+
+
