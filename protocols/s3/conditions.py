@@ -93,13 +93,33 @@ def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
         return None
     if if_none_match is not None and if_none_match.strip() != "*":
         raise not_implemented("If-None-Match with a value other than *")
-    etags = None
-    if if_match is not None:
-        etags = frozenset(
-            c if c == "*" else s3xml.unquote_etag(c.removeprefix("W/"))
-            for c in (part.strip() for part in if_match.split(",")) if c
-        )
+    etags = _etag_set(if_match) if if_match is not None else None
     return WriteCondition(if_match=etags, if_none_match=if_none_match is not None)
+
+
+def _etag_set(header: str) -> frozenset[str]:
+    """The ETags of an If-Match value (``*`` kept as is), unquoted."""
+    return frozenset(
+        c if c == "*" else s3xml.unquote_etag(c.removeprefix("W/"))
+        for c in (part.strip() for part in header.split(",")) if c
+    )
+
+
+def delete_condition(if_match: str | None, *, size: object = None,
+                     last_modified: object = None) -> WriteCondition | None:
+    """The condition of a conditional delete (DeleteObject's headers, or one
+    object of DeleteObjects): ``If-Match`` with ETags or ``*``.
+
+    S3 evaluates it against the key's current version, in the delete's own
+    transaction: 412 PreconditionFailed on another ETag, 404 NoSuchKey when
+    there is none.  The size / last-modified-time conditions S3 documents for
+    directory buckets are not implemented here (501), never silently ignored.
+    """
+    if size is not None or last_modified is not None:
+        raise not_implemented("Conditional deletes by size or last-modified time")
+    if if_match is None:
+        return None
+    return WriteCondition(if_match=_etag_set(if_match))
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:

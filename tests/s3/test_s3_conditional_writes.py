@@ -103,3 +103,46 @@ def test_complete_multipart_refused_keeps_the_upload(s3: Any, bucket: str) -> No
     s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload,
                                  MultipartUpload=parts, IfMatch=etag)
     assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == MiB
+
+
+def test_delete_object_if_match(s3: Any, bucket: str) -> None:
+    """DeleteObject with If-Match deletes only the version it names (412
+    otherwise, 404 when there is none), decided in the delete's transaction."""
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"v1")["ETag"]
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key="k", IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert (status_of(exc), code_of(exc)) == (412, "PreconditionFailed")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
+    deleted = s3.delete_object(Bucket=bucket, Key="k", IfMatch=etag)
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+    for if_match in (etag, "*"):
+        with pytest.raises(ClientError) as exc:
+            s3.delete_object(Bucket=bucket, Key="k", IfMatch=if_match)
+        assert (status_of(exc), code_of(exc)) == (404, "NoSuchKey")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v2")
+    s3.delete_object(Bucket=bucket, Key="k", IfMatch="*")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_delete_object_by_size_or_time_is_not_implemented(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v1")
+    for extra in ({"IfMatchSize": 2}, {"IfMatchLastModifiedTime": "2030-01-01T00:00:00Z"}):
+        with pytest.raises(ClientError) as exc:
+            s3.delete_object(Bucket=bucket, Key="k", **extra)
+        assert (status_of(exc), code_of(exc)) == (501, "NotImplemented"), extra
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v1"
+
+
+def test_delete_objects_honours_each_etag(s3: Any, bucket: str) -> None:
+    etags = {k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode())["ETag"]
+             for k in ("a", "b", "c")}
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "a", "ETag": etags["a"]},
+        {"Key": "b", "ETag": '"0123456789abcdef0123456789abcdef"'},
+        {"Key": "c"},
+    ]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["a", "c"]
+    assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("b", "PreconditionFailed")]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["b"]
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "b", "Size": 1}]})
+    assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("b", "NotImplemented")]

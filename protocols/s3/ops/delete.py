@@ -7,6 +7,7 @@ import hashlib
 
 from protocols.s3 import xml as s3xml
 from protocols.s3.body import BodyReader
+from protocols.s3.conditions import delete_condition
 from protocols.s3.context import Ctx
 from protocols.s3.errors import (
     S3Error,
@@ -27,7 +28,10 @@ async def delete_object(ctx: Ctx) -> Response:
     req = ctx.req
     bucket = await ctx.bucket(req.bucket)
     version_id = req.query.get("versionId") or None
-    result = await ctx.objects.delete_object(bucket, req.key, version_id)
+    h = req.headers
+    condition = delete_condition(h.get("if-match"), size=h.get("x-amz-if-match-size"),
+                                 last_modified=h.get("x-amz-if-match-last-modified-time"))
+    result = await ctx.objects.delete_object(bucket, req.key, version_id, condition=condition)
     headers: list[tuple[str, str]] = []
     if result.delete_marker:
         headers.append(("x-amz-delete-marker", "true"))
@@ -51,7 +55,12 @@ async def delete_objects(ctx: Ctx) -> Response:
     for obj in parsed.objects:
         try:
             validate_object_key(obj.key)
-            result = await ctx.objects.delete_object(bucket, obj.key, obj.version_id)
+            # Each object's own <ETag> condition; a failed one is that key's
+            # Error, the others are still deleted (as S3 does).
+            condition = delete_condition(obj.etag, size=obj.size,
+                                         last_modified=obj.last_modified_time)
+            result = await ctx.objects.delete_object(
+                bucket, obj.key, obj.version_id, condition=condition)
         except (S3Error, serr.StorageError) as exc:
             err = exc if isinstance(exc, S3Error) else from_storage_error(exc)
             failed.append(s3xml.DeleteError(obj.key, err.code, err.message, obj.version_id))
