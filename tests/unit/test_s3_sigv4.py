@@ -909,7 +909,10 @@ def _capturing_client(endpoint: str):
         data = body.read() if hasattr(body, "read") else (body or b"")
         parts = urlsplit(request.url)
         headers = [(k, v) for k, v in request.headers.items()]
-        headers.append(("Host", parts.netloc))
+        # The HTTP layer adds Host on the wire; botocore's CRT signer (used
+        # when awscrt is installed) already put it among the headers.
+        if not any(k.lower() == "host" for k, _ in headers):
+            headers.append(("Host", parts.netloc))
         sent.append((request.method, request.url, headers, bytes(data)))
         return AWSResponse(request.url, 200, {}, _Raw(b""))
 
