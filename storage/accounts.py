@@ -136,6 +136,26 @@ class AccountService:
 
         return await self._db.run(q)
 
+    async def check_room(
+        self, account_id: str, size: int | None, known: AccountInfo | None = None
+    ) -> None:
+        """Refuse (QuotaExceeded) an upload of ``size`` bytes that cannot fit
+        in ``account_id``'s quota, before a byte of it is read.
+
+        The commit enforces the quota exactly; this only saves reading and
+        storing bytes that would be thrown away.  ``known`` is a copy the
+        caller already has (it may be stale: it is re-read before refusing).
+        The account is the bucket owner's, whoever uploads.
+        """
+        if size is None:
+            return
+        if (known is not None and known.id == account_id
+                and known.used_bytes + size <= known.quota_bytes):
+            return
+        account = await self.get(account_id)
+        if account.used_bytes + size > account.quota_bytes:
+            raise errors.QuotaExceeded()
+
     async def check_password(self, email: str, password: str) -> AccountInfo | None:
         """The account if ``password`` is right, else None (constant-time check)."""
 

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from storage import errors
+
 
 class NodeCount:
     """How many nodes share the cluster-wide limits right now (at least 1)."""
@@ -106,6 +108,13 @@ class RateLimiter:
                 return 0.0
             return (cost - b.tokens) / self._fill
 
+    def check(self, key: str, cost: float = 1.0) -> None:
+        """Spend ``cost`` tokens or raise :class:`RateLimited` (the one way every
+        protocol refuses a request over its limit; each maps it to its own 429)."""
+        wait = self.hit(key, cost)
+        if wait > 0:
+            raise RateLimited(retry_after=retry_after(wait))
+
     def blocked(self, key: str) -> float:
         """Seconds until one token is available (0 if one is), without spending."""
         now = time.monotonic()
@@ -118,6 +127,18 @@ class RateLimiter:
         """Forget a key (e.g. after a successful login)."""
         with self._lock:
             self._buckets.pop(key, None)
+
+
+class RateLimited(errors.StorageError):
+    """Rate limit exceeded. Retry after the duration in the Retry-After header."""
+
+    code = "TooManyRequests"
+    kind = errors.Kind.RATE
+
+    def __init__(self, message: str = "", *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        # Whole seconds until a request would be admitted (Retry-After).
+        self.retry_after = retry_after
 
 
 def retry_after(seconds: float) -> int:

@@ -24,7 +24,7 @@ from quart import Response, request
 from storage import errors
 from storage.accounts import AccountInfo
 from storage.crypto import constant_time_equals
-from storage.ratelimit import RateLimiter, retry_after
+from storage.ratelimit import RateLimited, RateLimiter, retry_after
 
 JSON_LIMIT = 64 * 1024
 
@@ -115,6 +115,8 @@ _CODE_STATUS = {"MethodNotAllowed": 405}
 
 def from_storage(exc: errors.StorageError) -> ApiError:
     """Translate a storage-core error."""
+    if isinstance(exc, RateLimited):
+        return too_many_requests(exc.retry_after)
     if isinstance(exc, errors.ServiceUnavailable):
         return ApiError(503, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
     status = _CODE_STATUS.get(exc.code) or _KIND_STATUS[exc.kind]
@@ -171,9 +173,10 @@ def too_many_requests(wait: float) -> ApiError:
 
 def check_rate(limiter: RateLimiter, key: str) -> None:
     """429 with Retry-After when ``key`` is over its limit."""
-    wait = limiter.hit(key)
-    if wait > 0:
-        raise too_many_requests(wait)
+    try:
+        limiter.check(key)
+    except RateLimited as exc:
+        raise too_many_requests(exc.retry_after) from None
 
 
 def client_ip() -> str:

@@ -160,9 +160,10 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
         check_key(key)
         bucket = await allowed_bucket(auth, bucket_name, Action.WRITE)
         length = request.content_length
-        if length is not None and auth.account.used_bytes + length > auth.account.quota_bytes:
-            # Refuse before storing a byte when the declared size cannot fit.
-            raise from_storage(errors.QuotaExceeded())
+        try:
+            await services.accounts.check_room(bucket.account_id, length, auth.account)
+        except errors.StorageError as exc:
+            raise from_storage(exc) from None
         return await objects.put_object(
             bucket, key, capped(raw_body()),
             content_type=guess_type(key, request.headers.get("Content-Type", "")),
