@@ -10,6 +10,7 @@ naming the offending setting.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -169,6 +170,43 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    # Outgoing HTTP to user-given URLs (webhooks, URL imports): storage/outbound.py.
+    # Non-public addresses (loopback, private, link-local, ...) are refused
+    # unless allowed here: all of them, or only these networks (CIDR list).
+    allow_private: bool = False
+    allowed_networks: tuple[str, ...] = ()
+    connect_timeout_seconds: float = 10.0
+    timeout_seconds: float = 30.0
+    max_response_bytes: int = parse_size("10MiB")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    # The delivery worker (cluster/delivery.py): how often it looks for new
+    # events when nothing woke it, how long a claimed delivery stays claimed,
+    # how many events and deliveries it keeps.
+    poll_seconds: float = 2.0
+    lease_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+    retries: int = 3
+    retry_base_seconds: float = 5.0
+    disable_after_failures: int = 10
+    event_retention_days: int = 30
+    log_per_webhook: int = 100
+    max_per_account: int = 20
+
+
+@dataclass(frozen=True)
+class VersionSettings:
+    # Time Machine defaults (accounts may override both): how many previous
+    # versions of a file are kept and for how long; 0 keeps none.
+    max_versions: int = 10
+    max_age_days: int = 30
+    prune_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -192,6 +230,9 @@ class Settings:
         return None if hashes is None else hashes.parent / "admin.token"
     sftp: SftpSettings = field(default_factory=SftpSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    versions: VersionSettings = field(default_factory=VersionSettings)
 
     def cluster_secret(self) -> bytes:
         """The shared cluster secret; raises ConfigError if it is not set."""
@@ -262,7 +303,8 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
 
 
 _SIZE_FIELDS = {"capacity", "chunk_size", "inline_threshold", "default_quota", "max_header_bytes",
-                "rebalance_rate", "scrub_rate", "rest_max_upload", "reorder_window"}
+                "rebalance_rate", "scrub_rate", "rest_max_upload", "reorder_window",
+                "max_response_bytes"}
 
 
 def _section_types(cls: type) -> dict[str, Any]:
@@ -351,6 +393,19 @@ def _validate(s: Settings) -> None:
              "(see `cloudstorage admin-token create`)")
     need(bool(s.cluster.secret) or s.cluster.secret_file is not None,
          "cluster.secret: set cluster.secret or cluster.secret_file")
+    try:
+        for net in s.outbound.allowed_networks:
+            ipaddress.ip_network(net, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"outbound.allowed_networks: {exc}") from None
+    need(s.outbound.connect_timeout_seconds > 0 and s.outbound.timeout_seconds > 0,
+         "outbound: timeouts must be positive")
+    need(s.webhooks.poll_seconds > 0 and s.webhooks.lease_seconds > 0,
+         "webhooks: poll_seconds and lease_seconds must be positive")
+    need(s.webhooks.retries >= 0 and s.webhooks.disable_after_failures >= 1,
+         "webhooks: retries must be >= 0 and disable_after_failures >= 1")
+    need(s.versions.max_versions >= 0 and s.versions.max_age_days >= 0,
+         "versions: max_versions and max_age_days must not be negative")
 
 
 def replace(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
