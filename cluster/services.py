@@ -27,6 +27,7 @@ from storage.events import EventBus
 from storage.objects import ObjectService
 from storage.sessions import SessionService
 from storage.sftp_users import SftpUserService
+from storage.teams import TeamService
 from storage.trace import TraceBus
 
 
@@ -102,7 +103,10 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
     buckets = BucketService(db, max_buckets=settings.accounts.max_buckets, events=bus)
     services = NodeServices(
         settings=settings, bridge=bridge, db=db, accounts=accounts,
-        buckets=buckets, authz=Authorizer(buckets),
+        buckets=buckets,
+        # Team roles: read from the shared database on every check, so a
+        # removal takes effect on the next request on every node.
+        authz=Authorizer(buckets, roles=TeamService(db).role_of),
         objects=ObjectService(
             db, blobs, chunk_size=settings.storage.chunk_size,
             inline_threshold=settings.storage.inline_threshold,

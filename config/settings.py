@@ -159,6 +159,43 @@ class SftpSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    # Outgoing mail (team invites).  host "" = no mail: invites are logged
+    # for the operator instead.
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    sender: str = "cloudstorage@localhost"
+    # STARTTLS after connecting (port 587); ssl = implicit TLS (port 465).
+    starttls: bool = True
+    ssl: bool = False
+    timeout_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    # Stripe.  No secret key = billing is off: the billing endpoints answer
+    # 503 BillingNotConfigured and every account keeps its quota.
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    # Another Stripe API base (a local Stripe fake in tests); "" = Stripe's.
+    stripe_api_base: str = ""
+    # The Stripe price id of each plan (monthly prices of the product documents).
+    price_1tb: str = ""
+    price_5tb: str = ""
+    price_10tb: str = ""
+    price_25tb: str = ""
+    price_50tb: str = ""
+    # Where Stripe Checkout and the billing portal send the user back.
+    success_url: str = "http://localhost:8000/billing/success"
+    cancel_url: str = "http://localhost:8000/billing/cancel"
+    return_url: str = "http://localhost:8000/billing"
+    # Signed webhook events older than this are refused (replays).
+    webhook_tolerance_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     # Hashes ("sha256:<64 hex>") of admin-API tokens with write access, in
     # addition to those in ``token_file``.  Only hashes: a leaked config file
@@ -230,6 +267,8 @@ class Settings:
         return None if hashes is None else hashes.parent / "admin.token"
     sftp: SftpSettings = field(default_factory=SftpSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     versions: VersionSettings = field(default_factory=VersionSettings)

@@ -25,6 +25,7 @@ from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
 from storage.objects import ObjectInfo
+from storage.teams import buckets_reachable
 
 LIST_PAGE = 1000
 P = ParamSpec("P")
@@ -108,7 +109,8 @@ class StorageOps:
     async def list_buckets(self) -> list[asyncssh.SFTPName]:
         return [
             asyncssh.SFTPName(b.name.encode(), attrs=dir_attrs(b.created_at.timestamp()))
-            for b in await self.s.buckets.list_for(self.account_id)
+            # Owned and team buckets alike, under their own (global) names.
+            for b in await buckets_reachable(self.s.db, self.account_id)
         ]
 
     async def list_page(
@@ -279,4 +281,3 @@ class StorageOps:
         for key in keys:
             await objects.copy_object(src, key, dst, target + key[len(prefix):])
             await objects.delete_object(src, key)
-
