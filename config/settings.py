@@ -244,6 +244,24 @@ class VersionSettings:
 
 
 @dataclass(frozen=True)
+class ShareSettings:
+    # Wrong share passwords allowed per share per minute, counted cluster-wide
+    # (10x that per client address).
+    password_attempts_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    # The transform-result cache (storage/image_cache.py): its bound, and how
+    # often the collector trims it to that bound.
+    cache_max_bytes: int = parse_size("1GiB")
+    cache_max_entries: int = 100_000
+    cache_interval: float = 300.0
+    # Longest lifetime of a signed /api/img URL.
+    signed_url_max_seconds: int = 7 * 86400
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -272,6 +290,8 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     versions: VersionSettings = field(default_factory=VersionSettings)
+    shares: ShareSettings = field(default_factory=ShareSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
 
     def cluster_secret(self) -> bytes:
         """The shared cluster secret; raises ConfigError if it is not set."""
@@ -343,7 +363,7 @@ def _coerce(section: str, name: str, kind: Any, value: Any) -> Any:
 
 _SIZE_FIELDS = {"capacity", "chunk_size", "inline_threshold", "default_quota", "max_header_bytes",
                 "rebalance_rate", "scrub_rate", "rest_max_upload", "reorder_window",
-                "max_response_bytes"}
+                "max_response_bytes", "cache_max_bytes"}
 
 
 def _section_types(cls: type) -> dict[str, Any]:

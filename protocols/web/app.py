@@ -31,6 +31,7 @@ from protocols.admin.control import ClusterControl
 from protocols.rest.common import ApiError, error_response
 from protocols.rest.dashboard import create_dashboard_blueprint
 from protocols.rest.files import create_files_blueprint
+from protocols.rest.shares import create_shares_blueprint
 from protocols.rest.teams import create_teams_blueprint
 from protocols.rest.v2objects import create_v2objects_blueprint
 from storage import errors
@@ -141,6 +142,7 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
 
     app.register_blueprint(create_dashboard_blueprint(services))
     app.register_blueprint(create_files_blueprint(services))
+    app.register_blueprint(create_shares_blueprint(services))
     app.register_blueprint(create_teams_blueprint(services))
     app.register_blueprint(create_v2objects_blueprint(services))
     app.register_blueprint(create_admin_blueprint(services, control))
