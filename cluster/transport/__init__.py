@@ -1,0 +1,70 @@
+"""Node-to-node chunk transport: HTTP/1.1 spoken with h11 over trio sockets.
+
+Why not hypercorn: this path moves every replica of every chunk, and the
+spike measured h11 itself as the limit when bodies are fed to it in small
+pieces.  Both sides here therefore read bodies in large ``receive_some``
+calls (``RECV_SIZE``) and hand h11 whole megabytes at a time; h11 still does
+all the framing, so the wire format stays plain HTTP/1.1 with keep-alive.
+
+Authentication: every request carries
+
+    X-CS-Node:   the sender's node id
+    X-CS-Date:   unix seconds
+    X-CS-Sha256: hex SHA-256 of the body (of b"" when there is none)
+    X-CS-Nonce:  random, unique per request
+    Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256\\nNONCE)>
+
+with ``K = HKDF(cluster secret, "transport v1")`` (storage.crypto.derive_key).  The
+signature is checked (constant time, +-5 minutes of clock skew) *before* the
+body is read, so an unauthenticated peer gets a bare 401 and the connection
+is closed.  A DELETE's nonce is remembered for the skew window, so a captured
+DELETE cannot be replayed (PUTs are content-addressed and idempotent, reads
+reveal nothing a captured response did not).  The body is then hashed and
+must match the signed hash; a chunk PUT must in addition hash to its own id.
+
+Endpoints (all under ``/v1``):
+
+    PUT    /v1/chunks/<id>          store (idempotent, touches an existing copy)
+    GET    /v1/chunks/<id>          verified bytes, 404 when absent or corrupt
+    HEAD   /v1/chunks/<id>          200 / 404
+    DELETE /v1/chunks/<id>          204
+    GET    /v1/chunks?partitions=1,2&bits=8   ids held locally, one per line
+    GET    /v1/workers              background workers' state (JSON)
+    POST   /v1/workers/<name>/<pause|resume|run>
+"""
+
+from cluster.transport.client import TransportClient
+from cluster.transport.server import ControlHandler, Response, TransportServer
+from cluster.transport.wire import (
+    CLOCK_SKEW,
+    DISK_FULL,
+    IDLE_TIMEOUT,
+    MAX_BODY,
+    POOL_IDLE_SECONDS,
+    RECV_SIZE,
+    NonceLedger,
+    PeerDiskFull,
+    PeerUnreachable,
+    TransportError,
+    sign,
+    transport_key,
+)
+
+__all__ = [
+    "CLOCK_SKEW",
+    "DISK_FULL",
+    "IDLE_TIMEOUT",
+    "MAX_BODY",
+    "POOL_IDLE_SECONDS",
+    "RECV_SIZE",
+    "ControlHandler",
+    "NonceLedger",
+    "PeerDiskFull",
+    "PeerUnreachable",
+    "Response",
+    "TransportClient",
+    "TransportError",
+    "TransportServer",
+    "sign",
+    "transport_key",
+]

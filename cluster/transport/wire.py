@@ -1,0 +1,178 @@
+"""Shared parts of the node-to-node transport: limits, errors, signing, framing.
+
+Both ends use these: the request signature and its key, the DELETE nonce ledger,
+reading h11 events and bodies off a socket in big pieces, and body hashing.
+See :mod:`cluster.transport` for the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import h11
+import trio
+
+from storage.crypto import derive_key
+
+RECV_SIZE = 4 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024 + 1024
+CLOCK_SKEW = 300.0
+# The server closes a keep-alive connection idle this long.
+IDLE_TIMEOUT = 75.0
+# The client never reuses a pooled connection idle longer than this: well
+# under the server's IDLE_TIMEOUT, so a request never races the server's close
+# (a request written into a connection the server is closing fails with
+# "Broken pipe", and before the pool agreed with the server it was common).
+POOL_IDLE_SECONDS = 20.0
+# A full disk on the receiver: 507 Insufficient Storage (RFC 4918), so the
+# sender can say "disk full" instead of a generic failure.
+DISK_FULL = 507
+
+
+class TransportError(Exception):
+    """A peer could not be reached or answered something unexpected."""
+
+
+class PeerUnreachable(TransportError):
+    """No connection to the peer could be opened (refused, no route, timed out)."""
+
+
+class PeerDiskFull(TransportError):
+    """The peer could not store a chunk: its disk is full."""
+
+
+def transport_key(secret: bytes) -> bytes:
+    """The MAC key derived from the cluster secret (never the secret itself)."""
+    return derive_key(secret, "transport v1")
+
+
+def sign(
+    key: bytes, method: str, target: str, date: str, node: str, body_sha: str, nonce: str
+) -> str:
+    """The request signature (hex)."""
+    msg = f"{method}\n{target}\n{date}\n{node}\n{body_sha}\n{nonce}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+class NonceLedger:
+    """Nonces seen within the clock-skew window; refuses any second use."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, nonce: str, now: float) -> bool:
+        """Record ``nonce``; False if it was already used inside the window."""
+        if len(self._seen) > 1024:
+            cutoff = now - 2 * self._window
+            self._seen = {n: t for n, t in self._seen.items() if t >= cutoff}
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = now
+        return True
+
+
+
+
+
+async def next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+    """The next h11 event, reading from the socket in big pieces when needed."""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(RECV_SIZE)
+            conn.receive_data(data)  # b"" tells h11 the peer closed
+            continue
+        return event
+
+
+async def read_body(
+    stream: trio.abc.Stream, conn: h11.Connection, length: int | None
+) -> bytes:
+    """The whole body of the current message (bounded by MAX_BODY)."""
+    parts: list[bytes] = []
+    got = 0
+    while True:
+        event = await next_event(stream, conn)
+        if isinstance(event, h11.Data):
+            got += len(event.data)
+            if got > MAX_BODY:
+                raise h11.RemoteProtocolError("body too large")
+            parts.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        elif isinstance(event, h11.ConnectionClosed):
+            raise TransportError("connection closed inside a body")
+        else:
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+    if length is not None and got != length:
+        raise TransportError(f"body of {got} bytes, {length} announced")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def read_body_raw(
+    stream: trio.SocketStream, conn: h11.Connection, length: int
+) -> tuple[bytearray, bool]:
+    """The body of the current message, read straight off the socket.
+
+    h11 is given whatever body bytes it already buffered with the headers;
+    the rest goes from the kernel into one preallocated buffer with
+    ``recv_into`` (no per-piece allocation, copy or parsing).  Returns that
+    buffer (no final copy: the caller owns it) and whether h11 was bypassed:
+    then ``conn`` no longer knows where the message ended and the caller must
+    use a fresh h11 connection for the next exchange (peers never pipeline,
+    so nothing else is buffered).
+    """
+    if length > MAX_BODY:
+        raise h11.RemoteProtocolError("body too large")
+    buf = bytearray(length)
+    pos = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            break
+        if isinstance(event, h11.Data):
+            buf[pos:pos + len(event.data)] = event.data
+            pos += len(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            if pos != length:
+                raise TransportError(f"body of {pos} bytes, {length} announced")
+            return buf, False
+        elif isinstance(event, h11.ConnectionClosed):
+            raise TransportError("connection closed inside a body")
+        else:
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+    with memoryview(buf) as view:
+        while pos < length:
+            n = await stream.socket.recv_into(view[pos:], min(RECV_SIZE, length - pos))
+            if n == 0:
+                raise TransportError("connection closed inside a body")
+            pos += n
+    return buf, True
+
+
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes), or None."""
+    for k, v in headers:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def sha256_hex(data: bytes | bytearray) -> str:
+    """The hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# Below this, hashing in the event loop is cheaper than a hop to a worker thread.
+_THREAD_HASH_MIN = 128 * 1024
+
+
+async def sha256_async(data: bytes | bytearray) -> str:
+    """The hex SHA-256, computed off the event loop for big buffers (the
+    hash releases the GIL, so other requests keep being served meanwhile)."""
+    if len(data) < _THREAD_HASH_MIN:
+        return sha256_hex(data)
+    return await trio.to_thread.run_sync(sha256_hex, data)
