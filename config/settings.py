@@ -262,6 +262,23 @@ class ImageSettings:
 
 
 @dataclass(frozen=True)
+class V1ProSettings:
+    # The v1-pro REST dialect (seed 002): off answers 503 feature_disabled.
+    enabled: bool = True
+    # Per csb_live_ key, in a 60-second sliding window counted cluster-wide.
+    requests_per_minute: int = 60
+    max_keys: int = 10
+    # Lifetime of the signed ``link`` URLs the API hands out.
+    link_ttl_seconds: int = 7 * 86400
+    # URL imports (cluster/imports.py): a claimed task stays claimed this long
+    # without a renewal; a task interrupted this many times is marked failed.
+    import_lease_seconds: float = 30.0
+    import_max_attempts: int = 3
+    import_poll_seconds: float = 1.0
+    import_concurrency: int = 2
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -285,6 +302,7 @@ class Settings:
         return None if hashes is None else hashes.parent / "admin.token"
     sftp: SftpSettings = field(default_factory=SftpSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    v1pro: V1ProSettings = field(default_factory=V1ProSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)

@@ -33,6 +33,7 @@ from protocols.rest.dashboard import create_dashboard_blueprint
 from protocols.rest.files import create_files_blueprint
 from protocols.rest.shares import create_shares_blueprint
 from protocols.rest.teams import create_teams_blueprint
+from protocols.rest.v1pro import create_v1pro_blueprint, create_v1pro_keys_blueprint
 from protocols.rest.v2objects import create_v2objects_blueprint
 from storage import errors
 from storage.core import StorageCore
@@ -144,6 +145,8 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
     app.register_blueprint(create_files_blueprint(services))
     app.register_blueprint(create_shares_blueprint(services))
     app.register_blueprint(create_teams_blueprint(services))
+    app.register_blueprint(create_v1pro_blueprint(services))
+    app.register_blueprint(create_v1pro_keys_blueprint(services))
     app.register_blueprint(create_v2objects_blueprint(services))
     app.register_blueprint(create_admin_blueprint(services, control))
 
