@@ -453,6 +453,9 @@ class BillingCustomer(Model):
     plan = fields.CharField(max_length=32, default="free")
     status = fields.CharField(max_length=32, default="")
     current_period_end = fields.DatetimeField(null=True)
+    # A downgrade keeps the plan already paid for until the period ends.
+    kept_plan = fields.CharField(max_length=32, default="")
+    kept_until = fields.DatetimeField(null=True)
     updated_at = fields.DatetimeField()
 
     class Meta:

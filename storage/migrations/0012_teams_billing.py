@@ -73,6 +73,8 @@ class Migration(migrations.Migration):
                 ('plan', fields.CharField(default='free', max_length=32)),
                 ('status', fields.CharField(default='', max_length=32)),
                 ('current_period_end', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('kept_plan', fields.CharField(default='', max_length=32)),
+                ('kept_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'billing_customers', 'app': 'models', 'pk_attr': 'account_id', 'table_description': "An account's Stripe customer and subscription state."},
