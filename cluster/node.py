@@ -193,7 +193,7 @@ async def run_node(
                     with _naming_listener(name, settings.listen.host, port):
                         await listeners.start(_serve_app, settings, name, port, app, shutdown)
                 if settings.sftp.enabled:
-                    from protocols.sftp.server import serve_sftp
+                    from protocols.sftp.listener import serve_sftp
 
                     with _naming_listener("sftp", settings.listen.host, settings.listen.sftp_port):
                         await listeners.start(serve_sftp, services, shutdown)

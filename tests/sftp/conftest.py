@@ -112,7 +112,7 @@ class Rclone:
 def rclone_for(which: str, node: NodeProcess, su: SftpUser, tmp: Path) -> Rclone:
     """An :class:`Rclone` (``which`` in :data:`RCLONES`) logged in as ``su``, with
     the cluster's host key pinned."""
-    from protocols.sftp.server import host_key
+    from protocols.sftp.listener import host_key
 
     binary, install = RCLONES[which]
     if not binary.exists():

@@ -163,7 +163,7 @@ def test_public_key_auth(sftp_user: SftpUser) -> None:
 
 
 def test_same_host_key_derived_from_cluster_secret(node: NodeProcess) -> None:
-    from protocols.sftp.server import host_key
+    from protocols.sftp.listener import host_key
 
     secret = node.settings.cluster_secret()
     t = paramiko.Transport(("127.0.0.1", node.ports["sftp"]))
