@@ -21,7 +21,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from cluster import membership
+from cluster import imports, membership
 from cluster.control import NodeControl
 from cluster.services import NodeServices, build_services
 from config import Settings
@@ -181,6 +181,7 @@ async def run_node(
         await db.open()
         services = build_services(settings, bridge, db)
         _share_rate_limits(services)
+        imports.register(services)  # v1-pro URL imports, claimed from the database
         await membership.register(db, settings)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
