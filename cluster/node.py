@@ -23,6 +23,7 @@ from hypercorn.trio import serve
 
 from cluster import imports, membership
 from cluster.control import NodeControl
+from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
@@ -181,6 +182,7 @@ async def run_node(
         await db.open()
         services = build_services(settings, bridge, db)
         _share_rate_limits(services)
+        register_image_cache(services)  # the image-transform cache's collector
         imports.register(services)  # v1-pro URL imports, claimed from the database
         await membership.register(db, settings)
         shutdown = trio.Event()

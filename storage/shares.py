@@ -182,6 +182,17 @@ class ShareService:
         share = await self._db.run(q)
         return _info(share) if share is not None else None
 
+    async def is_public(self, bucket_id: int, key: str, version_id: str, etag: str) -> bool:
+        """Whether a live share without password exposes this very version
+        (what lets ``/api/img`` transform it for anyone)."""
+
+        async def q() -> list[Share]:
+            return await Share.filter(bucket_id=bucket_id, key=key, version_id=version_id,
+                                      etag=etag, active=True, password_hash=None).limit(20)
+
+        now = datetime.now(UTC)
+        return any(_info(s).is_live(now) for s in await self._db.run(q))
+
     async def deactivate(self, account_id: str, share_id: str) -> bool:
         """Deactivate the account's share ``share_id``; False if it has none such."""
 

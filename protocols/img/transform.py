@@ -278,6 +278,12 @@ def _build(
     """The lazy pipeline up to, not including, encoding."""
     image = _resize(source, info, params, watchdog)
     if params.rotate:
+        # rot reads its input in another order than a sequential load
+        # delivers it ("out of order read" when no resize came between):
+        # render the (resized, so bounded by the output limit) image first.
+        watchdog.watch(image)
+        image = image.copy_memory()
+        watchdog.check()
         image = image.rot(f"d{params.rotate}")
     if output_format == "jpeg" and image.hasalpha():
         image = image.flatten(background=[_WHITE] * (image.bands - 1))

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, RequestTimeout
 from protocols import VERSION
 from protocols.admin.api import create_admin_blueprint
 from protocols.admin.control import ClusterControl
+from protocols.img.endpoint import create_images_blueprint
 from protocols.rest.billing import create_billing_blueprint
 from protocols.rest.common import ApiError, error_response
 from protocols.rest.dashboard import create_dashboard_blueprint
@@ -145,6 +146,7 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
     app.register_blueprint(create_dashboard_blueprint(services))
     app.register_blueprint(create_files_blueprint(services))
     app.register_blueprint(create_shares_blueprint(services))
+    app.register_blueprint(create_images_blueprint(services))
     app.register_blueprint(create_teams_blueprint(services))
     app.register_blueprint(create_billing_blueprint(services))
     app.register_blueprint(create_v1pro_blueprint(services))
