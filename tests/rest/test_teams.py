@@ -14,10 +14,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 from tests.harness import NodeProcess, free_port, prepare_node, started_node
 from tests.rest.conftest import User, signup
@@ -180,6 +184,55 @@ def test_member_usage_is_charged_to_owner_and_events_go_to_owner(
     finally:
         db.close()
     assert rows == [("object.created", team.owner.account_id)]
+
+
+def s3_client(node: NodeProcess, u: User) -> Any:
+    """boto3 with the member's OWN keys (retries off: errors must surface)."""
+    return boto3.client(
+        "s3", endpoint_url=node.s3_url, region_name=node.region,
+        aws_access_key_id=u.access_key, aws_secret_access_key=u.secret_key,
+        config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"},
+                          s3={"addressing_style": "path"}))
+
+
+def _s3_refused(call: Any) -> None:
+    with pytest.raises(ClientError) as err:
+        call()
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_each_role_over_s3(node: NodeProcess, team: Team) -> None:
+    b = team.bucket
+    owner = s3_client(node, team.owner)
+    owner.put_object(Bucket=b, Key="s3.txt", Body=b"over s3")
+    reader, writer, admin = (s3_client(node, u) for u in (team.reader, team.writer, team.admin))
+    # ListBuckets shows the team bucket to every member, under its own name.
+    names = {x["Name"] for x in reader.list_buckets()["Buckets"]}
+    assert names == {team.reader.bucket, b}
+    # read: list, head, get; nothing that writes.
+    assert [o["Key"] for o in reader.list_objects_v2(Bucket=b)["Contents"]] == ["s3.txt"]
+    assert reader.head_object(Bucket=b, Key="s3.txt")["ContentLength"] == 7
+    assert reader.get_object(Bucket=b, Key="s3.txt")["Body"].read() == b"over s3"
+    _s3_refused(lambda: reader.put_object(Bucket=b, Key="r.txt", Body=b"x"))
+    _s3_refused(lambda: reader.delete_object(Bucket=b, Key="s3.txt"))
+    _s3_refused(lambda: reader.create_multipart_upload(Bucket=b, Key="m"))
+    # write: upload, copy, multipart, delete; not the bucket's settings.
+    writer.put_object(Bucket=b, Key="w.txt", Body=b"w")
+    writer.copy_object(Bucket=b, Key="w2.txt", CopySource={"Bucket": b, "Key": "w.txt"})
+    up = writer.create_multipart_upload(Bucket=b, Key="mp")["UploadId"]
+    etag = writer.upload_part(Bucket=b, Key="mp", UploadId=up, PartNumber=1, Body=b"p")["ETag"]
+    writer.complete_multipart_upload(Bucket=b, Key="mp", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag}]})
+    writer.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "w2.txt"}, {"Key": "mp"}]})
+    _s3_refused(lambda: writer.put_bucket_versioning(
+        Bucket=b, VersioningConfiguration={"Status": "Enabled"}))
+    # admin: also the bucket's settings.
+    admin.put_bucket_tagging(Bucket=b, Tagging={"TagSet": [{"Key": "team", "Value": "1"}]})
+    assert reader.get_object(Bucket=b, Key="w.txt")["Body"].read() == b"w"
+    # Outsiders get nothing.
+    outsider = s3_client(node, signup(node))
+    _s3_refused(lambda: outsider.get_object(Bucket=b, Key="s3.txt"))
+    assert b not in {x["Name"] for x in outsider.list_buckets()["Buckets"]}
 
 
 def _enable_sftp(u: User) -> SftpUser:

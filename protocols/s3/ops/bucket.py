@@ -21,6 +21,7 @@ from protocols.s3.ops.common import (
 )
 from protocols.s3.request import Response, xml_response
 from storage import errors as serr
+from storage.teams import buckets_reachable
 
 #: ListBuckets' largest page (S3's max-buckets bound).
 MAX_LIST_BUCKETS = 10_000
@@ -40,7 +41,8 @@ async def list_buckets(ctx: Ctx) -> Response:
     after = decode_token(req.query.get("continuation-token"), "continuation-token")
     items = [
         s3xml.BucketInfo(b.name, b.created_at, b.region or ctx.region)
-        for b in await ctx.buckets.list_for(ctx.account.id)
+        # Owned and team buckets alike, under their own (global) names.
+        for b in await buckets_reachable(ctx.node.core.db, ctx.account.id)
         if (not prefix or b.name.startswith(prefix)) and (after is None or b.name > after)
         and (not region or (b.region or ctx.region) == region)
     ]
