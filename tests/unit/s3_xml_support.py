@@ -9,6 +9,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from protocols.s3.xml import Owner
+from tests.unit.boto_support import CannedBody
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 T1 = dt.datetime(2006, 2, 27, 12, 34, 56, 789000, tzinfo=dt.UTC)
@@ -26,18 +27,6 @@ WEIRD_KEYS = [
 # --- a boto3 client answering with our documents --------------------------------------
 
 
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_kwargs):
-        yield self._data
-
-    def read(self, *_args, **_kwargs) -> bytes:
-        data, self._data = self._data, b""
-        return data
-
-
 def boto_client(body: bytes, status: int = 200, headers: dict[str, str] | None = None):
     """A boto3 S3 client whose every call gets ``body`` back; returns (client, sent)."""
     sent: list[tuple[str, str, bytes]] = []
@@ -46,7 +35,7 @@ def boto_client(body: bytes, status: int = 200, headers: dict[str, str] | None =
         data = request.body
         data = data.read() if hasattr(data, "read") else (data or b"")
         sent.append((request.method, request.url, bytes(data)))
-        return AWSResponse(request.url, status, headers or {}, _Raw(body))
+        return AWSResponse(request.url, status, headers or {}, CannedBody(body))
 
     client = boto3.client(
         "s3",
