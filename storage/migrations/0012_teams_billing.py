@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
                 ('bucket', fields.ForeignKeyField('models.Bucket', source_field='bucket_id', db_index=True, db_constraint=True, to_field='id', related_name='teams', on_delete=OnDelete.CASCADE)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'team_buckets', 'app': 'models', 'unique_together': (('team', 'bucket'),), 'pk_attr': 'id', 'table_description': 'A bucket its owner shared with a team.'},
+            options={'table': 'team_buckets', 'app': 'models', 'unique_together': (('team', 'bucket'),), 'pk_attr': 'id', 'table_description': 'A bucket its owner shared with a team (deleting the bucket unshares it).'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                 ('accepted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('accepted_by', fields.CharField(null=True, max_length=40)),
             ],
-            options={'table': 'team_invites', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A pending invitation: single use, expiring, bound to one email.'},
+            options={'table': 'team_invites', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A pending invitation: single use, expiring, bound to one email.  Only'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
                 ('kept_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'billing_customers', 'app': 'models', 'pk_attr': 'account_id', 'table_description': "An account's Stripe customer and subscription state."},
+            options={'table': 'billing_customers', 'app': 'models', 'pk_attr': 'account_id', 'table_description': "An account's Stripe customer and the subscription state Stripe reported."},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -87,7 +87,7 @@ class Migration(migrations.Migration):
                 ('type', fields.CharField(max_length=64)),
                 ('processed_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'stripe_events', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A Stripe webhook event already applied.'},
+            options={'table': 'stripe_events', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A Stripe webhook event already applied: its id is inserted in the'},
             bases=['Model'],
         ),
     ]

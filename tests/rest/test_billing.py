@@ -8,13 +8,15 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import stripe
 
-from tests.harness import NodeProcess, started_node
+from tests.harness import NodeProcess, prepare_node, started_node
 from tests.rest.conftest import User, signup
 from tests.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, StripeFake, sign
 
@@ -39,14 +41,18 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StripeFake]:
         f.stop()
 
 
+def billing_config(fake: StripeFake) -> str:
+    """Config lines: relaxed dashboard limits and [billing] pointing at the fake."""
+    prices = "".join(f'price_{p} = "price_{p}"\n' for p in PRICES)
+    return ('[accounts]\ndashboard_requests_per_minute = 1000\nlogin_attempts_per_minute = 200\n'
+            f'[billing]\nstripe_secret_key = "{SECRET_KEY}"\n'
+            f'stripe_webhook_secret = "{WEBHOOK_SECRET}"\nstripe_api_base = "{fake.api_base}"\n'
+            + prices)
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, fake: StripeFake) -> Iterator[NodeProcess]:
-    prices = "".join(f'price_{p} = "price_{p}"\n' for p in PRICES)
-    extra = ('[accounts]\ndashboard_requests_per_minute = 1000\nlogin_attempts_per_minute = 200\n'
-             f'[billing]\nstripe_secret_key = "{SECRET_KEY}"\n'
-             f'stripe_webhook_secret = "{WEBHOOK_SECRET}"\nstripe_api_base = "{fake.api_base}"\n'
-             + prices)
-    with started_node(tmp_path_factory.mktemp("billingnode"), extra) as n:
+    with started_node(tmp_path_factory.mktemp("billingnode"), billing_config(fake)) as n:
         yield n
 
 
@@ -204,7 +210,7 @@ def test_forged_unsigned_and_replayed_webhooks_are_refused(node: NodeProcess,
     assert junk.status_code == 400
 
 
-def test_billing_not_configured(tmp_path) -> None:
+def test_billing_not_configured(tmp_path: Path) -> None:
     with started_node(tmp_path) as n:
         user = signup(n)
         for method, path in (("POST", "/api/billing"), ("POST", "/api/billing/change"),
@@ -214,3 +220,26 @@ def test_billing_not_configured(tmp_path) -> None:
             assert r.status_code == 503, r.text
             assert r.json()["error"] == "BillingNotConfigured"
         assert user.client.get("/api/auth/me").status_code == 200
+
+
+@pytest.mark.postgres
+def test_an_event_delivered_to_two_nodes_is_applied_once(pg_url: str, tmp_path: Path,
+                                                         fake: StripeFake) -> None:
+    extra = ("bootstrap_expect = 2\n[storage]\nreplication_factor = 2\nwrite_quorum = 1\n"
+             + billing_config(fake))
+    nodes = [prepare_node(tmp_path / nid, pg_url, nid, secret_file=tmp_path / "cluster.secret",
+                          extra=extra) for nid in ("node1", "node2")]
+    for n in nodes:
+        n.start()
+    try:
+        user = signup(nodes[0])
+        sub_id = subscribe(nodes[0], fake, user, "10tb")
+        ended = event("customer.subscription.deleted", subscription_json(fake, sub_id))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda n: deliver(n, ended), nodes * 2))
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+        assert sorted(r.json()["duplicate"] for r in answers) == [False, True, True, True]
+        assert me(user)["plan"] == "free"
+    finally:
+        for n in nodes:
+            n.stop()
