@@ -46,6 +46,7 @@ from protocols.s3.storage_errors import from_storage_error
 from storage import errors as serr
 from storage.blobs import ChunkError
 from storage.core import StorageCore
+from storage.events import set_origin
 
 __all__ = ["DEFAULT_RATE_LIMITS", "S3App", "create_s3_app"]
 
@@ -85,6 +86,9 @@ class S3App:
                     return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The changes this request makes are S3's (storage.events); a
+        # connection's task serves only this port, so setting it is enough.
+        set_origin("s3")
         request_id = secrets.token_hex(8).upper()
         req: Request | None = None
         try:

@@ -15,16 +15,17 @@ from collections.abc import Mapping
 from protocols.s3 import xml as s3xml
 from protocols.s3.errors import S3Error, access_denied, too_many_requests
 from protocols.s3.request import Request
-from protocols.s3.router import Op
+from protocols.s3.router import Op, action_of
 from protocols.s3.sigv4 import SigningContext
 from storage import errors as serr
 from storage.accounts import AccountInfo
+from storage.authz import Action
 from storage.buckets import BucketInfo, BucketService
 from storage.core import StorageCore
 from storage.hotpath import KeyRecord, Loaded, load
 from storage.multipart import MultipartService
 from storage.objects import ObjectService
-from storage.ratelimit import RateLimiter, retry_after
+from storage.ratelimit import RateLimited, RateLimiter
 
 #: Requests per second per access key and operation class (0 disables a class).
 #: Node settings may override them (``accounts.s3_writes_per_second`` ...).
@@ -58,9 +59,10 @@ class RateLimits:
         limiter = self._limiters.get(op_class)
         if limiter is None:
             return
-        wait = limiter.hit(access_key)
-        if wait > 0:
-            raise too_many_requests(retry_after(wait))
+        try:
+            limiter.check(access_key)
+        except RateLimited as exc:
+            raise too_many_requests(exc.retry_after) from None
 
 
 def rate_limits_from(core: StorageCore) -> dict[str, float]:
@@ -224,8 +226,11 @@ class Ctx:
             raise access_denied()
         return self.account
 
-    async def bucket(self, name: str, *, fresh: bool = False) -> BucketInfo:
-        """The bucket ``name`` if the requester's account owns it."""
+    async def bucket(
+        self, name: str, *, fresh: bool = False, action: Action | None = None
+    ) -> BucketInfo:
+        """The bucket ``name`` if the requester may do ``action`` on it (by
+        default what the request's operation needs), as storage.authz decides."""
         loaded = self.loaded
         if loaded is not None and name == self.bucket_name and (
             loaded.bucket is not None or loaded.bucket_missing
@@ -236,6 +241,6 @@ class Ctx:
             info = loaded.bucket
         else:
             info = await self.node.cached_bucket(name, fresh=fresh)
-        if info.account_id != self.requester().id:
-            raise access_denied()
-        return info
+        if action is None:
+            action = action_of(self.op, self.req.method)
+        return await self.node.core.authz.check(self.requester().id, info, action)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
+from storage.authz import Action
+
 
 class Op(enum.Enum):
     """An S3 operation; the value is its name in the AWS API reference."""
@@ -180,6 +182,22 @@ def rate_class(op: Op, method: str) -> str:
     if found is not None:
         return found
     return "read" if method in ("GET", "HEAD") else "write"
+
+
+# What each operation asks of the bucket (storage.authz): changing the
+# bucket's own configuration or deleting it is MANAGE; anything else is READ
+# for GET/HEAD and WRITE otherwise.
+MANAGE_OPS = frozenset({
+    Op.DELETE_BUCKET, Op.PUT_BUCKET_VERSIONING, Op.PUT_BUCKET_TAGGING,
+    Op.DELETE_BUCKET_TAGGING, Op.PUT_BUCKET_ACL, Op.PUT_BUCKET_CORS, Op.DELETE_BUCKET_CORS,
+})
+
+
+def action_of(op: Op, method: str) -> Action:
+    """The access ``op`` needs to the addressed bucket."""
+    if op in MANAGE_OPS:
+        return Action.MANAGE
+    return Action.READ if method in ("GET", "HEAD") else Action.WRITE
 
 
 def split_address(host: str, path: str, vhost_domains: tuple[str, ...]) -> tuple[str, str]:

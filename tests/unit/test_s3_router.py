@@ -7,10 +7,12 @@ import pytest
 from protocols.s3.router import (
     NOT_IMPLEMENTED_OPS,
     Op,
+    action_of,
     rate_class,
     resolve,
     split_address,
 )
+from storage.authz import Action
 
 DOMAINS = ("s3.example.com", "localhost")
 
@@ -109,3 +111,21 @@ def test_every_unsupported_subresource_names_a_501_operation():
 ])
 def test_rate_class(op, method, cls):
     assert rate_class(op, method) == cls
+
+
+@pytest.mark.parametrize(("op", "method", "action"), [
+    (Op.GET_OBJECT, "GET", Action.READ),
+    (Op.HEAD_BUCKET, "HEAD", Action.READ),
+    (Op.LIST_OBJECTS_V2, "GET", Action.READ),
+    (Op.GET_BUCKET_VERSIONING, "GET", Action.READ),
+    (Op.PUT_OBJECT, "PUT", Action.WRITE),
+    (Op.POST_OBJECT, "POST", Action.WRITE),
+    (Op.DELETE_OBJECTS, "POST", Action.WRITE),
+    (Op.UPLOAD_PART, "PUT", Action.WRITE),
+    (Op.PUT_OBJECT_TAGGING, "PUT", Action.WRITE),
+    (Op.DELETE_BUCKET, "DELETE", Action.MANAGE),
+    (Op.PUT_BUCKET_VERSIONING, "PUT", Action.MANAGE),
+    (Op.PUT_BUCKET_CORS, "PUT", Action.MANAGE),
+])
+def test_each_operation_asks_authz_for_the_right_action(op, method, action):
+    assert action_of(op, method) is action

@@ -143,21 +143,10 @@ def object_fields(
     return content_type, meta, stored
 
 
-async def check_room(ctx: Ctx, size: int | None) -> None:
-    """Refuse before reading a body that cannot fit in the quota.
-
-    The commit enforces the quota exactly; this only saves reading and
-    storing bytes that would be thrown away.  A stale cached account is
-    re-read before refusing.
-    """
-    if size is None:
-        return
-    account = ctx.account
-    if account.used_bytes + size <= account.quota_bytes:
-        return
-    account = await ctx.core.accounts.get(account.id)
-    if account.used_bytes + size > account.quota_bytes:
-        raise S3Error("QuotaExceeded")
+async def check_room(ctx: Ctx, bucket: BucketInfo, size: int | None) -> None:
+    """Refuse before reading a body that cannot fit in the bucket owner's quota
+    (storage's one pre-check; the commit enforces the quota exactly)."""
+    await ctx.core.accounts.check_room(bucket.account_id, size, ctx.account)
 
 
 async def precheck(ctx: Ctx, bucket: BucketInfo, key: str,

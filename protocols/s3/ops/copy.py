@@ -23,6 +23,7 @@ from protocols.s3.ops.common import (
     written_version_headers,
 )
 from protocols.s3.request import Request, Response, xml_response
+from storage.authz import Action
 from storage.buckets import BucketInfo
 from storage.objects import ObjectInfo
 
@@ -64,7 +65,7 @@ async def copy_source_info(ctx: Ctx) -> tuple[BucketInfo, ObjectInfo]:
     """The copy source's bucket and version, its x-amz-copy-source-if-* conditions met."""
     req = ctx.req
     src_bucket_name, src_key, src_version = copy_source(req)
-    src_bucket = await ctx.bucket(src_bucket_name)
+    src_bucket = await ctx.bucket(src_bucket_name, action=Action.READ)
     src = await ctx.objects.head_object(src_bucket, src_key, src_version)
     if src.is_delete_marker:
         raise S3Error("InvalidRequest", "The source of a copy request may not specifically "

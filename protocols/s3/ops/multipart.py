@@ -69,7 +69,7 @@ async def upload_part(ctx: Ctx) -> Response:
     reader = BodyReader(req, ctx.signing, compute=upload.checksum_algorithm or None)
     if reader.size is not None and reader.size > MAX_PART_SIZE:
         raise entity_too_large(reader.size, MAX_PART_SIZE)
-    await check_room(ctx, reader.size)
+    await check_room(ctx, bucket, reader.size)
     part = await ctx.multipart.upload_part(
         bucket, upload_id, number, reader, content_md5=content_md5(req),
         expected_size=reader.size, checksums=reader.checksums,

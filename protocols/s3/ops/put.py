@@ -33,7 +33,7 @@ async def put_object(ctx: Ctx) -> Response:
     reader = BodyReader(req, ctx.signing)
     if reader.size is not None and reader.size > MAX_PUT_SIZE:
         raise entity_too_large(reader.size, MAX_PUT_SIZE)
-    await check_room(ctx, reader.size)
+    await check_room(ctx, bucket, reader.size)
     condition = write_condition(req.headers)
     await precheck(ctx, bucket, req.key, condition)
     md5 = content_md5(req)
