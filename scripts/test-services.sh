@@ -45,6 +45,8 @@ command -v s3cmd >/dev/null || missing+=(s3cmd)
 # Debian's own rclone (1.60) is tested, not just any rclone on PATH (.venv/bin has 1.75).
 [ -x /usr/bin/rclone ] || missing+=(rclone)
 command -v node >/dev/null || missing+=(nodejs npm)
+# Debian's Chromium, headless, for the share page test (tests/browser/).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} ..."
     apt_install "${missing[@]}"

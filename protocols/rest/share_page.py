@@ -26,7 +26,7 @@ label{display:block;font-size:14px;margin-bottom:6px}
 input[type=password]{width:100%;box-sizing:border-box;padding:10px 12px;font-size:15px;
 border:1px solid #c5cbd8;border-radius:8px;margin-bottom:16px}
 .button{display:block;width:100%;box-sizing:border-box;text-align:center;padding:12px;
-font-size:16px;border:0;border-radius:8px;background:#2f6fed;color:#fff;
+font:inherit;font-size:16px;border:0;border-radius:8px;background:#2f6fed;color:#fff;
 text-decoration:none;cursor:pointer}
 .error{color:#b3261e;font-size:14px;margin:0 0 16px}
 .brand{font-size:12px;color:#8a93a6;margin-top:24px;text-align:center}
