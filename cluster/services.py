@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import trio
 
+from cluster.delivery import WebhookDelivery
 from cluster.layout_service import LayoutService
 from cluster.maintenance import Maintenance
 from cluster.placement import NodeSpec, partition_of
@@ -120,4 +121,7 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
         trace=TraceBus(settings.node.id), events=bus,
     )
     services.unavailable_parts = functools.partial(unavailable_parts, services)
+    # Webhook delivery and Time Machine pruning run with the blob layer's
+    # workers (shown and paused alike in the console).
+    maintenance.registry.add(WebhookDelivery(settings, db, bus).worker)
     return services

@@ -11,7 +11,7 @@ import trio
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors, events
+from storage import errors, events, sql
 from storage.crypto import (
     SecretBox,
     hash_password,
@@ -154,6 +154,12 @@ class AccountService:
             return
         account = await self.get(account_id)
         if account.used_bytes + size > account.quota_bytes:
+            # Refused early is still refused for the quota: quota.exceeded
+            # (at most once an hour, as when the commit refuses).
+            event = await sql.retry(lambda: self._db.write(
+                events.quota_exceeded_steps, account_id, events.current_origin()))
+            if event is not None:
+                self._events.publish([event])
             raise errors.QuotaExceeded()
 
     async def check_password(self, email: str, password: str) -> AccountInfo | None:

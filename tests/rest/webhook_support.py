@@ -19,6 +19,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the receiver answered
 
 
 @dataclass
@@ -31,7 +32,10 @@ class Receiver:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    # While set and not yet released, requests wait (a receiver that hangs);
+    # they are recorded once answered, with the status current then.
     hold: threading.Event | None = None
+    arrived: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -51,7 +55,8 @@ class Receiver:
             if pred(got):
                 return got
             time.sleep(0.05)
-        raise AssertionError(f"receiver condition not met; got {len(self.requests())} requests")
+        got = [r.headers.get("X-CloudStorage-Event", r.path) for r in self.requests()]
+        raise AssertionError(f"receiver condition not met; got {len(got)} requests: {got}")
 
 
 def _handler(rec: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -62,15 +67,22 @@ def _handler(rec: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             with rec.lock:
-                rec.received.append(Received(self.command, self.path, dict(self.headers), body))
+                rec.arrived += 1
             if rec.hold is not None:
-                rec.hold.wait(30)
-            self.send_response(rec.status)
-            for name, value in rec.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(rec.body)))
-            self.end_headers()
-            self.wfile.write(rec.body)
+                rec.hold.wait(60)
+            status = rec.status
+            with rec.lock:
+                rec.received.append(Received(self.command, self.path, dict(self.headers), body,
+                                             status))
+            try:
+                self.send_response(status)
+                for name, value in rec.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(rec.body)))
+                self.end_headers()
+                self.wfile.write(rec.body)
+            except OSError:  # the sender went away (a killed node)
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = _serve
 
