@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from tests.harness import NodeProcess
+from tests.harness import NodeProcess, started_node
 from tests.rest.conftest import User, signup
 from tests.rest.test_v1pro_support import admin_patch, auth, new_key, pro_user
 
@@ -38,6 +39,15 @@ def curl(*args: str) -> tuple[int, dict]:
                           text=True, timeout=60, check=True)
     body, status = done.stdout.rsplit("\n", 1)
     return int(status), json.loads(body)
+
+
+def events_of(node: NodeProcess, account_id: str) -> list[tuple[str, dict]]:
+    """The account's (type, data) in the events outbox, oldest first."""
+    path = node.db_url.removeprefix("sqlite://")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT type, data FROM events WHERE account_id = ? ORDER BY id",
+                          (account_id,)).fetchall()
+    return [(t, json.loads(d)) for t, d in rows]
 
 
 def code_of(r: httpx.Response) -> tuple[int, str]:
@@ -115,6 +125,12 @@ def test_keys_panel(node: NodeProcess) -> None:
     assert bad.status_code == 400
     r = user.client.delete(f"/api/v1pro/keys/{first['id']}")
     assert r.status_code == 200
+    recorded = events_of(node, user.account_id)
+    assert [e for e in recorded if e[0] == "key.revoked"] == [
+        ("key.revoked", {"keyId": first["id"], "type": "api_key"})]
+    created = [e[1] for e in recorded if e[0] == "key.created" and "keyId" in e[1]]
+    assert len(created) == 10 and created[0]["keyId"] == first["id"]
+    assert created[0]["scopes"] == ["read"] and first["key"] not in json.dumps(recorded)
     revoked = httpx.get(f"{node.web_url}/api/v1/me", headers=auth(first["key"]))
     assert code_of(revoked) == (401, "invalid_key")
     assert httpx.get(f"{node.web_url}/api/v1pro/keys").status_code == 401  # needs the session
@@ -198,6 +214,8 @@ def test_files_pages_and_shared_path(node: NodeProcess) -> None:
     assert (second["next_offset"], second["has_more"]) == (55, False)
     assert code_of(httpx.get(url, params={"offset": "-1"}, headers=auth(key))) == (
         400, "invalid_request")
+    assert code_of(httpx.post(url, headers=auth(key), content=b"x")) == (
+        400, "invalid_request")
     # The same path with the S3 key pair is still the Simple REST API of seed 000.
     simple = httpx.get(url, params={"prefix": "Many/", "limit": 5}, headers=user.api_headers)
     assert simple.status_code == 200 and len(simple.json()["files"]) == 5
@@ -211,6 +229,10 @@ def test_links_are_signed(node: NodeProcess) -> None:
                     headers=auth(key), content=b"signed bytes").json()
     assert up["folder"] == "/"
     assert httpx.get(up["link"]).content == b"signed bytes"
+    part = httpx.get(up["link"], headers={"Range": "bytes=7-11"})
+    assert part.status_code == 206 and part.content == b"bytes"
+    assert part.headers["Content-Range"] == "bytes 7-11/12"
+    assert httpx.get(up["link"], headers={"Range": "bytes=50-"}).status_code == 416
     tampered = re.sub(r"signature=[0-9a-f]{4}", "signature=0000", up["link"])
     assert code_of(httpx.get(tampered)) == (404, "not_found")
     expired = re.sub(r"expires=\d+", "expires=1000", up["link"])
@@ -226,3 +248,12 @@ def test_import_from_loopback_is_refused(node: NodeProcess) -> None:
                        headers=auth(key))
         assert code_of(r) == (400, "invalid_request"), url
     user.client.close()
+
+
+def test_api_switched_off(tmp_path: Path) -> None:
+    with started_node(tmp_path, "[v1pro]\nenabled = false\n") as off:
+        user, key = pro_user(off)
+        for r in (httpx.get(f"{off.web_url}/api/v1/me", headers=auth(key)),
+                  httpx.get(f"{off.web_url}/api/v1/files", headers=auth(key))):
+            assert code_of(r) == (503, "feature_disabled")
+        user.client.close()

@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from tests.harness import NodeProcess
 from tests.rest.conftest import User, signup
+from tests.rest.test_v1pro_support import admin_patch
 
 
 def bearer(user: User) -> dict[str, str]:
@@ -193,3 +194,17 @@ def test_rate_limit_free_plan(node: NodeProcess) -> None:
     assert 1 <= int(over.headers["Retry-After"]) <= 60
     assert over.headers["X-RateLimit-Remaining"] == "0"
     assert int(over.headers["X-RateLimit-Reset"]) >= int(seen[0].headers["X-RateLimit-Reset"])
+
+
+def test_rate_limits_follow_the_plan(node: NodeProcess) -> None:
+    user = signup(node)
+    url = f"{v2(node)}/buckets/{user.bucket}/objects"
+    assert httpx.get(url, headers=bearer(user)).headers["X-RateLimit-Limit"] == "60"
+    admin_patch(node, user.account_id, plan="1tb")  # a paid plan: the Pro row
+    r = httpx.get(url, headers=bearer(user))
+    assert (r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]) == (
+        "600", "598")
+    admin_patch(node, user.account_id, plan="enterprise")
+    r = httpx.get(url, headers=bearer(user))
+    assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+    user.client.close()

@@ -20,7 +20,14 @@ from urllib.parse import unquote, urlsplit
 from quart import Blueprint, Response, request
 
 from protocols.rest.common import ApiError, check_request_params, read_json
-from protocols.rest.files import _drain_body, file_id, guess_type, parse_file_id
+from protocols.rest.files import (
+    _RANGE_RE,
+    _drain_body,
+    _parse_range,
+    file_id,
+    guess_type,
+    parse_file_id,
+)
 from protocols.rest.v1pro import folders
 from protocols.rest.v1pro.auth import Caller, Gate, is_pro_request
 from protocols.rest.v1pro.errors import (
@@ -288,8 +295,22 @@ def create_v1pro_blueprint(services: StorageCore) -> Blueprint:
         except errors.StorageError as exc:
             return error_response(from_storage(exc))
         headers = {"Content-Type": info.content_type or "application/octet-stream",
-                   "Content-Length": str(info.size), "ETag": f'"{info.etag}"'}
-        response = Response(objects.read_object(info), status=200, headers=headers)
+                   "ETag": f'"{info.etag}"', "Accept-Ranges": "bytes"}
+        # Streamable: players seek with Range, as on the Simple REST API.
+        start, stop, status = 0, info.size, 200
+        wanted = request.headers.get("Range", "").replace(" ", "")
+        if wanted:
+            m = _RANGE_RE.match(wanted)
+            parsed = _parse_range(m, info.size) if m else None
+            if parsed is None:
+                return error_response(ProError(
+                    416, "invalid_request", "The requested range is not satisfiable.",
+                    {"Content-Range": f"bytes */{info.size}"}))
+            (start, stop), status = parsed, 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
+        headers["Content-Length"] = str(stop - start)
+        response = Response(objects.read_object(info, start, stop), status=status,
+                            headers=headers)
         response.timeout = None  # large files stream for long
         return response
 
