@@ -26,7 +26,7 @@ the exact result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
@@ -40,7 +40,6 @@ from protocols.img.singleflight import SingleFlight
 from protocols.img.transform import default_concurrency, transform_async
 from protocols.rest.common import (
     ApiError,
-    authenticate_api_key,
     check_rate,
     check_request_params,
     client_ip,
@@ -50,6 +49,8 @@ from storage import errors
 from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
+from storage.crypto import constant_time_equals
+from storage.hotpath import Loaded, load
 from storage.image_cache import CachedImage, ImageCache
 from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
@@ -67,6 +68,19 @@ class Caller:
 
     account_id: str | None
     public_url: bool  # the URL itself is the credential (signed, or a public share)
+    # The key, bucket and object read in one round trip (key-authenticated callers).
+    loaded: Loaded | None = None
+
+
+def api_key_header() -> str:
+    """``AK:SK`` from ``X-API-Key`` or ``Authorization: Bearer`` ("" if neither),
+    as protocols/rest/common.py's authenticate_api_key reads them."""
+    raw = request.headers.get("X-API-Key", "")
+    if not raw:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            raw = token.strip()
+    return raw
 
 
 def cache_key(bucket: BucketInfo, obj: ObjectInfo, canonical: str) -> str:
@@ -103,45 +117,76 @@ def create_images_blueprint(services: StorageCore) -> Blueprint:
     loading = trio.CapacityLimiter(2 * default_concurrency())
     reads = RateLimiter(settings.accounts.rest_reads_per_second, 1.0)
 
-    async def signed_caller() -> str:
+    async def lookup(access_key: str) -> tuple[str, Loaded]:
+        """The key's plaintext secret (a dummy one if there is no such active
+        key, so timing does not tell which exist) with the request's bucket
+        and object, all in one round trip (storage/hotpath.py)."""
+        view = request.view_args or {}
+        loaded = await services.db.read(load, access_key, view.get("bucket", ""),
+                                        view.get("key", ""), want_object=True)
+        record = loaded.key
+        if record is None or record.account.status != "active":
+            return "x" * 40, replace(loaded, key=None)
+        return services.accounts.open_secret(access_key, record.sealed_secret), loaded
+
+    async def signed_caller() -> Caller:
         args = request.args
-        signing.parse_expiry(args.get("exp", ""), settings.images.signed_url_max_seconds)
-        found = await services.accounts.resolve_access_key(args.get("ak", "")[:128])
-        # A dummy secret when the key is unknown: timing does not tell which exist.
-        secret = found[1] if found else "x" * 40
-        text = signing.string_to_sign(
-            request.view_args["bucket"], request.view_args["key"], int(args["exp"]),
-            args.get("ak", ""), args.items(multi=True))
+        exp = signing.parse_expiry(args.get("exp", ""), settings.images.signed_url_max_seconds)
+        access_key = args.get("ak", "")[:128]
+        secret, loaded = await lookup(access_key)
+        view = request.view_args or {}
+        text = signing.string_to_sign(view.get("bucket", ""), view.get("key", ""), exp,
+                                      access_key, args.items(multi=True))
         signing.check_signature(secret, args.get("sig", ""), text)
-        if found is None:
+        if loaded.key is None:
             raise signing.BadSignature("the signature does not match")
-        return found[0].id
+        return Caller(loaded.key.account.id, public_url=True, loaded=loaded)
+
+    async def key_caller(header: str) -> Caller:
+        access_key, sep, secret = header.partition(":")
+        if not sep or not access_key or not secret or len(header) > 512:
+            raise ApiError(401, "Unauthorized", "The API key must be ACCESS_KEY:SECRET_KEY.")
+        expected, loaded = await lookup(access_key)
+        if not constant_time_equals(secret, expected) or loaded.key is None:
+            raise ApiError(401, "Unauthorized", "The API key is invalid or has been revoked.")
+        return Caller(loaded.key.account.id, public_url=False, loaded=loaded)
 
     async def caller() -> Caller:
         if "sig" in request.args or "ak" in request.args:
-            return Caller(await signed_caller(), public_url=True)
+            return await signed_caller()
         token = request.cookies.get(SESSION_COOKIE, "")
         if token:
             account = await services.sessions.resolve(token)
             if account is None:
                 raise ApiError(401, "Unauthorized", "The session has expired: log in again.")
             return Caller(account.id, public_url=False)
-        if request.headers.get("X-API-Key") or request.headers.get("Authorization"):
-            auth = await authenticate_api_key(services.accounts)
-            return Caller(auth.account.id, public_url=False)
+        header = api_key_header()
+        if header:
+            return await key_caller(header)
         return Caller(None, public_url=True)
 
     def anonymous() -> ApiError:
         return ApiError(401, "Unauthorized", "Transforming this image needs a session, an API "
                         "key, or a signed URL.")
 
+    async def located(who: Caller, bucket_name: str, key: str) -> tuple[BucketInfo, ObjectInfo]:
+        """The bucket and latest version, from the key lookup's round trip if
+        there was one; NoSuchBucket / NoSuchKey as the core raises them."""
+        if who.loaded is None:
+            bucket = await services.buckets.get(bucket_name)
+            return bucket, await services.objects.head_object(bucket, key)
+        if who.loaded.bucket is None:
+            raise errors.NoSuchBucket()
+        if isinstance(who.loaded.obj, errors.StorageError):
+            raise who.loaded.obj
+        assert who.loaded.obj is not None
+        return who.loaded.bucket, who.loaded.obj
+
     async def source(who: Caller, bucket_name: str, key: str) -> tuple[BucketInfo, ObjectInfo]:
         try:
-            if who.account_id is None:
-                bucket = await services.buckets.get(bucket_name)
-            else:
-                bucket = await services.authz.bucket(who.account_id, bucket_name, Action.READ)
-            obj = await services.objects.head_object(bucket, key)
+            bucket, obj = await located(who, bucket_name, key)
+            if who.account_id is not None:
+                await services.authz.check(who.account_id, bucket, Action.READ)
         except AccessDenied:
             raise ApiError(403, "AccessDenied", "You do not have access to this image.") from None
         except (errors.NoSuchBucket, errors.NoSuchKey, errors.NoSuchVersion):
