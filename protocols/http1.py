@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
@@ -156,7 +156,7 @@ class ServerConnection:
         head = buf[pos:stop]  # the same object when the read held just this head
         line = _REQUEST_LINE.match(head)
         fields = _fields(head, line.end() - 1) if line else None
-        if fields is None:
+        if line is None or fields is None:
             self._broken = True
             raise _diagnose(bytes(head[:-2]))
         request = self._make_request(line, fields)
@@ -232,7 +232,7 @@ class ServerConnection:
                 headers.insert(at, (b"content-length", value))
         return length, keep_alive, expect and length != 0
 
-    def _fail(self, message: str, status: int = 400) -> None:
+    def _fail(self, message: str, status: int = 400) -> NoReturn:
         self._broken = True
         raise ProtocolError(message, status)
 

@@ -115,7 +115,8 @@ class AsyncioBridge:
         """Run ``fn`` directly in the base context so its context-variable
         changes (an ORM's initialisation) are seen by every later call."""
         with trio.CancelScope(shield=True):
-            return await self._submit(fn(*args, **kwargs), self._base_context)
+            value = await self._submit(fn(*args, **kwargs), self._base_context)
+        return value
 
     async def _submit(self, coro: Awaitable[T], context: contextvars.Context) -> T:
         loop = self._loop
@@ -138,7 +139,8 @@ class AsyncioBridge:
                 token.run_sync_soon(done.set)
 
         def start() -> None:
-            task = loop.create_task(coro, context=context)  # type: ignore[arg-type]
+            task: asyncio.Task[T] = loop.create_task(
+                coro, context=context)  # type: ignore[arg-type]
             tasks.append(task)
             task.add_done_callback(on_done)
 

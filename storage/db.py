@@ -249,7 +249,9 @@ class Database:
                     return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
                 except Busy:
                     pass
-            return await self.bridge.run(_read_with_orm_connection, fn, *args, **kwargs)
+            # (mypy cannot follow a ParamSpec through a second wrapper)
+            return await self.bridge.run(
+                _read_with_orm_connection, fn, *args, **kwargs)  # type: ignore[arg-type]
         except Exception as exc:
             if (away := self._unavailable(exc)) is None:
                 raise
@@ -270,7 +272,8 @@ class Database:
                     return await self._writer.run(fn(*args, **kwargs))
                 except sqlite3.IntegrityError as exc:
                     raise IntegrityError(str(exc)) from exc
-            return await self.bridge.run(_write_with_orm_connection, fn, *args, **kwargs)
+            return await self.bridge.run(
+                _write_with_orm_connection, fn, *args, **kwargs)  # type: ignore[arg-type]
         except Exception as exc:
             if (away := self._unavailable(exc)) is None:
                 raise

@@ -168,7 +168,7 @@ async def live_among(chunk_ids: Sequence[str], now: float) -> set[str]:
         return set()
     rows = await PendingChunk.filter(chunk_id__in=list(chunk_ids), expires_at__gt=now
                                      ).values_list("chunk_id", flat=True)
-    return set(rows)
+    return {str(chunk_id) for chunk_id in rows}
 
 
 async def forget_expired(now: float) -> None:

@@ -90,7 +90,8 @@ async def drive(conn: BaseDBAsyncClient, work: UnitOfWork[T]) -> T:
         if kind == FETCH:
             result = await fetch(conn, statement, params)
         elif kind == MANY:
-            result = await execute_many(conn, statement, params)
+            await execute_many(conn, statement, params)
+            result = None
         else:
             result = await execute(conn, statement, params)
 

@@ -48,7 +48,7 @@ class InlineConnection(aiosqlite.Connection):
         # No worker thread: connect right here.
         return self._connect().__await__()
 
-    async def _connect(self) -> InlineConnection:  # type: ignore[override]
+    async def _connect(self) -> InlineConnection:
         if self._connection is None:
             self._connection = self._connector()
         return self
@@ -58,7 +58,7 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         return fn(*args, **kwargs)
 
-    def stop(self) -> None:  # type: ignore[override]
+    def stop(self) -> None:
         self._running = False
         if self._connection is not None:
             self._connection.close()

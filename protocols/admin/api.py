@@ -305,7 +305,8 @@ def create_admin_blueprint(services: StorageCore, control: ClusterControl) -> Bl
         current, staged = await layouts.current(), await layouts.staged()
         local, totals = await _gather_nodes(rows), await queries.totals(services.db)
         partitions = current.replica_counts() if current is not None else {}
-        nodes, zones = [], {}
+        nodes: list[dict[str, Any]] = []
+        zones: dict[str, dict[str, Any]] = {}
         rate = err_rate = 0.0
         for row in rows:
             info = local.get(row["id"])

@@ -140,10 +140,10 @@ def probe(source: bytes) -> SourceInfo:
         raise UnsupportedImage(f"the source is not a {_SUPPORTED} image")
     if fmt == "heif" and _field(header, "heif-compression") == "av1":
         fmt = "avif"
-    orientation = _field(header, "orientation") or 1
-    width, height = geometry.upright_size(header.width, header.height, int(orientation))
-    pages = _field(header, "n-pages") or 1
-    return SourceInfo(fmt, width, height, bool(header.hasalpha()), int(pages))
+    orientation = _int_field(header, "orientation", 1)
+    width, height = geometry.upright_size(header.width, header.height, orientation)
+    pages = _int_field(header, "n-pages", 1)
+    return SourceInfo(fmt, width, height, bool(header.hasalpha()), pages)
 
 
 def transform(
@@ -390,6 +390,12 @@ def _encode(
 def _field(image: pyvips.Image, name: str) -> object:
     """A header field, or None if the image does not have it."""
     return image.get(name) if image.get_typeof(name) else None
+
+
+def _int_field(image: pyvips.Image, name: str, default: int) -> int:
+    """An integer header field, or ``default`` if the image does not have one."""
+    value = _field(image, name)
+    return value if isinstance(value, int) and value else default
 
 
 def _reason(exc: pyvips.Error) -> str:

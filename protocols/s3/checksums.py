@@ -54,12 +54,12 @@ class Checksummer(Protocol):
 
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """CRC32C (Castagnoli), continuing from ``crc``."""
-    return _crt.crc32c(data, crc)  # type: ignore[arg-type]  # any buffer works
+    return _crt.crc32c(data, crc)  # type: ignore[arg-type, unused-ignore]  # any buffer
 
 
 def crc64nvme(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """CRC64NVME, continuing from ``crc``."""
-    return _crt.crc64nvme(data, crc)  # type: ignore[arg-type]  # any buffer works
+    return _crt.crc64nvme(data, crc)  # type: ignore[arg-type, unused-ignore]  # any buffer
 
 
 def crc32(data: bytes | bytearray | memoryview, crc: int = 0) -> int:

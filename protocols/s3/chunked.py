@@ -357,10 +357,10 @@ class ChunkedDecoder:
             if self._trailer_sig is None:
                 raise _bad_signature("signed trailers without x-amz-trailer-signature")
             assert self._ctx is not None
-            expected = trailer_signature(self._ctx, self._prev_signature, self.trailers)
-            if not hmac.compare_digest(expected, self._trailer_sig):
+            signature = trailer_signature(self._ctx, self._prev_signature, self.trailers)
+            if not hmac.compare_digest(signature, self._trailer_sig):
                 raise _bad_signature("trailer signature mismatch")
-            self._prev_signature = expected
+            self._prev_signature = signature
         self._state = _DONE
 
 

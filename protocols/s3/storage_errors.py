@@ -25,6 +25,11 @@ _STORAGE_CODES = {
 }
 
 
+def _int(value: object) -> int:
+    """An integer detail of a storage error (0 when absent)."""
+    return value if isinstance(value, int) else 0
+
+
 def _name_error(exc: serr.StorageError) -> S3Error | None:
     """The S3 form of a refused bucket name or object key (storage/names.py),
     the same error protocols/s3/names.py raises for the same name."""
@@ -32,8 +37,7 @@ def _name_error(exc: serr.StorageError) -> S3Error | None:
         bucket = str(exc.details.get("bucket", ""))
         return S3Error("InvalidBucketName", extra={"BucketName": bucket}, detail=exc.message)
     if isinstance(exc, serr.KeyTooLong):
-        return key_too_long(int(exc.details.get("size", 0)),
-                            int(exc.details.get("max_size", 0)))
+        return key_too_long(_int(exc.details.get("size")), _int(exc.details.get("max_size")))
     if isinstance(exc, serr.InvalidObjectKey):
         return invalid_argument(exc.message.rstrip(".") or "Invalid object key", "key")
     return None
@@ -59,7 +63,7 @@ def from_storage_error(exc: serr.StorageError) -> S3Error:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, EntityTooSmall):
         err = entity_too_small(
-            int(exc.details.get("proposed_size", 0)), int(exc.details.get("min_size", 0))
+            _int(exc.details.get("proposed_size")), _int(exc.details.get("min_size"))
         )
         err.extra["PartNumber"] = str(exc.details.get("part_number", ""))
         return err

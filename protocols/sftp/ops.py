@@ -225,8 +225,8 @@ class StorageOps:
     async def rmdir(self, t: Target) -> None:
         if t.is_root:
             raise asyncssh.SFTPPermissionDenied("The root cannot be removed")
-        b = await self.bucket(  # type: ignore[arg-type]
-            t.bucket, Action.MANAGE if not t.key else Action.WRITE)
+        b = await self.bucket(
+            t.bucket, Action.MANAGE if not t.key else Action.WRITE)  # type: ignore[arg-type]
         if not t.key:
             await self.s.buckets.delete(b)
             return
@@ -281,3 +281,4 @@ class StorageOps:
         for key in keys:
             await objects.copy_object(src, key, dst, target + key[len(prefix):])
             await objects.delete_object(src, key)
+

@@ -78,7 +78,7 @@ async def _process_write_tolerant(handler: SFTPServerHandler, packet: SSHPacket)
     # WRITE as OpenSSH's sftp-server reads it: handle, offset, data, and
     # whatever follows (pkg/sftp's stale buffer tail) ignored.
     lenient = _TrailingIgnored(packet.get_remaining_payload())
-    return await SFTPServerHandler._process_write(handler, lenient)  # type: ignore[arg-type]
+    return await SFTPServerHandler._process_write(handler, lenient)
 
 
 class CompatSFTPHandler(SFTPServerHandler):
@@ -117,7 +117,7 @@ class SSHSession(SSHServerStreamSession[bytes]):
         self, sftp_factory: Callable[[asyncssh.SSHServerChannel], asyncssh.SFTPServer],
         run_command: ExecHandler, activity: Activity,
     ) -> None:
-        super().__init__(None, sftp_factory, SFTP_VERSION, False)
+        super().__init__(None, sftp_factory, SFTP_VERSION, False)  # type: ignore[arg-type]
         self._run_command = run_command
         self._activity = activity
 
@@ -161,4 +161,4 @@ class SSHSession(SSHServerStreamSession[bytes]):
             stderr.write(b"internal error\n")
             status = 1
         self._activity.touch()
-        stdout.channel.exit(status)
+        stdout.channel.exit(status)  # type: ignore[attr-defined]  # a server channel

@@ -7,6 +7,7 @@ An unexpected error is logged here and the client sees a plain "Internal error".
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import asyncssh
 
@@ -17,7 +18,7 @@ log = logging.getLogger("cloudstorage.sftp")
 
 
 # SFTP has few statuses: what has none of its own is a failure with the message.
-_KIND_ERRORS: dict[errors.Kind, type[asyncssh.SFTPError]] = {
+_KIND_ERRORS: dict[errors.Kind, Callable[[str], asyncssh.SFTPError]] = {
     errors.Kind.FORBIDDEN: asyncssh.SFTPPermissionDenied,
     errors.Kind.INVALID: asyncssh.SFTPInvalidParameter,
 }

@@ -82,7 +82,8 @@ class _BoundedBody(TrioBody):
 
 
 class _BoundedRequest(TrioRequest):
-    body_class = _BoundedBody
+    # A subclass with the same interface (quart types the attribute as its own class).
+    body_class = _BoundedBody  # type: ignore[assignment]
 
 
 class _BoundedHTTPConnection(TrioASGIHTTPConnection):

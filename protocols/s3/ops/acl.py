@@ -39,7 +39,7 @@ ONLY_PRIVATE = ("Only private access is supported: every bucket and object belon
 
 def is_owner(kind: str, grantee: str, ctx: Ctx) -> bool:
     """Whether grantee ``kind=grantee`` is the requester's own account."""
-    account = ctx.account
+    account = ctx.requester()
     if kind.lower() == "id":
         return grantee == account.id
     return kind.lower() == "emailaddress" and grantee.lower() == account.email.lower()
@@ -76,7 +76,7 @@ def check_acl_headers(headers: Mapping[str, str], ctx: Ctx) -> None:
 
 def check_acl_policy(policy: s3xml.AccessControlPolicy, ctx: Ctx) -> None:
     """Accept an AccessControlPolicy only if it is "the owner has FULL_CONTROL"."""
-    if policy.owner_id and policy.owner_id != ctx.account.id:
+    if policy.owner_id and policy.owner_id != ctx.requester().id:
         raise access_denied("The owner of a bucket or object cannot be changed.")
     if not policy.grants or not all(
         g.permission == "FULL_CONTROL" and is_owner(g.grantee_kind, g.grantee, ctx)

@@ -42,7 +42,7 @@ async def list_buckets(ctx: Ctx) -> Response:
     items = [
         s3xml.BucketInfo(b.name, b.created_at, b.region or ctx.region)
         # Owned and team buckets alike, under their own (global) names.
-        for b in await buckets_reachable(ctx.node.core.db, ctx.account.id)
+        for b in await buckets_reachable(ctx.node.core.db, ctx.requester().id)
         if (not prefix or b.name.startswith(prefix)) and (after is None or b.name > after)
         and (not region or (b.region or ctx.region) == region)
     ]
@@ -69,7 +69,7 @@ async def create_bucket(ctx: Ctx) -> Response:
         raise S3Error("InvalidLocationConstraint",
                       extra={"LocationConstraint": constraint})
     try:
-        await ctx.buckets.create(ctx.account.id, req.bucket, ctx.region)
+        await ctx.buckets.create(ctx.requester().id, req.bucket, ctx.region)
     except serr.BucketAlreadyOwnedByYou:
         if not await legacy_recreate(ctx, req.bucket):
             raise

@@ -126,9 +126,10 @@ def object_fields(
                                                  "Size": total})
     stored: dict[str, str] = {}
     for name in STORED_HEADERS:
-        value = headers.get(name)
-        if value is None:
+        sent = headers.get(name)
+        if sent is None:
             continue
+        value = sent
         if name == "content-encoding" and "aws-chunked" in value.lower():
             # aws-chunked is transfer framing, not the object's encoding;
             # any other value is stored exactly as sent.

@@ -155,14 +155,14 @@ _WS_TO_COLLAPSE = re.compile(r"  |[\t\r\n\f\v]")
 def _wire_text(value: str | bytes) -> str:
     # Recover the wire bytes (latin-1 round trip) and carry them in a str that encodes
     # back to exactly those bytes (utf-8 + surrogateescape), so hashing sees the wire.
-    if type(value) is bytes:
-        return value.decode("utf-8", "surrogateescape")
     if isinstance(value, str):
         try:
-            value = value.encode("latin-1")
+            wire = value.encode("latin-1")
         except UnicodeEncodeError:
             return value  # already real text (not from a latin-1 decoding server)
-    return value.decode("utf-8", "surrogateescape")
+    else:
+        wire = value
+    return wire.decode("utf-8", "surrogateescape")
 
 
 def header_multimap(headers: HeaderInput) -> dict[str, list[str]]:

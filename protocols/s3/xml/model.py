@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from protocols.s3.xml.common import url_encode
 
@@ -116,6 +116,11 @@ class _Encoder:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+
+    @overload
+    def __call__(self, value: str) -> str: ...
+    @overload
+    def __call__(self, value: None) -> None: ...
 
     def __call__(self, value: str | None) -> str | None:
         if value is None or not self.enabled:

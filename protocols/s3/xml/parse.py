@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.parsers.expat as expat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 from xml.etree.ElementTree import Element, TreeBuilder
 
 from protocols.s3.errors import S3Error, invalid_argument, malformed_xml
@@ -40,7 +41,7 @@ class _Forbidden(Exception):
     """Raised from expat handlers to abort on a DTD construct or excessive nesting."""
 
 
-def _forbid(*_args: object) -> None:
+def _forbid(*_args: object) -> NoReturn:
     raise _Forbidden("DTD declarations are not allowed")
 
 

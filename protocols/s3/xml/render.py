@@ -37,7 +37,7 @@ from protocols.s3.xml.model import (
 # ====================================================================================
 
 
-class Elements(list):  # type: ignore[type-arg]
+class Elements(list[tuple[str, Any]]):
     """An ordered list of ``(name, value)`` children, for nodes whose children of
     different names must interleave (ListVersionsResult's Version/DeleteMarker)."""
 
