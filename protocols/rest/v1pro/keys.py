@@ -26,7 +26,7 @@ from protocols.rest.common import (
     read_json,
     string_field,
 )
-from protocols.rest.v1pro.routes import iso
+from protocols.rest.v1pro.handlers import iso
 from storage import errors, events
 from storage.accounts import AccountInfo
 from storage.api_keys import ApiKeyInfo, ApiKeyService

@@ -1,271 +1,50 @@
-"""The v1-pro routes (seed 002) over the shared storage core.
+"""The v1-pro routes (seed 002): each one admits the request and runs its
+endpoint (handlers.py).
 
-Files live in the account's default bucket (its oldest): ``path`` is a
-folder of it (see :mod:`folders`).  ``/api/v1/files`` is shared with the
-Simple REST API of seed 000: a request carrying a ``csb_live_`` Bearer key
-is answered here (a before-request hook of the app, ahead of the routing),
-any other goes on to ``protocols/rest/files.py``.
+``/api/v1/files`` is shared with the Simple REST API of seed 000: a request
+carrying a ``csb_live_`` Bearer key is answered here, by a before-request
+hook of the app (ahead of the routing); any other goes on to
+``protocols/rest/files.py``.
 """
 
 from __future__ import annotations
 
-import logging
-import posixpath
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import unquote, urlsplit
-
 from quart import Blueprint, Response, request
 
-from protocols.rest.common import ApiError, check_request_params, read_json
-from protocols.rest.files import (
-    _RANGE_RE,
-    _drain_body,
-    _parse_range,
-    file_id,
-    guess_type,
-    parse_file_id,
-)
-from protocols.rest.v1pro import folders
-from protocols.rest.v1pro.auth import Caller, Gate, is_pro_request
-from protocols.rest.v1pro.errors import (
-    ProError,
-    error_response,
-    from_storage,
-    invalid,
-    not_found,
-    ok,
-)
-from protocols.rest.v1pro.links import LinkSigner
-from storage import errors, events, outbound
-from storage.api_keys import ApiKeyService
-from storage.buckets import BucketInfo
+from protocols.rest.v1pro.auth import is_pro_request
+from protocols.rest.v1pro.errors import error_response, invalid
+from protocols.rest.v1pro.handlers import V1ProApi
 from storage.core import StorageCore
-from storage.imports import COMPLETED, FAILED, ImportTasks
-from storage.rate_windows import RateWindows
-from storage.signup import default_bucket
-
-log = logging.getLogger(__name__)
-Handler = Callable[[Caller], Awaitable[Response]]
-
-# Hosts whose pages are videos, not files ("type": "auto" detects them).
-VIDEO_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "dailymotion.com", "twitch.tv",
-               "tiktok.com", "instagram.com", "facebook.com", "x.com", "twitter.com")
-
-
-def iso(ts: datetime | None) -> str | None:
-    """``2026-06-25T10:00:00+00:00``, as the document shows timestamps."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def is_video_url(url: str) -> bool:
-    """Whether ``url`` is a page of a known video site."""
-    host = (urlsplit(url).hostname or "").lower()
-    return any(host == h or host.endswith("." + h) for h in VIDEO_HOSTS)
-
-
-def _string(body: dict[str, Any], name: str, default: str = "") -> str:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, str) or "\x00" in value or len(value) > 2048:
-        raise invalid(f"'{name}' must be a string.")
-    return value
 
 
 def create_v1pro_blueprint(services: StorageCore) -> Blueprint:
     """The ``/api/v1`` routes of the v1-pro dialect."""
     bp = Blueprint("v1pro", __name__)
-    settings = services.settings
-    cfg = settings.v1pro
-    keys = ApiKeyService(services.db, max_keys=cfg.max_keys, events_bus=services.events)
-    gate = Gate(keys, RateWindows(services.db), enabled=cfg.enabled,
-                per_minute=cfg.requests_per_minute)
-    signer = LinkSigner(settings.cluster_secret(), cfg.link_ttl_seconds)
-    tasks = ImportTasks(services.db)
-    policy = outbound.OutboundPolicy.from_settings(settings)
-    max_upload = settings.accounts.rest_max_upload
-    objects = services.objects
-
-    async def serve(scope: str | None, handler: Handler) -> Response:
-        """Admit the request, run ``handler``, answer in this dialect's format."""
-        headers: dict[str, str] = {}
-        events.set_origin("v1pro")
-        try:
-            try:
-                check_request_params()
-            except ApiError as exc:
-                raise invalid(exc.message) from None
-            caller, headers = await gate.admit(scope)
-            response = await handler(caller)
-        except ProError as exc:
-            response = error_response(exc)
-        except errors.StorageError as exc:
-            response = error_response(from_storage(exc))
-        except ApiError as exc:  # the shared JSON-body reader
-            response = error_response(ProError(413, "payload_too_large", exc.message)
-                                      if exc.status == 413 else invalid(exc.message))
-        except Exception:
-            log.exception("v1-pro request failed")
-            response = error_response(
-                ProError(500, "server_error", "An unexpected server error occurred."))
-        for name, value in headers.items():
-            response.headers.setdefault(name, value)
-        return response
-
-    async def home(caller: Caller) -> BucketInfo:
-        return await default_bucket(services.buckets, caller.account.id)
-
-    def link(bucket: str, key: str) -> str:
-        return signer.link(request.host_url, file_id(bucket, key), key)
-
-    # -- who am I ----------------------------------------------------------------
-
-    async def me(caller: Caller) -> Response:
-        k, w = caller.key, caller.window
-        return ok({
-            "username": caller.account.email, "plan": caller.account.plan,
-            "key": {"id": k.id, "name": k.name, "scopes": list(k.scopes),
-                    "key_prefix": k.key_prefix, "key_last4": k.key_last4,
-                    "created_at": iso(k.created_at), "expires_at": iso(k.expires_at)},
-            "rate_limit": {"limit": w.limit, "remaining": w.remaining, "reset": w.reset,
-                           "window_seconds": w.window},
-            "limits": {"upload_max_bytes": max_upload},
-        })
-
-    # -- upload ------------------------------------------------------------------
-
-    async def capped() -> AsyncIterator[bytes]:
-        total = 0
-        async for piece in request.body:
-            total += len(piece)
-            if total > max_upload:
-                raise ProError(413, "payload_too_large",
-                               f"Uploads are limited to {max_upload} bytes.")
-            if piece:
-                yield piece
-
-    async def upload(caller: Caller) -> Response:
-        filename = request.args.get("filename", "")
-        if not filename:
-            raise invalid("The query parameter 'filename' is required.")
-        folder = folders.folder_of(request.args.get("path"))
-        key = folders.key_in(folder, filename)
-        length = request.content_length
-        if length is not None and length > max_upload:
-            raise ProError(413, "payload_too_large",
-                           f"Uploads are limited to {max_upload} bytes.",
-                           {} if await _drain_body() else {"Connection": "close"})
-        bucket = await home(caller)
-        info = await objects.put_object(
-            bucket, key, capped(),
-            content_type=guess_type(filename, request.headers.get("Content-Type", "")),
-            expected_size=length)
-        return ok({"tracking_id": f"{time.time_ns() // 1000}", "file_name": filename,
-                   "size": info.size, "link": link(bucket.name, key), "folder": folder})
-
-    # -- imports -----------------------------------------------------------------
-
-    async def start_import(caller: Caller) -> Response:
-        body = await read_json()
-        url = _string(body, "url")
-        kind = _string(body, "type", "auto") or "auto"
-        if not url:
-            raise invalid("The field 'url' is required.")
-        if kind not in ("auto", "file", "video"):
-            raise invalid("'type' must be auto, file or video.")
-        if kind == "video" or (kind == "auto" and is_video_url(url)):
-            # No video extractor ships with the cluster (see README).
-            raise ProError(503, "feature_disabled",
-                           "Video imports need a video extractor, which is not installed "
-                           "on this cluster.")
-        try:
-            target = await outbound.check_url(url, policy)
-        except outbound.OutboundRefused as exc:
-            raise invalid(exc.message) from None
-        folder = folders.folder_of(_string(body, "path", "/"))
-        name = _string(body, "filename") or posixpath.basename(
-            unquote(urlsplit(target.url).path)) or "download"
-        key = folders.key_in(folder, name)
-        bucket = await home(caller)
-        task_id = await tasks.create(caller.account.id, "file", url, bucket.name, key)
-        return ok({"type": "file", "task_id": task_id})
-
-    async def import_status(caller: Caller) -> Response:
-        task_id = request.args.get("task_id", "")
-        if not task_id:
-            raise invalid("The query parameter 'task_id' is required.")
-        task = await tasks.get(caller.account.id, task_id[:64])
-        if task is None:
-            raise not_found("No import task has this id.")
-        out: dict[str, Any] = {"id": task.id, "type": task.type, "state": task.state,
-                               "progress": task.progress()}
-        if task.state == COMPLETED:
-            out["link"] = link(task.bucket, task.key)
-        if task.state == FAILED:
-            out["error"] = task.error
-        return ok({"task": out})
-
-    async def cancel_import(caller: Caller) -> Response:
-        task_id = _string(await read_json(), "task_id")
-        if not task_id:
-            raise invalid("The field 'task_id' is required.")
-        if await tasks.cancel(caller.account.id, task_id[:64]) is None:
-            raise not_found("No import task has this id.")
-        return ok({})
-
-    # -- listing -----------------------------------------------------------------
-
-    async def list_files(caller: Caller) -> Response:
-        folder = folders.folder_of(request.args.get("path"))
-        raw = request.args.get("offset", "0") or "0"
-        if not raw.isdigit() or len(raw) > 9:
-            raise invalid("offset must be a non-negative integer.")
-        offset = int(raw)
-        bucket = await home(caller)
-        subfolders, files, more = await folders.page(objects, bucket, folder, offset)
-        return ok({
-            "path": folder, "folders": subfolders,
-            "files": [{"name": posixpath.basename(e.key), "size": e.size,
-                       "link": link(bucket.name, e.key), "uploaded_at": iso(e.last_modified)}
-                      for e in files],
-            "limit": folders.PAGE, "next_offset": offset + len(files), "has_more": more,
-        })
-
-    async def folder_tree(caller: Caller) -> Response:
-        return ok({"tree": await folders.tree(objects, await home(caller))})
-
-    # -- routes ------------------------------------------------------------------
+    api = V1ProApi(services)
 
     @bp.get("/api/v1/me")
-    async def me_route() -> Response:
-        return await serve(None, me)
+    async def me() -> Response:
+        return await api.serve(None, api.me)  # any valid key
 
     @bp.post("/api/v1/upload")
-    async def upload_route() -> Response:
-        return await serve("upload", upload)
+    async def upload() -> Response:
+        return await api.serve("upload", api.upload)
 
     @bp.post("/api/v1/import")
-    async def import_route() -> Response:
-        return await serve("import", start_import)
+    async def start_import() -> Response:
+        return await api.serve("import", api.start_import)
 
     @bp.get("/api/v1/import/status")
-    async def import_status_route() -> Response:
-        return await serve("import", import_status)
+    async def import_status() -> Response:
+        return await api.serve("import", api.import_status)
 
     @bp.post("/api/v1/import/cancel")
-    async def import_cancel_route() -> Response:
-        return await serve("import", cancel_import)
+    async def cancel_import() -> Response:
+        return await api.serve("import", api.cancel_import)
 
     @bp.get("/api/v1/folders")
-    async def folders_route() -> Response:
-        return await serve("read", folder_tree)
+    async def folder_tree() -> Response:
+        return await api.serve("read", api.folder_tree)
 
     @bp.before_app_request
     async def shared_files_path() -> Response | None:
@@ -274,44 +53,10 @@ def create_v1pro_blueprint(services: StorageCore) -> Blueprint:
             return None
         if request.method not in ("GET", "HEAD"):
             return error_response(invalid("With an API key, /api/v1/files is read with GET."))
-        return await serve("read", list_files)
+        return await api.serve("read", api.list_files)
 
     @bp.get("/api/v1/link/<fid>/<name>")
     async def download(fid: str, name: str) -> Response:
-        try:
-            if not signer.valid(fid, request.args.get("expires", ""),
-                                request.args.get("signature", "")):
-                raise not_found("This link is invalid or has expired.")
-            try:
-                bucket_name, key = parse_file_id(fid)
-            except ApiError:
-                raise not_found("No file has this link.") from None
-            bucket = await services.buckets.get(bucket_name)
-            info = await objects.head_object(bucket, key)
-            if info.is_delete_marker:
-                raise not_found("No file has this link.")
-        except ProError as exc:
-            return error_response(exc)
-        except errors.StorageError as exc:
-            return error_response(from_storage(exc))
-        headers = {"Content-Type": info.content_type or "application/octet-stream",
-                   "ETag": f'"{info.etag}"', "Accept-Ranges": "bytes"}
-        # Streamable: players seek with Range, as on the Simple REST API.
-        start, stop, status = 0, info.size, 200
-        wanted = request.headers.get("Range", "").replace(" ", "")
-        if wanted:
-            m = _RANGE_RE.match(wanted)
-            parsed = _parse_range(m, info.size) if m else None
-            if parsed is None:
-                return error_response(ProError(
-                    416, "invalid_request", "The requested range is not satisfiable.",
-                    {"Content-Range": f"bytes */{info.size}"}))
-            (start, stop), status = parsed, 206
-            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
-        headers["Content-Length"] = str(stop - start)
-        response = Response(objects.read_object(info, start, stop), status=status,
-                            headers=headers)
-        response.timeout = None  # large files stream for long
-        return response
+        return await api.download(fid)
 
     return bp
