@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from storage import sql
 from storage.db import Database
+
+T = TypeVar("T")
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "running", "completed", "failed", "cancelled"
 STATES = (RUNNING, COMPLETED, FAILED, CANCELLED)
@@ -149,7 +153,8 @@ class ImportTasks:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _write(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _write(self, fn: Callable[..., sql.UnitOfWork[T]], *args: Any) -> T:
+        # One transaction, retried when PostgreSQL aborts it for a concurrent one.
         return await sql.retry(lambda: self._db.write(fn, *args))
 
     async def create(self, account_id: str, kind: str, url: str, bucket: str,
