@@ -343,6 +343,10 @@ def create_shares_blueprint(services: StorageCore) -> Blueprint:
     @bp.post("/s/<code>")
     async def short_link_form(code: str) -> Any:
         # The page's password form: the answer is the file, or the page again.
+        if request.content_length is None:
+            raise ApiError(411, "LengthRequired", "The form needs a Content-Length.")
+        if request.content_length > _FIELD_LIMIT:
+            raise ApiError(413, "PayloadTooLarge", f"The form exceeds {_FIELD_LIMIT} bytes.")
         form = await request.form
         password = refuse_nul("password", form.get("password", ""))
         try:

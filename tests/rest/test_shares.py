@@ -137,6 +137,8 @@ def test_password_protection_and_rate_limit(node: NodeProcess, user: User) -> No
     assert r.status_code == 200 and r.content == b"top secret"
     r = httpx.post(url, data={"password": "wrong"})
     assert r.status_code == 403 and "not correct" in r.text and 'type="password"' in r.text
+    r = httpx.post(url, data={"password": "x" * 5000})  # the page's form is small
+    assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
     for _ in range(ATTEMPTS - 1):
         r = httpx.get(f"{node.web_url}/api/shares/download",
                       params={"code": created["code"], "password": "nope"})
