@@ -183,12 +183,14 @@ class ShareService:
         return _info(share) if share is not None else None
 
     async def is_public(self, bucket_id: int, key: str, version_id: str, etag: str) -> bool:
-        """Whether a live share without password exposes this very version
-        (what lets ``/api/img`` transform it for anyone)."""
+        """Whether a live share without password or download limit exposes this
+        very version (what lets ``/api/img`` transform it for anyone: a limited
+        share must not become unlimited through transforms)."""
 
         async def q() -> list[Share]:
             return await Share.filter(bucket_id=bucket_id, key=key, version_id=version_id,
-                                      etag=etag, active=True, password_hash=None).limit(20)
+                                      etag=etag, active=True, password_hash=None,
+                                      max_downloads=None).limit(20)
 
         now = datetime.now(UTC)
         return any(_info(s).is_live(now) for s in await self._db.run(q))

@@ -15,7 +15,8 @@ Who may transform:
 * anyone holding a signed URL (``ak``, ``exp``, ``sig``: protocols/img/signing.py),
   made offline with one of the account's key pairs: the form for ``<img src>``;
 * anyone, for a version exposed by a live share link without a password
-  (the bytes are public already).  A transform is not a share download.
+  or download limit (the bytes are public already).  A transform is not a
+  share download.
 
 Anything else is 401 without saying whether the object exists.  Responses
 are cached by browsers for 7 days (``Cache-Control: max-age=604800``,

@@ -222,6 +222,10 @@ def test_public_share_allows_anonymous_transforms(node: NodeProcess, user: User)
                                                    "password": "pw"})
     assert locked.status_code == 201
     assert httpx.get(url, params={"w": 30}).status_code == 401  # a password share is not public
+    limited = user.client.post("/api/shares", json={"bucket": user.bucket, "maxDownloads": 1,
+                                                    "objectKey": "photos/public.jpg"})
+    assert limited.status_code == 201
+    assert httpx.get(url, params={"w": 30}).status_code == 401  # nor is a limited one
     created = user.client.post("/api/shares", json={"bucket": user.bucket,
                                                     "objectKey": "photos/public.jpg"})
     r = httpx.get(url, params={"w": 30})
