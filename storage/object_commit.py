@@ -1,0 +1,255 @@
+"""The object service's write transactions, as units of work of plain steps.
+
+Written as steps (:data:`storage.sql.UnitOfWork`) so one text runs both on
+the SQLite group-commit writer and through the ORM on PostgreSQL.  Every
+release of chunk references follows :mod:`storage.refs`: exactly the rows
+this transaction's own ``DELETE ... RETURNING`` removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from storage import errors, events, pending, refs, sql
+from storage.buckets import BucketInfo
+from storage.events import Event, EventType
+from storage.models import ObjectVersion
+from storage.object_types import (
+    NULL_VERSION,
+    DeleteResult,
+    ObjectInfo,
+    WriteCondition,
+    new_version_id,
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# A hook run first inside a commit's transaction (given the connection); it may
+# raise to roll the whole commit back.  Its first statement must write, so that
+# SQLite takes its write lock up front.
+CommitHook = Callable[[Any], Awaitable[None]]
+
+
+# Columns a commit writes, in the order of _INSERT_VERSION's placeholders.
+_VERSION_COLUMNS = (
+    "bucket_id", "key", "version_id", "is_latest", "is_delete_marker", "size", "etag",
+    "content_type", "user_metadata", "headers", "checksums", "chunks", "inline_data",
+    "created_at", "part_sizes", "tags", "upload_id",
+)
+_INSERT_VERSION = (
+    "INSERT INTO object_versions (" + ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
+    + ") VALUES (" + ", ".join("?" for _ in _VERSION_COLUMNS) + ")"
+)
+
+
+def _json(value: Any, empty: str) -> str:
+    # Most of a small object's JSON columns are empty: no encoder for those.
+    return json.dumps(value) if value else empty
+
+
+def commit_steps(
+    bucket: BucketInfo,
+    key: str,
+    fields: dict[str, Any],
+    chunks: list[tuple[str, int]],
+    condition: WriteCondition | None = None,
+    emitted: list[Event] | None = None,
+    origin: str = "",
+) -> sql.UnitOfWork[ObjectInfo]:
+    """Make a new version (or delete marker) the latest one, if ``condition`` holds.
+
+    Records the change's events (object.created / updated / deleted, and
+    quota.warning when usage rose through its threshold) in the same
+    transaction and appends them to ``emitted``.
+
+    Raw SQL rather than the ORM: this is every PutObject's transaction, and
+    the query builder and model instances cost several times the statements.
+    """
+    versioned = bucket.versioning == "Enabled"
+    version_id = new_version_id() if versioned else NULL_VERSION
+    created_at = _now()
+    is_marker = bool(fields.get("is_delete_marker"))
+    row = {
+        "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
+        "is_delete_marker": is_marker, "size": fields["size"], "etag": fields["etag"],
+        "content_type": fields["content_type"],
+        "user_metadata": _json(fields.get("user_metadata"), "{}"),
+        "headers": _json(fields.get("headers"), "{}"),
+        "checksums": _json(fields.get("checksums"), "{}"),
+        "chunks": _json([list(c) for c in chunks], "[]"),
+        "inline_data": fields.get("inline_data"), "created_at": created_at,
+        "part_sizes": _json(list(fields.get("part_sizes") or ()), "[]"),
+        "tags": _json(fields.get("tags"), "{}"), "upload_id": fields.get("upload_id"),
+    }
+    # The first statement writes, so SQLite takes its write lock up front
+    # instead of failing to upgrade a read snapshot later.  Its row lock is
+    # also what makes a condition atomic: the version it was checked against
+    # stays latest until this commits (a racing first writer of the key
+    # loses on the unique latest index and retries against the winner).
+    demote = ('UPDATE object_versions SET is_latest = NULL '
+              'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?')
+    # What it demotes tells the condition, and the event (created or updated).
+    demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker, size, content_type",
+                     (bucket.id, key, True))
+    latest = demoted[0] if demoted else None
+    if not versioned:
+        replaced = yield (sql.FETCH,
+                          'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                          "AND version_id = ? RETURNING size, is_delete_marker, chunks, "
+                          "etag, is_latest",
+                          (bucket.id, key, NULL_VERSION))
+        if latest is None:
+            # On PostgreSQL a null version committed after the demote took
+            # its snapshot is only seen here, still marked latest.
+            latest = next((r for r in replaced if r["is_latest"]), None)
+        if replaced:
+            yield from refs.release_steps(bucket.account_id, refs.dropped(replaced))
+    if condition is not None:
+        condition.check(latest)
+    existed = latest is not None and not latest["is_delete_marker"]
+    changes: list[Event] = []
+    if not is_marker:
+        used, quota = yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
+        changes.append(Event(
+            EventType.OBJECT_UPDATED if existed else EventType.OBJECT_CREATED,
+            bucket.account_id,
+            events.object_data(bucket.name, key, fields["size"], fields["content_type"]),
+            origin=origin))
+        warning = events.quota_crossing(bucket.account_id, used, fields["size"], quota, origin)
+        if warning is not None:
+            changes.append(warning)
+    elif existed:
+        assert latest is not None
+        # A delete marker hides the object: to its users it is deleted.
+        changes.append(deleted_event(bucket, key, latest, origin))
+    yield from refs.reference_steps(chunks)
+    yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    yield from events.record_steps(changes)
+    if emitted is not None:
+        emitted.extend(changes)
+    if fields.get("pending_token"):
+        # Only an upload that outlasted a quarter of the GC grace has rows.
+        yield from pending.release_steps(fields["pending_token"])
+    return ObjectInfo(
+        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
+        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
+        user_metadata=dict(fields.get("user_metadata") or {}),
+        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
+        is_delete_marker=is_marker, is_latest=True, chunks=tuple(chunks),
+        inline_data=fields.get("inline_data"),
+        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
+    )
+
+
+def deleted_event(bucket: BucketInfo, key: str, row: Mapping[str, Any], origin: str,
+             version_id: str | None = None) -> Event:
+    """object.deleted for a removed (or hidden) version described by ``row``."""
+    data = events.object_data(bucket.name, key, int(row.get("size") or 0),
+                              row.get("content_type") or "")
+    if version_id is not None:
+        data["versionId"] = version_id
+    return Event(EventType.OBJECT_DELETED, bucket.account_id, data, origin=origin)
+
+
+async def commit_version_after(
+    before: CommitHook,
+    bucket: BucketInfo,
+    key: str,
+    fields: dict[str, Any],
+    chunks: list[tuple[str, int]],
+    condition: WriteCondition | None,
+    emitted: list[Event],
+    origin: str,
+) -> ObjectInfo:
+    """:func:`commit_steps` in an ORM transaction that ``before`` opens."""
+    async with in_transaction() as conn:
+        await before(conn)
+        return await sql.drive(conn, commit_steps(bucket, key, fields, chunks, condition,
+                                                   emitted, origin))
+
+
+async def find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
+    if version_id is None:
+        v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, is_latest=True)
+        if v is None:
+            raise errors.NoSuchKey()
+        if v.is_delete_marker:
+            raise errors.NoSuchKey(delete_marker=True, version_id=v.version_id)
+        return v
+    v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, version_id=version_id)
+    if v is None:
+        raise errors.NoSuchVersion(version_id=version_id)
+    return v
+
+
+async def set_tags_steps(
+    bucket: BucketInfo, key: str, version_id: str, tags: dict[str, str]
+) -> None:
+    changed = await ObjectVersion.filter(
+        bucket_id=bucket.id, key=key, version_id=version_id, is_delete_marker=False
+    ).update(tags=tags)
+    if not changed:
+        raise errors.NoSuchVersion(version_id=version_id)
+
+
+def delete_version_steps(
+    bucket: BucketInfo, key: str, version_id: str, condition: WriteCondition | None,
+    emitted: list[Event], origin: str,
+) -> sql.UnitOfWork[DeleteResult]:
+    """Delete one version for good; the newest remaining one becomes latest.
+
+    Only what this statement deleted is released: of racing deletes of one
+    version, exactly one gets the row back (the others find nothing).
+    ``condition`` is checked against the version deleted (rolling it back).
+    """
+    gone = yield (sql.FETCH,
+                  'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                  f"AND version_id = ? RETURNING is_latest, etag, content_type, "
+                  f"{refs.VERSION_RETURNING}",
+                  (bucket.id, key, version_id))
+    if condition is not None:
+        condition.check(gone[0] if gone else None)
+    if not gone:
+        # S3 answers success for a version that is already gone.
+        return DeleteResult(version_id=version_id, delete_marker=False)
+    yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
+    if not gone[0]["is_delete_marker"]:
+        changes = [deleted_event(bucket, key, gone[0], origin, version_id)]
+        yield from events.record_steps(changes)
+        emitted.extend(changes)
+    if gone[0]["is_latest"]:
+        yield (sql.EXECUTE,
+               "UPDATE object_versions SET is_latest = ? WHERE id = (SELECT id FROM "
+               'object_versions WHERE bucket_id = ? AND "key" = ? ORDER BY id DESC LIMIT 1)',
+               (True, bucket.id, key))
+    return DeleteResult(version_id=version_id, delete_marker=bool(gone[0]["is_delete_marker"]))
+
+
+def delete_unversioned_steps(
+    bucket: BucketInfo, key: str, condition: WriteCondition | None, emitted: list[Event],
+    origin: str,
+) -> sql.UnitOfWork[DeleteResult]:
+    """Delete every version of ``key`` (an unversioned bucket holds at most one),
+    if ``condition`` holds for its latest version (else roll back)."""
+    gone = yield (sql.FETCH,
+                  'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+                  f"RETURNING is_latest, etag, content_type, {refs.VERSION_RETURNING}",
+                  (bucket.id, key))
+    latest = next((r for r in gone if r["is_latest"]), None)
+    if condition is not None:
+        condition.check(latest)
+    if gone:
+        yield from refs.release_steps(bucket.account_id, refs.dropped(gone))
+    if latest is not None and not latest["is_delete_marker"]:
+        changes = [deleted_event(bucket, key, latest, origin)]
+        yield from events.record_steps(changes)
+        emitted.extend(changes)
+    return DeleteResult(version_id=None, delete_marker=False)
