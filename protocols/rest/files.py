@@ -18,11 +18,9 @@ import binascii
 import logging
 import mimetypes
 import posixpath
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import trio
 from quart import Blueprint, Response, request
 
 from protocols.multipart_form import (
@@ -45,9 +43,9 @@ from protocols.rest.common import (
     json_response,
     refuse_nul,
 )
+from protocols.rest.transfer import attachment, drain_body, opened_stream, parse_range
 from storage import errors, events, names
 from storage.authz import AccessDenied, Action
-from storage.blobs import ChunkError
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
 from storage.objects import ObjectInfo
@@ -57,7 +55,6 @@ from storage.signup import default_bucket
 _FIELD_LIMIT = 4096
 # The most parts one form may have (bucket, key, file and a few spares).
 _MAX_FORM_PARTS = 64
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 log = logging.getLogger(__name__)
 
 
@@ -260,7 +257,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
             # Most clients only read the answer once their body is sent:
             # discard the rest (bounded in bytes and time) so they see the
             # error instead of a stalled upload, then close the connection.
-            if not await _drain_body():
+            if not await drain_body():
                 exc.headers["Connection"] = "close"
             raise
         out = describe(info, full=True)
@@ -322,13 +319,12 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
             "Content-Type": info.content_type or "application/octet-stream",
             "ETag": f'"{info.etag}"', "Accept-Ranges": "bytes",
             "Last-Modified": info.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            "Content-Disposition": _disposition(info.key),
+            "Content-Disposition": attachment(info.key),
         }
         start, stop, status = 0, size, 200
         rng = request.headers.get("Range", "").strip()
         if rng:
-            m = _RANGE_RE.match(rng.replace(" ", ""))
-            parsed = _parse_range(m, size) if m else None
+            parsed = parse_range(rng, size)
             if parsed is None:
                 raise ApiError(416, "InvalidRange", "The requested range is not satisfiable.",
                                {"Content-Range": f"bytes */{size}"})
@@ -336,7 +332,7 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
         headers["Content-Length"] = str(stop - start)
-        response = Response(await _opened(objects.read_object(info, start, stop), fid),
+        response = Response(await opened_stream(objects.read_object(info, start, stop), fid),
                             status=status, headers=headers)
         response.timeout = None  # large downloads may take long
         return response
@@ -350,78 +346,3 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
         return json_response({"success": True})
 
     return bp
-
-
-async def _opened(pieces: AsyncIterator[bytes], fid: str) -> AsyncIterator[bytes]:
-    """``pieces`` with its first piece already fetched, as the S3 GET does.
-
-    Fetching it before the status is sent means a file whose data cannot be
-    read (its chunks lost) is answered with an error, not a 200 whose body
-    then stops.  A later chunk that fails can only cut the connection, so
-    the client sees a short body rather than a silently wrong one.
-    """
-    try:
-        first = await anext(pieces, b"")
-    except errors.ServiceUnavailable:
-        # Holders unreachable (blobs.ChunkUnavailable is also a ChunkError):
-        # the app answers 503 with Retry-After, the data is likely fine.
-        await pieces.aclose()
-        raise
-    except ChunkError as exc:
-        await pieces.aclose()
-        log.error("REST GET %s: %s", fid, exc)
-        raise ApiError(500, "InternalError",
-                       "The file's data could not be read. Try again later.") from None
-    except BaseException:
-        await pieces.aclose()
-        raise
-
-    async def rest() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for piece in pieces:
-                yield piece
-        finally:
-            await pieces.aclose()
-
-    return rest()
-
-
-async def _drain_body(limit: int = 64 * 1024 * 1024, seconds: float = 10.0) -> bool:
-    """Read and drop what is left of the request body; True if it ended."""
-    dropped = 0
-    with trio.move_on_after(seconds):
-        try:
-            async for piece in request.body:
-                dropped += len(piece)
-                if dropped > limit:
-                    return False
-        except Exception:
-            return False
-        return True
-    return False
-
-
-def _parse_range(m: re.Match[str], size: int) -> tuple[int, int] | None:
-    first, last = m.group(1), m.group(2)
-    if first == "" and last == "":
-        return None
-    if first == "":
-        n = int(last)
-        if n == 0:
-            return None
-        return max(size - n, 0), size
-    start = int(first)
-    stop = size if last == "" else min(int(last) + 1, size)
-    if start >= size or stop <= start:
-        return None
-    return start, stop
-
-
-def _disposition(key: str) -> str:
-    from urllib.parse import quote
-
-    name = posixpath.basename(key) or "file"
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"

@@ -55,7 +55,8 @@ from protocols.rest.common import (
     string_field,
     too_many_requests,
 )
-from protocols.rest.files import _RANGE_RE, _disposition, _opened, _parse_range, guess_type
+from protocols.rest.files import guess_type
+from protocols.rest.transfer import attachment, opened_stream, parse_range
 from storage import errors, events, names
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
@@ -289,7 +290,7 @@ def create_shares_blueprint(services: StorageCore) -> Blueprint:
             "Content-Type": obj.content_type or "application/octet-stream",
             "ETag": f'"{obj.etag}"', "Accept-Ranges": "bytes",
             "Last-Modified": obj.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-            "Content-Disposition": _disposition(share.file_name),
+            "Content-Disposition": attachment(share.file_name),
             # Served from the dashboard's origin: never run it as a page.
             "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
@@ -297,8 +298,7 @@ def create_shares_blueprint(services: StorageCore) -> Blueprint:
         start, stop, status = 0, obj.size, 200
         rng = request.headers.get("Range", "").strip()
         if rng:
-            m = _RANGE_RE.match(rng.replace(" ", ""))
-            parsed = _parse_range(m, obj.size) if m else None
+            parsed = parse_range(rng, obj.size)
             if parsed is None:
                 raise ApiError(416, "InvalidRange", "The requested range is not satisfiable.",
                                {"Content-Range": f"bytes */{obj.size}"})
@@ -313,7 +313,7 @@ def create_shares_blueprint(services: StorageCore) -> Blueprint:
             await shares.claim_download(share, ranged=status == 206)
         except ShareGone:
             raise _gone() from None
-        body = await _opened(objects.read_object(obj, start, stop), share.id)
+        body = await opened_stream(objects.read_object(obj, start, stop), share.id)
         response = Response(body, status=status, headers=headers)
         response.timeout = None  # large downloads may take long
         return response

@@ -20,14 +20,8 @@ from urllib.parse import unquote, urlsplit
 from quart import Response, request
 
 from protocols.rest.common import ApiError, check_request_params, read_json
-from protocols.rest.files import (
-    _RANGE_RE,
-    _drain_body,
-    _parse_range,
-    file_id,
-    guess_type,
-    parse_file_id,
-)
+from protocols.rest.files import file_id, guess_type, parse_file_id
+from protocols.rest.transfer import drain_body, parse_range
 from protocols.rest.v1pro import folders
 from protocols.rest.v1pro.auth import Caller, Gate
 from protocols.rest.v1pro.errors import (
@@ -168,7 +162,7 @@ class V1ProApi:
         if length is not None and length > self.max_upload:
             raise ProError(413, "payload_too_large",
                            f"Uploads are limited to {self.max_upload} bytes.",
-                           {} if await _drain_body() else {"Connection": "close"})
+                           {} if await drain_body() else {"Connection": "close"})
         bucket = await self.home(caller)
         info = await self.objects.put_object(
             bucket, key, self.capped(),
@@ -280,8 +274,7 @@ class V1ProApi:
         start, stop, status = 0, info.size, 200
         wanted = request.headers.get("Range", "").replace(" ", "")
         if wanted:
-            m = _RANGE_RE.match(wanted)
-            parsed = _parse_range(m, info.size) if m else None
+            parsed = parse_range(wanted, info.size)
             if parsed is None:
                 return error_response(ProError(
                     416, "invalid_request", "The requested range is not satisfiable.",
