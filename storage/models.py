@@ -635,3 +635,81 @@ class ImportTask(Model):
     class Meta:
         table = "import_tasks"
         indexes = (("state", "lease_until"),)
+
+
+# -- REST dialect v2-drive (issue 20; migration 0014) --
+
+
+class DriveKey(Model):
+    """A ``cs_live_sk_`` / ``cs_test_sk_`` / ``cs_live_pk_`` key of v2-drive (seed 004).
+
+    Only the SHA-256 is stored (the key holds ~190 random bits); ``kind`` is
+    ``sk`` (secret, scoped) or ``pk`` (public: read-only), ``env`` is ``live``
+    or ``test`` (the sandbox folder only).  Revoking deletes the row."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="drive_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=128, default="")
+    kind = fields.CharField(max_length=4)
+    env = fields.CharField(max_length=8)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    key_prefix = fields.CharField(max_length=32)
+    key_last4 = fields.CharField(max_length=4)
+    scopes = fields.JSONField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "drive_keys"
+
+
+class DriveFolder(Model):
+    """The id of a folder (a key prefix ending in ``/``) of a bucket, given
+    the first time v2-drive sees it (see storage/drive.py)."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="drive_folders", on_delete=fields.CASCADE
+    )
+    bucket = fields.CharField(max_length=63)
+    path = fields.TextField()
+    # SHA-256 of the path: a unique index on a fixed-width column on every backend.
+    path_hash = fields.CharField(max_length=64)
+    color = fields.CharField(max_length=16, default="")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "drive_folders"
+        unique_together = (("bucket", "path_hash"),)
+
+
+class DriveFile(Model):
+    """The id of a file (an object key), its custom metadata, its pending
+    presigned upload and its trash state (see storage/drive.py)."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="drive_files", on_delete=fields.CASCADE
+    )
+    bucket = fields.CharField(max_length=63)
+    key = fields.TextField()
+    key_hash = fields.CharField(max_length=64)
+    # pending_upload | active | trashed
+    status = fields.CharField(max_length=16, default="active")
+    mime_type = fields.TextField(default="")
+    expected_size = fields.BigIntField(null=True)
+    checksum_sha256 = fields.CharField(max_length=64, default="")
+    upload_expires_at = fields.DatetimeField(null=True)
+    # {template: {field: value}}
+    metadata = fields.JSONField(default=dict)
+    # Where a trashed file's bytes wait (a key of the hidden trash bucket).
+    trash_key = fields.TextField(default="")
+    trashed_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "drive_files"
+        unique_together = (("bucket", "key_hash"),)
+        indexes = (("status", "trashed_at"),)

@@ -36,6 +36,7 @@ from protocols.rest.files import create_files_blueprint
 from protocols.rest.shares import create_shares_blueprint
 from protocols.rest.teams import create_teams_blueprint
 from protocols.rest.v1pro import create_v1pro_blueprint, create_v1pro_keys_blueprint
+from protocols.rest.v2drive import create_v2drive_blueprint
 from protocols.rest.v2objects import create_v2objects_blueprint
 from protocols.rest.webhooks import create_webhooks_blueprint
 from storage import errors
@@ -154,6 +155,7 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
     app.register_blueprint(create_v1pro_blueprint(services))
     app.register_blueprint(create_v1pro_keys_blueprint(services))
     app.register_blueprint(create_v2objects_blueprint(services))
+    app.register_blueprint(create_v2drive_blueprint(services))
     app.register_blueprint(create_webhooks_blueprint(services))
     app.register_blueprint(create_admin_blueprint(services, control))
 

@@ -1,0 +1,100 @@
+"""The v2-drive routes (seed 004): each admits the request with the
+endpoint's scope and runs its method (files.py, folders.py, users.py, ...).
+
+``/v2/buckets/...`` belongs to v2-objects (seed 003); every other ``/v2``
+path is this dialect's, and an unknown one answers its 404 format.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from protocols.rest.v2drive.errors import error_response, not_found, request_id
+from protocols.rest.v2drive.folders import FoldersApi
+from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
+from protocols.rest.v2drive.users import UsersApi
+from storage.core import StorageCore
+
+READ, WRITE = "files.read", "files.write"
+
+
+class V2DriveApi(FoldersApi, UsersApi):
+    """Every v2-drive endpoint over one storage core."""
+
+
+def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
+    """The ``/v2`` routes of the v2-drive dialect."""
+    bp = Blueprint("v2drive", __name__)
+    api = V2DriveApi(services)
+    # The dashboard's key routes come with the dialect (one registration in the app).
+    bp.register_blueprint(create_v2drive_keys_blueprint(services))
+
+    @bp.get("/v2/users/me")
+    async def me() -> Response:
+        return await api.serve(None, api.me)
+
+    @bp.get("/v2/users")
+    async def users() -> Response:
+        return await api.serve("teams.read", api.list_users)
+
+    @bp.post("/v2/files")
+    async def create_file() -> Response:
+        return await api.serve(WRITE, api.create)
+
+    @bp.get("/v2/files")
+    async def list_files() -> Response:
+        return await api.serve(READ, api.list)
+
+    @bp.get("/v2/files/<file_id>")
+    async def get_file(file_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.get(c, file_id))
+
+    @bp.put("/v2/files/<file_id>")
+    async def replace_file(file_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.replace(c, file_id))
+
+    @bp.patch("/v2/files/<file_id>")
+    async def update_file(file_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.update(c, file_id))
+
+    @bp.get("/v2/files/<file_id>/download")
+    async def download(file_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.download(c, file_id))
+
+    @bp.route("/v2/files/<file_id>/metadata", methods=["POST", "PUT"])
+    async def set_metadata(file_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.set_metadata(c, file_id))
+
+    @bp.get("/v2/files/<file_id>/metadata")
+    async def get_metadata(file_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.get_metadata(c, file_id))
+
+    @bp.put("/v2/presigned/<file_id>")
+    async def presigned(file_id: str) -> Response:
+        return await api.presigned_upload(file_id)
+
+    @bp.get("/v2/dl/<file_id>")
+    async def signed_download(file_id: str) -> Response:
+        return await api.signed_download(file_id)
+
+    @bp.post("/v2/folders")
+    async def create_folder() -> Response:
+        return await api.serve(WRITE, api.create_folder)
+
+    @bp.get("/v2/folders/<folder_id>")
+    async def get_folder(folder_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.get_folder(c, folder_id))
+
+    @bp.get("/v2/folders/<folder_id>/contents")
+    async def contents(folder_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.contents(c, folder_id))
+
+    @bp.patch("/v2/folders/<folder_id>")
+    async def update_folder(folder_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.update_folder(c, folder_id))
+
+    @bp.route("/v2/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def unknown(rest: str) -> Response:
+        return error_response(not_found(f"No endpoint answers /v2/{rest}."), request_id())
+
+    return bp

@@ -1,0 +1,80 @@
+# ruff: noqa: E501  (written in makemigrations' form)
+"""The tables of the v2-drive dialect (issue 20): its keys, folder and file
+ids (with custom metadata, pending uploads and trash state).  New tables
+only, so existing rows are untouched."""
+
+import functools
+from json import dumps, loads
+
+from tortoise import fields, migrations
+from tortoise.fields.base import OnDelete
+from tortoise.indexes import Index
+from tortoise.migrations import operations as ops
+
+_compact = functools.partial(dumps, separators=(',', ':'))
+
+
+def _account(related: str) -> fields.ForeignKeyField:
+    return fields.ForeignKeyField('models.Account', source_field='account_id', db_index=True, db_constraint=True, to_field='id', related_name=related, on_delete=OnDelete.CASCADE)
+
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0013_rest_dialects')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='DriveKey',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', _account('drive_keys')),
+                ('name', fields.CharField(default='', max_length=128)),
+                ('kind', fields.CharField(max_length=4)),
+                ('env', fields.CharField(max_length=8)),
+                ('key_hash', fields.CharField(unique=True, max_length=64)),
+                ('key_prefix', fields.CharField(max_length=32)),
+                ('key_last4', fields.CharField(max_length=4)),
+                ('scopes', fields.JSONField(encoder=_compact, decoder=loads)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'drive_keys', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A cs_live_sk_ / cs_test_sk_ / cs_live_pk_ key of v2-drive.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='DriveFolder',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', _account('drive_folders')),
+                ('bucket', fields.CharField(max_length=63)),
+                ('path', fields.TextField(unique=False)),
+                ('path_hash', fields.CharField(max_length=64)),
+                ('color', fields.CharField(default='', max_length=16)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'drive_folders', 'app': 'models', 'unique_together': (('bucket', 'path_hash'),), 'pk_attr': 'id', 'table_description': 'The id of a folder (key prefix) seen by v2-drive.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='DriveFile',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('account', _account('drive_files')),
+                ('bucket', fields.CharField(max_length=63)),
+                ('key', fields.TextField(unique=False)),
+                ('key_hash', fields.CharField(max_length=64)),
+                ('status', fields.CharField(default='active', max_length=16)),
+                ('mime_type', fields.TextField(default='', unique=False)),
+                ('expected_size', fields.BigIntField(null=True)),
+                ('checksum_sha256', fields.CharField(default='', max_length=64)),
+                ('upload_expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('metadata', fields.JSONField(default=dict, encoder=_compact, decoder=loads)),
+                ('trash_key', fields.TextField(default='', unique=False)),
+                ('trashed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'drive_files', 'app': 'models', 'unique_together': (('bucket', 'key_hash'),), 'indexes': [Index(fields=['status', 'trashed_at'])], 'pk_attr': 'id', 'table_description': 'The id, custom metadata, pending upload and trash state of a file seen by v2-drive.'},
+            bases=['Model'],
+        ),
+    ]

@@ -1,0 +1,25 @@
+"""The v2-drive flows again, on a node whose metadata is in PostgreSQL
+(the raw-SQL units of storage/drive.py run on both backends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import prepare_node
+from tests.rest import test_v2drive as flows
+
+pytestmark = pytest.mark.postgres
+
+
+def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    node = prepare_node(tmp_path / "node1", pg_url, extra='[accounts]\nrest_max_upload = "8MiB"\n')
+    node.start()
+    try:
+        flows.test_users_me_and_auth_errors(node)
+        flows.test_presigned_upload_metadata_and_pages(node)
+        flows.test_folder_move_is_seen_by_s3_and_sftp(node)
+        flows.test_sandbox_keys_see_only_the_sandbox(node)
+    finally:
+        node.stop()
