@@ -21,7 +21,7 @@ from typing import Any
 from quart import Response, request
 
 from protocols.rest.files import guess_type
-from protocols.rest.transfer import drain_body
+from protocols.rest.transfer import attachment, drain_body, opened_stream
 from protocols.rest.v2drive import pagination
 from protocols.rest.v2drive.api import DriveApi, parse_time, string
 from protocols.rest.v2drive.auth import Caller
@@ -278,7 +278,7 @@ class FilesApi(DriveApi):
         _, info = await self._file(scope, file_id)
         if info is None:
             raise not_found("The file has not been uploaded yet.")
-        return self._stream(info)
+        return await self._stream(info)
 
     async def signed_download(self, file_id: str) -> Response:
         """GET /v2/dl/:id: the bytes, by a signed ``download_url``."""
@@ -300,14 +300,15 @@ class FilesApi(DriveApi):
             return error_response(exc, req_id)
         except errors.StorageError as exc:
             return error_response(from_storage(exc), req_id)
-        return self._stream(info)
+        return await self._stream(info)
 
-    def _stream(self, info: ObjectInfo) -> Response:
-        name = posixpath.basename(info.key).replace('"', "")
-        return Response(self.objects.read_object(info), status=200, headers={
+    async def _stream(self, info: ObjectInfo) -> Response:
+        # The first piece is fetched before the status: lost chunks answer an error.
+        body = await opened_stream(self.objects.read_object(info), info.key)
+        return Response(body, status=200, headers={
             "Content-Type": info.content_type or "application/octet-stream",
             "Content-Length": str(info.size), "ETag": f'"{info.etag}"',
-            "Content-Disposition": f'attachment; filename="{name}"'})
+            "Content-Disposition": attachment(info.key)})
 
     # -- custom metadata ----------------------------------------------------------
 
