@@ -9,6 +9,7 @@ import pytest
 
 from tests.harness import prepare_node
 from tests.rest import test_v2drive as flows
+from tests.rest import test_v2drive_audit as audit
 
 pytestmark = pytest.mark.postgres
 
@@ -21,5 +22,6 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
         flows.test_presigned_upload_metadata_and_pages(node)
         flows.test_folder_move_is_seen_by_s3_and_sftp(node)
         flows.test_sandbox_keys_see_only_the_sandbox(node)
+        audit.test_changes_of_every_protocol_are_in_the_audit_log(node)
     finally:
         node.stop()

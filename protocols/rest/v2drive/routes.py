@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from protocols.rest.v2drive.audit import AuditApi
 from protocols.rest.v2drive.errors import error_response, not_found, request_id
 from protocols.rest.v2drive.folders import FoldersApi
 from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
@@ -18,7 +19,7 @@ from storage.core import StorageCore
 READ, WRITE = "files.read", "files.write"
 
 
-class V2DriveApi(FoldersApi, UsersApi):
+class V2DriveApi(FoldersApi, UsersApi, AuditApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -92,6 +93,10 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.patch("/v2/folders/<folder_id>")
     async def update_folder(folder_id: str) -> Response:
         return await api.serve(WRITE, lambda c: api.update_folder(c, folder_id))
+
+    @bp.get("/v2/audit-logs")
+    async def audit_logs() -> Response:
+        return await api.serve("audit.read", api.audit_logs)
 
     @bp.route("/v2/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def unknown(rest: str) -> Response:
