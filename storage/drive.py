@@ -152,7 +152,7 @@ def check_name(name: Any) -> str:
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "drive_files": {"status": "active", "mime_type": "", "checksum_sha256": "",
-                    "metadata": "{}", "trash_key": ""},
+                    "metadata": "{}", "trashed_with": ""},
     "drive_folders": {"color": ""},
 }
 
@@ -251,7 +251,7 @@ class Drive:
         if folder_id in (None, "", ROOT_ID):
             return FolderRow(ROOT_ID, "", "", None)
         row = await self._row("drive_folders", scope, str(folder_id))
-        if row is None or not row["path"].startswith(scope.base):
+        if row is None or row.get("trashed_at") or not row["path"].startswith(scope.base):
             raise DriveNotFound(f"The folder with ID '{folder_id}' was not found.")
         return _folder(scope, row)
 

@@ -678,6 +678,7 @@ class DriveFolder(Model):
     path_hash = fields.CharField(max_length=64)
     color = fields.CharField(max_length=16, default="")
     created_at = fields.DatetimeField()
+    trashed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "drive_folders"
@@ -703,9 +704,13 @@ class DriveFile(Model):
     upload_expires_at = fields.DatetimeField(null=True)
     # {template: {field: value}}
     metadata = fields.JSONField(default=dict)
-    # Where a trashed file's bytes wait (a key of the hidden trash bucket).
-    trash_key = fields.TextField(default="")
+    # A trashed file's version as it was (chunks, size, type, metadata): its
+    # chunks keep one reference of their own until restore or purge, and the
+    # key itself is free (see storage/drive_trash.py).
+    trash = fields.JSONField(null=True)
     trashed_at = fields.DatetimeField(null=True)
+    # The folder id a file was trashed with ("" when trashed alone).
+    trashed_with = fields.CharField(max_length=40, default="")
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
 

@@ -10,6 +10,7 @@ import pytest
 from tests.harness import prepare_node
 from tests.rest import test_v2drive as flows
 from tests.rest import test_v2drive_audit as audit
+from tests.rest import test_v2drive_trash as trash
 
 pytestmark = pytest.mark.postgres
 
@@ -23,5 +24,7 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
         flows.test_folder_move_is_seen_by_s3_and_sftp(node)
         flows.test_sandbox_keys_see_only_the_sandbox(node)
         audit.test_changes_of_every_protocol_are_in_the_audit_log(node)
+        trash.test_trash_and_restore_are_seen_by_s3(node)
+        trash.test_folders_in_the_trash(node)
     finally:
         node.stop()

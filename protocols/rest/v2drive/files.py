@@ -182,7 +182,6 @@ class FilesApi(DriveApi):
             entries = [e for e in await self._all_entries(scope)]
         entries = [e for e in entries if (not mime or e.content_type == mime)
                    and (after is None or e.last_modified > after)]
-        entries = await self._without_trashed(scope, entries)
         if sort == "name":
             entries.sort(key=lambda e: (posixpath.basename(e.key).lower(), e.key))
         elif sort == "size":
@@ -210,11 +209,6 @@ class FilesApi(DriveApi):
             if not page.is_truncated or not page.next_marker:
                 return out
             marker = page.next_marker
-
-    async def _without_trashed(self, scope: Scope, entries: list[Any]) -> list[Any]:
-        # Keys of trashed files are not listed (their bytes wait elsewhere,
-        # see storage/drive.py); nothing to filter for keys with no row.
-        return entries
 
     async def _listed(self, scope: Scope, row: dict, entry: Any) -> dict[str, Any]:
         info = ObjectInfo(bucket=scope.bucket.name, key=entry.key, version_id=entry.version_id,

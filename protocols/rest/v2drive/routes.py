@@ -13,13 +13,14 @@ from protocols.rest.v2drive.audit import AuditApi
 from protocols.rest.v2drive.errors import error_response, not_found, request_id
 from protocols.rest.v2drive.folders import FoldersApi
 from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
+from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
 from storage.core import StorageCore
 
 READ, WRITE = "files.read", "files.write"
 
 
-class V2DriveApi(FoldersApi, UsersApi, AuditApi):
+class V2DriveApi(FoldersApi, UsersApi, AuditApi, TrashApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -93,6 +94,26 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.patch("/v2/folders/<folder_id>")
     async def update_folder(folder_id: str) -> Response:
         return await api.serve(WRITE, lambda c: api.update_folder(c, folder_id))
+
+    @bp.delete("/v2/files/<file_id>")
+    async def trash_file(file_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.trash_file(c, file_id))
+
+    @bp.delete("/v2/folders/<folder_id>")
+    async def trash_folder(folder_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.trash_folder(c, folder_id))
+
+    @bp.get("/v2/trash")
+    async def list_trash() -> Response:
+        return await api.serve(READ, api.list_trash)
+
+    @bp.post("/v2/trash/<item_id>/restore")
+    async def restore(item_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.restore(c, item_id))
+
+    @bp.delete("/v2/trash/<item_id>")
+    async def delete_forever(item_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.delete_forever(c, item_id))
 
     @bp.get("/v2/audit-logs")
     async def audit_logs() -> Response:
