@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import trio
 
 from cluster.delivery import WebhookDelivery
+from cluster.history import default_retention, history_worker
 from cluster.layout_service import LayoutService
 from cluster.maintenance import Maintenance
 from cluster.placement import NodeSpec, partition_of
@@ -113,6 +114,7 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
             inline_threshold=settings.storage.inline_threshold,
             hash_limiter=trio.CapacityLimiter(max(2, settings.storage.io_threads // 2)),
             gc_grace=settings.storage.gc_grace_seconds, events=bus,
+            retention=default_retention(settings),
         ),
         local_chunks=local, blobs=blobs, layouts=layouts, view=view, replicated=replicated,
         maintenance=maintenance, transport=transport,
@@ -124,4 +126,5 @@ def build_services(settings: Settings, bridge: AsyncioBridge, db: Database) -> N
     # Webhook delivery and Time Machine pruning run with the blob layer's
     # workers (shown and paused alike in the console).
     maintenance.registry.add(WebhookDelivery(settings, db, bus).worker)
+    maintenance.registry.add(history_worker(settings, db))
     return services

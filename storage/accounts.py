@@ -6,6 +6,7 @@ import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import trio
 from tortoise.exceptions import IntegrityError
@@ -153,7 +154,11 @@ class AccountService:
                 and known.used_bytes + size <= known.quota_bytes):
             return
         account = await self.get(account_id)
-        if account.used_bytes + size > account.quota_bytes:
+        # Time Machine history is charged but yields to new data at the
+        # commit (storage/versions.py): only what it cannot free refuses.
+        if (account.used_bytes + size > account.quota_bytes
+                and account.used_bytes - await self._history_bytes(account_id) + size
+                > account.quota_bytes):
             # Refused early is still refused for the quota: quota.exceeded
             # (at most once an hour, as when the commit refuses).
             event = await sql.retry(lambda: self._db.write(
@@ -161,6 +166,20 @@ class AccountService:
             if event is not None:
                 self._events.publish([event])
             raise errors.QuotaExceeded()
+
+    async def _history_bytes(self, account_id: str) -> int:
+        """Bytes of the account's Time Machine history (what a write may reclaim)."""
+
+        async def q(fetch: Any, dialect: str) -> int:
+            text = ("SELECT COALESCE(SUM(v.size), 0) AS n FROM object_versions v "
+                    "JOIN buckets b ON b.id = v.bucket_id "
+                    "WHERE b.account_id = ? AND v.history_at IS NOT NULL")
+            if dialect == "postgres":
+                text = text.replace("?", "$1")
+            rows = await fetch(text, [account_id])
+            return int(rows[0]["n"])
+
+        return await self._db.read(q)
 
     async def check_password(self, email: str, password: str) -> AccountInfo | None:
         """The account if ``password`` is right, else None (constant-time check)."""

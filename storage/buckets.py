@@ -46,10 +46,16 @@ def _delete_bucket_steps(bucket: BucketInfo, lock: str, emitted: list[Event],
     found = yield (sql.FETCH, "SELECT id FROM buckets WHERE id = ?" + lock, (bucket_id,))
     if not found:
         raise errors.NoSuchBucket()
-    versions = yield (sql.FETCH, "SELECT id FROM object_versions WHERE bucket_id = ? LIMIT 1",
-                      (bucket_id,))
+    # Time Machine history (storage/versions.py) is not content S3 sees: it
+    # goes with the bucket, released here.
+    versions = yield (sql.FETCH, "SELECT id FROM object_versions WHERE bucket_id = ? "
+                      "AND history_at IS NULL LIMIT 1", (bucket_id,))
     if versions:
         raise errors.BucketNotEmpty()
+    history = yield (sql.FETCH, "DELETE FROM object_versions WHERE bucket_id = ? AND "
+                     f"history_at IS NOT NULL RETURNING {refs.VERSION_RETURNING}", (bucket_id,))
+    if history:
+        yield from refs.release_steps(bucket.account_id, refs.dropped(history))
     yield from refs.retire_uploads_steps(bucket_id)
     yield (sql.EXECUTE, "DELETE FROM buckets WHERE id = ?", (bucket_id,))
     changes = [Event(EventType.BUCKET_DELETED, bucket.account_id, {"bucket": bucket.name},

@@ -59,7 +59,8 @@ _STATEMENTS = {
     "latest": "SELECT " + _ACCOUNT_COLUMNS + _BUCKET_COLUMNS + _OBJECT_COLUMNS + _FROM_KEY
     + _JOIN_BUCKET + _JOIN_OBJECT + "o.is_latest = ?",
     "version": "SELECT " + _ACCOUNT_COLUMNS + _BUCKET_COLUMNS + _OBJECT_COLUMNS + _FROM_KEY
-    + _JOIN_BUCKET + _JOIN_OBJECT + "o.version_id = ?",
+    # Time Machine history rows (storage/versions.py) are not S3 versions.
+    + _JOIN_BUCKET + _JOIN_OBJECT + "o.version_id = ? AND o.history_at IS NULL",
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from storage import errors, events, pending, refs, sql
+from storage import errors, events, pending, refs, sql, versions
 from storage.buckets import BucketInfo
 from storage.events import Event, EventType
 from storage.models import ObjectVersion
@@ -26,6 +26,8 @@ from storage.object_types import (
     WriteCondition,
     new_version_id,
 )
+
+DEFAULT_RETENTION = versions.Retention()
 
 
 def _now() -> datetime:
@@ -42,17 +44,35 @@ CommitHook = Callable[[Any], Awaitable[None]]
 _VERSION_COLUMNS = (
     "bucket_id", "key", "version_id", "is_latest", "is_delete_marker", "size", "etag",
     "content_type", "user_metadata", "headers", "checksums", "chunks", "inline_data",
-    "created_at", "part_sizes", "tags", "upload_id",
+    "created_at", "part_sizes", "tags", "upload_id", "version_number",
 )
 _INSERT_VERSION = (
     "INSERT INTO object_versions (" + ", ".join(f'"{c}"' for c in _VERSION_COLUMNS)
-    + ") VALUES (" + ", ".join("?" for _ in _VERSION_COLUMNS) + ")"
+    + ") VALUES (" + ", ".join("?" for _ in _VERSION_COLUMNS) + ") RETURNING id"
 )
 
 
 def _json(value: Any, empty: str) -> str:
     # Most of a small object's JSON columns are empty: no encoder for those.
     return json.dumps(value) if value else empty
+
+
+def _row(bucket: BucketInfo, key: str, version_id: str, fields: dict[str, Any],
+         chunks: list[tuple[str, int]], created_at: datetime) -> dict[str, Any]:
+    """The column values of a new version row (version_number filled in later)."""
+    return {
+        "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
+        "is_delete_marker": bool(fields.get("is_delete_marker")), "size": fields["size"],
+        "etag": fields["etag"], "content_type": fields["content_type"],
+        "user_metadata": _json(fields.get("user_metadata"), "{}"),
+        "headers": _json(fields.get("headers"), "{}"),
+        "checksums": _json(fields.get("checksums"), "{}"),
+        "chunks": _json([list(c) for c in chunks], "[]"),
+        "inline_data": fields.get("inline_data"), "created_at": created_at,
+        "part_sizes": _json(list(fields.get("part_sizes") or ()), "[]"),
+        "tags": _json(fields.get("tags"), "{}"), "upload_id": fields.get("upload_id"),
+        "version_number": 1,
+    }
 
 
 def commit_steps(
@@ -63,12 +83,15 @@ def commit_steps(
     condition: WriteCondition | None = None,
     emitted: list[Event] | None = None,
     origin: str = "",
+    retention: versions.Retention = DEFAULT_RETENTION,
 ) -> sql.UnitOfWork[ObjectInfo]:
     """Make a new version (or delete marker) the latest one, if ``condition`` holds.
 
     Records the change's events (object.created / updated / deleted, and
     quota.warning when usage rose through its threshold) in the same
-    transaction and appends them to ``emitted``.
+    transaction and appends them to ``emitted``.  Without S3 versioning the
+    replaced null version is kept as Time Machine history (:mod:`storage.versions`)
+    and the key's history trimmed to the account's ``retention``.
 
     Raw SQL rather than the ORM: this is every PutObject's transaction, and
     the query builder and model instances cost several times the statements.
@@ -77,18 +100,7 @@ def commit_steps(
     version_id = new_version_id() if versioned else NULL_VERSION
     created_at = _now()
     is_marker = bool(fields.get("is_delete_marker"))
-    row = {
-        "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
-        "is_delete_marker": is_marker, "size": fields["size"], "etag": fields["etag"],
-        "content_type": fields["content_type"],
-        "user_metadata": _json(fields.get("user_metadata"), "{}"),
-        "headers": _json(fields.get("headers"), "{}"),
-        "checksums": _json(fields.get("checksums"), "{}"),
-        "chunks": _json([list(c) for c in chunks], "[]"),
-        "inline_data": fields.get("inline_data"), "created_at": created_at,
-        "part_sizes": _json(list(fields.get("part_sizes") or ()), "[]"),
-        "tags": _json(fields.get("tags"), "{}"), "upload_id": fields.get("upload_id"),
-    }
+    row = _row(bucket, key, version_id, fields, chunks, created_at)
     # The first statement writes, so SQLite takes its write lock up front
     # instead of failing to upgrade a read snapshot later.  Its row lock is
     # also what makes a condition atomic: the version it was checked against
@@ -97,27 +109,52 @@ def commit_steps(
     demote = ('UPDATE object_versions SET is_latest = NULL '
               'WHERE bucket_id = ? AND "key" = ? AND is_latest = ?')
     # What it demotes tells the condition, and the event (created or updated).
-    demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker, size, content_type",
-                     (bucket.id, key, True))
+    demoted = yield (sql.FETCH, demote + " RETURNING etag, is_delete_marker, size, "
+                     "content_type, version_number", (bucket.id, key, True))
     latest = demoted[0] if demoted else None
+    hidden: list[dict[str, Any]] = []
     if not versioned:
-        replaced = yield (sql.FETCH,
-                          'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                          "AND version_id = ? RETURNING size, is_delete_marker, chunks, "
-                          "etag, is_latest",
-                          (bucket.id, key, NULL_VERSION))
+        hidden = yield from versions.hide_null_steps(bucket, key, created_at)
         if latest is None:
             # On PostgreSQL a null version committed after the demote took
             # its snapshot is only seen here, still marked latest.
-            latest = next((r for r in replaced if r["is_latest"]), None)
-        if replaced:
-            yield from refs.release_steps(bucket.account_id, refs.dropped(replaced))
+            latest = next((r for r in hidden if r["is_latest"]), None)
     if condition is not None:
         condition.check(latest)
+    if latest is not None:
+        row["version_number"] = int(latest["version_number"] or 1) + 1
+    changes = yield from _charge_and_describe(bucket, key, fields, latest, origin)
+    yield from refs.reference_steps(chunks)
+    inserted = yield (sql.FETCH, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
+    yield from events.record_steps(changes)
+    if emitted is not None:
+        emitted.extend(changes)
+    if fields.get("pending_token"):
+        # Only an upload that outlasted a quarter of the GC grace has rows.
+        yield from pending.release_steps(fields["pending_token"])
+    if any(not r["is_delete_marker"] for r in hidden):
+        policy = yield from versions.policy_steps(bucket.account_id, retention)
+        yield from versions.prune_key_steps(bucket, key, policy, created_at)
+    return ObjectInfo(
+        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
+        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
+        user_metadata=dict(fields.get("user_metadata") or {}),
+        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
+        is_delete_marker=is_marker, is_latest=True, chunks=tuple(chunks),
+        inline_data=fields.get("inline_data"),
+        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
+        row_id=inserted[0]["id"], version_number=row["version_number"],
+    )
+
+
+def _charge_and_describe(bucket: BucketInfo, key: str, fields: dict[str, Any],
+                         latest: Mapping[str, Any] | None, origin: str
+                         ) -> sql.UnitOfWork[list[Event]]:
+    """Charge a new version to the quota; the events the commit records."""
     existed = latest is not None and not latest["is_delete_marker"]
     changes: list[Event] = []
-    if not is_marker:
-        used, quota = yield from refs.charge_steps(bucket.account_id, fields["size"], 1)
+    if not fields.get("is_delete_marker"):
+        used, quota = yield from versions.charge_steps(bucket.account_id, fields["size"])
         changes.append(Event(
             EventType.OBJECT_UPDATED if existed else EventType.OBJECT_CREATED,
             bucket.account_id,
@@ -130,23 +167,7 @@ def commit_steps(
         assert latest is not None
         # A delete marker hides the object: to its users it is deleted.
         changes.append(deleted_event(bucket, key, latest, origin))
-    yield from refs.reference_steps(chunks)
-    yield (sql.EXECUTE, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
-    yield from events.record_steps(changes)
-    if emitted is not None:
-        emitted.extend(changes)
-    if fields.get("pending_token"):
-        # Only an upload that outlasted a quarter of the GC grace has rows.
-        yield from pending.release_steps(fields["pending_token"])
-    return ObjectInfo(
-        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
-        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
-        user_metadata=dict(fields.get("user_metadata") or {}),
-        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
-        is_delete_marker=is_marker, is_latest=True, chunks=tuple(chunks),
-        inline_data=fields.get("inline_data"),
-        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
-    )
+    return changes
 
 
 def deleted_event(bucket: BucketInfo, key: str, row: Mapping[str, Any], origin: str,
@@ -168,15 +189,19 @@ async def commit_version_after(
     condition: WriteCondition | None,
     emitted: list[Event],
     origin: str,
+    retention: versions.Retention = DEFAULT_RETENTION,
 ) -> ObjectInfo:
     """:func:`commit_steps` in an ORM transaction that ``before`` opens."""
     async with in_transaction() as conn:
         await before(conn)
         return await sql.drive(conn, commit_steps(bucket, key, fields, chunks, condition,
-                                                   emitted, origin))
+                                                   emitted, origin, retention))
 
 
 async def find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
+    """The latest version (NoSuchKey, also for a delete marker) or the one
+    with ``version_id`` (NoSuchVersion): never Time Machine history, which S3
+    does not see."""
     if version_id is None:
         v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, is_latest=True)
         if v is None:
@@ -184,9 +209,20 @@ async def find_version(bucket: BucketInfo, key: str, version_id: str | None) -> 
         if v.is_delete_marker:
             raise errors.NoSuchKey(delete_marker=True, version_id=v.version_id)
         return v
-    v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, version_id=version_id)
+    v = await ObjectVersion.get_or_none(bucket_id=bucket.id, key=key, version_id=version_id,
+                                        history_at__isnull=True)
     if v is None:
         raise errors.NoSuchVersion(version_id=version_id)
+    return v
+
+
+async def find_row(bucket: BucketInfo, key: str, row_id: int) -> ObjectVersion:
+    """Any version of the key by row id, history included (Time Machine);
+    NoSuchVersion for none or a delete marker."""
+    v = await ObjectVersion.get_or_none(id=row_id, bucket_id=bucket.id, key=key,
+                                        is_delete_marker=False)
+    if v is None:
+        raise errors.NoSuchVersion("The specified version does not exist.")
     return v
 
 
@@ -194,7 +230,8 @@ async def set_tags_steps(
     bucket: BucketInfo, key: str, version_id: str, tags: dict[str, str]
 ) -> None:
     changed = await ObjectVersion.filter(
-        bucket_id=bucket.id, key=key, version_id=version_id, is_delete_marker=False
+        bucket_id=bucket.id, key=key, version_id=version_id, is_delete_marker=False,
+        history_at__isnull=True,
     ).update(tags=tags)
     if not changed:
         raise errors.NoSuchVersion(version_id=version_id)
@@ -212,7 +249,8 @@ def delete_version_steps(
     """
     gone = yield (sql.FETCH,
                   'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                  f"AND version_id = ? RETURNING is_latest, etag, content_type, "
+                  "AND version_id = ? AND history_at IS NULL "
+                  "RETURNING is_latest, etag, content_type, "
                   f"{refs.VERSION_RETURNING}",
                   (bucket.id, key, version_id))
     if condition is not None:
@@ -228,7 +266,8 @@ def delete_version_steps(
     if gone[0]["is_latest"]:
         yield (sql.EXECUTE,
                "UPDATE object_versions SET is_latest = ? WHERE id = (SELECT id FROM "
-               'object_versions WHERE bucket_id = ? AND "key" = ? ORDER BY id DESC LIMIT 1)',
+               'object_versions WHERE bucket_id = ? AND "key" = ? AND history_at IS NULL '
+               "ORDER BY id DESC LIMIT 1)",
                (True, bucket.id, key))
     return DeleteResult(version_id=version_id, delete_marker=bool(gone[0]["is_delete_marker"]))
 
@@ -237,7 +276,8 @@ def delete_unversioned_steps(
     bucket: BucketInfo, key: str, condition: WriteCondition | None, emitted: list[Event],
     origin: str,
 ) -> sql.UnitOfWork[DeleteResult]:
-    """Delete every version of ``key`` (an unversioned bucket holds at most one),
+    """Delete every version of ``key`` (an unversioned bucket holds one S3
+    sees, and its Time Machine history: deleting a file deletes its history),
     if ``condition`` holds for its latest version (else roll back)."""
     gone = yield (sql.FETCH,
                   'DELETE FROM object_versions WHERE bucket_id = ? AND "key" = ? '

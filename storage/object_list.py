@@ -56,7 +56,8 @@ async def _fetch_versions(
     upper: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    q = ObjectVersion.filter(bucket_id=bucket_id)
+    # Time Machine history is not an S3 version.
+    q = ObjectVersion.filter(bucket_id=bucket_id, history_at__isnull=True)
     if after is not None:
         if after_id is not None:
             # Resume inside a key: its older versions (smaller ids), then later keys.

@@ -38,6 +38,7 @@ from storage.object_commit import (
     commit_version_after,
     delete_unversioned_steps,
     delete_version_steps,
+    find_row,
     find_version,
     set_tags_steps,
 )
@@ -55,6 +56,7 @@ from storage.object_types import (
 )
 from storage.object_types import to_info as _to_info
 from storage.pending import PendingRegistry
+from storage.versions import Retention
 
 # Re-exported: the protocols import these from here.
 __all__ = [
@@ -138,6 +140,7 @@ class ObjectService:
         read_ahead: int = 2,
         gc_grace: float | None = None,
         events: EventBus | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self._db = db
         # Committed changes are published here after their transaction.
@@ -155,6 +158,8 @@ class ObjectService:
         # of it register their chunks as pending (storage.pending).  None:
         # no GC runs over this store.
         self._pending = PendingRegistry(db, gc_grace) if gc_grace else None
+        # Time Machine defaults for accounts without a policy of their own.
+        self.retention = retention or Retention()
 
     # -- writing ----------------------------------------------------------------
 
@@ -371,10 +376,10 @@ class ObjectService:
             emitted: list[Event] = []  # afresh for each try: a rolled-back one emitted nothing
             if before is None:
                 info = await self._db.write(commit_steps, bucket, key, fields, chunks,
-                                            condition, emitted, origin)
+                                            condition, emitted, origin, self.retention)
             else:
                 info = await self._db.run(commit_version_after, before, bucket, key, fields,
-                                          chunks, condition, emitted, origin)
+                                          chunks, condition, emitted, origin, self.retention)
             return info, emitted
 
         try:
@@ -494,6 +499,22 @@ class ObjectService:
         src = await self.head_object(src_bucket, src_key, version_id)
         if src.is_delete_marker:
             raise errors.MethodNotAllowed("The source version is a delete marker.")
+        return await self._commit_copy(src, dst_bucket, dst_key, content_type=content_type,
+                                       user_metadata=user_metadata, headers=headers, tags=tags,
+                                       condition=condition)
+
+    async def restore_version(self, bucket: BucketInfo, key: str, row_id: int) -> ObjectInfo:
+        """Make a copy of any earlier version of ``key`` (Time Machine history
+        included) its new current version; NoSuchVersion if there is none."""
+        src = _to_info(bucket.name, await self._db.run(find_row, bucket, key, row_id))
+        return await self._commit_copy(src, bucket, key)
+
+    async def _commit_copy(
+        self, src: ObjectInfo, dst_bucket: BucketInfo, dst_key: str, *,
+        content_type: str | None = None, user_metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None,
+        condition: WriteCondition | None = None,
+    ) -> ObjectInfo:
         replace = user_metadata is not None
         fields = {
             "size": src.size, "etag": src.etag,

@@ -38,6 +38,7 @@ from protocols.rest.teams import create_teams_blueprint
 from protocols.rest.v1pro import create_v1pro_blueprint, create_v1pro_keys_blueprint
 from protocols.rest.v2drive import create_v2drive_blueprint
 from protocols.rest.v2objects import create_v2objects_blueprint
+from protocols.rest.versions import create_versions_blueprint
 from protocols.rest.webhooks import create_webhooks_blueprint
 from storage import errors
 from storage.core import StorageCore
@@ -157,6 +158,7 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
     app.register_blueprint(create_v2objects_blueprint(services))
     app.register_blueprint(create_v2drive_blueprint(services))
     app.register_blueprint(create_webhooks_blueprint(services))
+    app.register_blueprint(create_versions_blueprint(services))
     app.register_blueprint(create_admin_blueprint(services, control))
 
     @app.errorhandler(ApiError)
