@@ -21,7 +21,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from cluster import drive_trash, imports, membership
+from cluster import drive_workers, imports, membership
 from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
@@ -184,7 +184,7 @@ async def run_node(
         _share_rate_limits(services)
         register_image_cache(services)  # the image-transform cache's collector
         imports.register(services)  # v1-pro URL imports, claimed from the database
-        drive_trash.register(services)  # v2-drive: the 30-day trash purge
+        drive_workers.register(services)  # v2-drive: trash purge, search indexing
         await membership.register(db, settings)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:

@@ -718,3 +718,26 @@ class DriveFile(Model):
         table = "drive_files"
         unique_together = (("bucket", "key_hash"),)
         indexes = (("status", "trashed_at"),)
+
+
+class DriveSearchDoc(Model):
+    """One file or folder in the v2-drive search index (see storage/search.py).
+
+    The terms themselves live beside it in the database's own text index,
+    keyed by this row's id: the FTS5 table ``drive_search`` on SQLite, the
+    ``tsv`` tsvector column (GIN-indexed) of this table on PostgreSQL; both
+    are made by migration 0014, not by Tortoise."""
+
+    id = fields.BigIntField(primary_key=True)
+    # SHA-256 of "bucket\nkey": one row per key, whatever its length.
+    doc_key = fields.CharField(max_length=64, unique=True)
+    account_id = fields.CharField(max_length=40)
+    bucket = fields.CharField(max_length=63)
+    key = fields.TextField()
+    kind = fields.CharField(max_length=8)  # file | folder
+    mime = fields.TextField(default="")
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "drive_search_docs"
+        indexes = (("bucket", "kind"),)

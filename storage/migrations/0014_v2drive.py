@@ -1,7 +1,11 @@
 # ruff: noqa: E501  (written in makemigrations' form)
 """The tables of the v2-drive dialect (issue 20): its keys, folder and file
-ids (with custom metadata, pending uploads and trash state).  New tables
-only, so existing rows are untouched."""
+ids (with custom metadata, pending uploads and trash state) and its search
+index.  New tables only, so existing rows are untouched.
+
+The text index is the database's own and is not a Tortoise model: an FTS5
+virtual table ``drive_search`` on SQLite, a ``tsv`` tsvector column with a
+GIN index on ``drive_search_docs`` on PostgreSQL (see storage/search.py)."""
 
 import functools
 from json import dumps, loads
@@ -16,6 +20,25 @@ _compact = functools.partial(dumps, separators=(',', ':'))
 
 def _account(related: str) -> fields.ForeignKeyField:
     return fields.ForeignKeyField('models.Account', source_field='account_id', db_index=True, db_constraint=True, to_field='id', related_name=related, on_delete=OnDelete.CASCADE)
+
+
+_SQLITE_FTS = ("CREATE VIRTUAL TABLE IF NOT EXISTS drive_search USING fts5("
+               "name, content, tags, metadata, tokenize = 'unicode61 remove_diacritics 2')")
+_PG_TSV = ("ALTER TABLE drive_search_docs ADD COLUMN IF NOT EXISTS tsv tsvector; "
+           "CREATE INDEX IF NOT EXISTS drive_search_docs_tsv ON drive_search_docs USING GIN (tsv)")
+
+
+async def _text_index(apps, schema_editor) -> None:
+    client = schema_editor.client
+    if client.capabilities.dialect == 'postgres':
+        await client.execute_script(_PG_TSV)
+    else:
+        await client.execute_script(_SQLITE_FTS)
+
+
+async def _drop_text_index(apps, schema_editor) -> None:
+    if schema_editor.client.capabilities.dialect != 'postgres':
+        await schema_editor.client.execute_script('DROP TABLE IF EXISTS drive_search')
 
 
 class Migration(migrations.Migration):
@@ -79,4 +102,20 @@ class Migration(migrations.Migration):
             options={'table': 'drive_files', 'app': 'models', 'unique_together': (('bucket', 'key_hash'),), 'indexes': [Index(fields=['status', 'trashed_at'])], 'pk_attr': 'id', 'table_description': 'The id, custom metadata, pending upload and trash state of a file seen by v2-drive.'},
             bases=['Model'],
         ),
+        ops.CreateModel(
+            name='DriveSearchDoc',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('doc_key', fields.CharField(unique=True, max_length=64)),
+                ('account_id', fields.CharField(max_length=40)),
+                ('bucket', fields.CharField(max_length=63)),
+                ('key', fields.TextField(unique=False)),
+                ('kind', fields.CharField(max_length=8)),
+                ('mime', fields.TextField(default='', unique=False)),
+                ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'drive_search_docs', 'app': 'models', 'indexes': [Index(fields=['bucket', 'kind'])], 'pk_attr': 'id', 'table_description': 'A file or folder in the v2-drive search index.'},
+            bases=['Model'],
+        ),
+        ops.RunPython(_text_index, _drop_text_index),
     ]

@@ -10,6 +10,7 @@ import pytest
 from tests.harness import prepare_node
 from tests.rest import test_v2drive as flows
 from tests.rest import test_v2drive_audit as audit
+from tests.rest import test_v2drive_search as search
 from tests.rest import test_v2drive_trash as trash
 
 pytestmark = pytest.mark.postgres
@@ -26,5 +27,6 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
         audit.test_changes_of_every_protocol_are_in_the_audit_log(node)
         trash.test_trash_and_restore_are_seen_by_s3(node)
         trash.test_folders_in_the_trash(node)
+        search.test_search_every_protocol_ranked_and_filtered(node)
     finally:
         node.stop()

@@ -33,6 +33,7 @@ from storage.drive import ROOT_ID, SANDBOX, Drive, FolderRow, Scope, aware
 from storage.drive_keys import DriveKeyService
 from storage.object_types import ObjectInfo
 from storage.rate_windows import RateWindows
+from storage.search import SearchIndex
 from storage.signup import default_bucket
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class DriveApi:
         self.keys = DriveKeyService(services.db, events_bus=services.events)
         self.gate = Gate(self.keys, RateWindows(services.db))
         self.drive = Drive(services.db, services.objects)
+        self.index = SearchIndex(services.db, services.objects, services.buckets)
         self.signer = Signer(services.settings.cluster_secret())
         self.max_upload = services.settings.accounts.rest_max_upload
 

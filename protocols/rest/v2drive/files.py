@@ -264,6 +264,7 @@ class FilesApi(DriveApi):
             current = await self.objects.head_object(scope.bucket, key)
             split = dict(t.split(":", 1) if ":" in t else (t, "") for t in tags)
             await self.objects.set_tags(scope.bucket, key, current.version_id, split)
+            await self.index.refresh(scope.bucket, key)  # tags change records no event
         return json_answer(await self._described(scope, file_id))
 
     async def download(self, caller: Caller, file_id: str) -> Response:
@@ -326,6 +327,8 @@ class FilesApi(DriveApi):
         metadata[template] = fields
         await self.drive.update_file(scope, file_id, metadata=metadata,
                                      updated_at=datetime.now(UTC).replace(microsecond=0))
+        # Custom metadata is v2-drive's own (no event): index it now.
+        await self.index.refresh(scope.bucket, row["key"], metadata)
         return json_answer(_metadata(file_id, metadata))
 
     async def get_metadata(self, caller: Caller, file_id: str) -> Response:

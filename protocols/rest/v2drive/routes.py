@@ -13,6 +13,7 @@ from protocols.rest.v2drive.audit import AuditApi
 from protocols.rest.v2drive.errors import error_response, not_found, request_id
 from protocols.rest.v2drive.folders import FoldersApi
 from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
+from protocols.rest.v2drive.search import SearchApi
 from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
 from storage.core import StorageCore
@@ -20,7 +21,7 @@ from storage.core import StorageCore
 READ, WRITE = "files.read", "files.write"
 
 
-class V2DriveApi(FoldersApi, UsersApi, AuditApi, TrashApi):
+class V2DriveApi(FoldersApi, UsersApi, AuditApi, TrashApi, SearchApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -114,6 +115,10 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.delete("/v2/trash/<item_id>")
     async def delete_forever(item_id: str) -> Response:
         return await api.serve(WRITE, lambda c: api.delete_forever(c, item_id))
+
+    @bp.get("/v2/search")
+    async def search() -> Response:
+        return await api.serve(READ, api.search)
 
     @bp.get("/v2/audit-logs")
     async def audit_logs() -> Response:
