@@ -92,7 +92,7 @@ class WebhookDelivery:
         return await sql.retry(lambda: self.db.write(
             wh.prune_steps, datetime.now(UTC),
             timedelta(days=days) if days > 0 else None,
-            timedelta(days=max(days, 1)), self.config.log_per_webhook))
+            timedelta(days=self.config.log_retention_days), self.config.log_per_webhook))
 
     async def attempt(self, claim: wh.Claimed) -> wh.Outcome:
         """Send one attempt; never raises for the receiver's faults."""

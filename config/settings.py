@@ -229,7 +229,9 @@ class WebhookSettings:
     retries: int = 3
     retry_base_seconds: float = 5.0
     disable_after_failures: int = 10
-    event_retention_days: int = 30
+    # Events are also the audit log's source (storage/audit.py reads a year).
+    event_retention_days: int = 365
+    log_retention_days: int = 30
     log_per_webhook: int = 100
     max_per_account: int = 20
 
