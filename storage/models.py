@@ -741,3 +741,57 @@ class DriveSearchDoc(Model):
     class Meta:
         table = "drive_search_docs"
         indexes = (("bucket", "kind"),)
+
+
+class OAuthClient(Model):
+    """A third-party app registered for v2-drive OAuth 2.0 (see storage/oauth.py).
+
+    Confidential clients have a secret (only its SHA-256 is kept); public
+    ones (no secret) rely on PKCE alone, which every client must use."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="oauth_clients", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=128)
+    redirect_uris = fields.JSONField()
+    scopes = fields.JSONField()
+    secret_hash = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "oauth_clients"
+
+
+class OAuthCode(Model):
+    """An authorization code: single use, short-lived, bound to its PKCE challenge."""
+
+    code_hash = fields.CharField(primary_key=True, max_length=64)
+    client_id = fields.CharField(max_length=40)
+    account_id = fields.CharField(max_length=40)
+    redirect_uri = fields.TextField()
+    scopes = fields.JSONField()
+    challenge = fields.CharField(max_length=128)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "oauth_codes"
+
+
+class OAuthToken(Model):
+    """An access token and its refresh token (hashes only); revoking either
+    revokes both, refreshing replaces the row's pair."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    access_hash = fields.CharField(max_length=64, unique=True)
+    refresh_hash = fields.CharField(max_length=64, unique=True)
+    client_id = fields.CharField(max_length=40, db_index=True)
+    account_id = fields.CharField(max_length=40)
+    scopes = fields.JSONField()
+    expires_at = fields.DatetimeField()
+    refresh_expires_at = fields.DatetimeField()
+    revoked = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "oauth_tokens"

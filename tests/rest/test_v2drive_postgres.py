@@ -10,14 +10,19 @@ import pytest
 from tests.harness import prepare_node
 from tests.rest import test_v2drive as flows
 from tests.rest import test_v2drive_audit as audit
+from tests.rest import test_v2drive_oauth as oauth
 from tests.rest import test_v2drive_search as search
 from tests.rest import test_v2drive_trash as trash
 
 pytestmark = pytest.mark.postgres
+# As the SQLite module node of tests/rest/conftest.py: many sign-ups in one test.
+EXTRA = '[accounts]\nrest_max_upload = "8MiB"\nlogin_attempts_per_minute = 200\n'
 
 
-def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
-    node = prepare_node(tmp_path / "node1", pg_url, extra='[accounts]\nrest_max_upload = "8MiB"\n')
+def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # loopback http
+    node = prepare_node(tmp_path / "node1", pg_url, extra=EXTRA)
     node.start()
     try:
         flows.test_users_me_and_auth_errors(node)
@@ -28,5 +33,7 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str) -> None:
         trash.test_trash_and_restore_are_seen_by_s3(node)
         trash.test_folders_in_the_trash(node)
         search.test_search_every_protocol_ranked_and_filtered(node)
+        oauth.test_authorization_code_pkce_refresh_scopes_revoke(node)
+        oauth.test_public_client_and_refusals(node)
     finally:
         node.stop()

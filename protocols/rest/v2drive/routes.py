@@ -13,10 +13,12 @@ from protocols.rest.v2drive.audit import AuditApi
 from protocols.rest.v2drive.errors import error_response, not_found, request_id
 from protocols.rest.v2drive.folders import FoldersApi
 from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
+from protocols.rest.v2drive.oauth import create_oauth_blueprint
 from protocols.rest.v2drive.search import SearchApi
 from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
 from storage.core import StorageCore
+from storage.oauth import OAuthServer
 
 READ, WRITE = "files.read", "files.write"
 
@@ -29,8 +31,12 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     """The ``/v2`` routes of the v2-drive dialect."""
     bp = Blueprint("v2drive", __name__)
     api = V2DriveApi(services)
-    # The dashboard's key routes come with the dialect (one registration in the app).
+    # The dashboard's key routes and OAuth come with the dialect (one
+    # registration in the app); OAuth access tokens are admitted by the gate.
     bp.register_blueprint(create_v2drive_keys_blueprint(services))
+    oauth = OAuthServer(services.db)
+    api.gate.tokens = oauth.resolve
+    bp.register_blueprint(create_oauth_blueprint(services, oauth))
 
     @bp.get("/v2/users/me")
     async def me() -> Response:
