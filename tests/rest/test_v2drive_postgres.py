@@ -13,6 +13,7 @@ from tests.rest import test_v2drive_audit as audit
 from tests.rest import test_v2drive_oauth as oauth
 from tests.rest import test_v2drive_search as search
 from tests.rest import test_v2drive_trash as trash
+from tests.rest import test_v2drive_versions as versions
 
 pytestmark = pytest.mark.postgres
 # As the SQLite module node of tests/rest/conftest.py: many sign-ups in one test.
@@ -35,5 +36,6 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str,
         search.test_search_every_protocol_ranked_and_filtered(node)
         oauth.test_authorization_code_pkce_refresh_scopes_revoke(node)
         oauth.test_public_client_and_refusals(node)
+        versions.test_versions_list_and_restore(node)
     finally:
         node.stop()

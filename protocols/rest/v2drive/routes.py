@@ -17,13 +17,14 @@ from protocols.rest.v2drive.oauth import create_oauth_blueprint
 from protocols.rest.v2drive.search import SearchApi
 from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
+from protocols.rest.v2drive.versions import VersionsApi
 from storage.core import StorageCore
 from storage.oauth import OAuthServer
 
 READ, WRITE = "files.read", "files.write"
 
 
-class V2DriveApi(FoldersApi, UsersApi, AuditApi, TrashApi, SearchApi):
+class V2DriveApi(FoldersApi, VersionsApi, UsersApi, AuditApi, TrashApi, SearchApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -121,6 +122,14 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.delete("/v2/trash/<item_id>")
     async def delete_forever(item_id: str) -> Response:
         return await api.serve(WRITE, lambda c: api.delete_forever(c, item_id))
+
+    @bp.get("/v2/files/<file_id>/versions")
+    async def list_versions(file_id: str) -> Response:
+        return await api.serve(READ, lambda c: api.list_versions(c, file_id))
+
+    @bp.post("/v2/files/<file_id>/versions/<version_id>/restore")
+    async def restore_version(file_id: str, version_id: str) -> Response:
+        return await api.serve(WRITE, lambda c: api.restore_version(c, file_id, version_id))
 
     @bp.get("/v2/search")
     async def search() -> Response:
