@@ -74,6 +74,17 @@ def string(body: dict[str, Any], name: str, *, required: bool = False,
     return value
 
 
+def from_api_error(exc: ApiError) -> DriveError:
+    """An error of a shared REST helper in this format, by its status."""
+    if exc.status >= 500:
+        if exc.status == 503:
+            return DriveError(503, "service_unavailable", exc.message, exc.headers)
+        return DriveError(500, "internal_error", exc.message)
+    if exc.status == 429:
+        return DriveError(429, "rate_limit_exceeded", exc.message, exc.headers)
+    return invalid(exc.message)  # 400, and 413 (a body over its cap): no row of its own
+
+
 class DriveApi:
     """Admission and shared shapes of the v2-drive endpoints."""
 
@@ -106,8 +117,8 @@ class DriveApi:
             if mapped.status >= 500 and mapped.status != 503:
                 log.exception("v2-drive storage error")
             response = error_response(mapped, req_id)
-        except ApiError as exc:  # the shared JSON-body reader
-            response = error_response(invalid(exc.message), req_id)
+        except ApiError as exc:  # shared helpers (JSON reader, transfer): keep their status
+            response = error_response(from_api_error(exc), req_id)
         except Exception:
             log.exception("v2-drive request failed")
             response = error_response(

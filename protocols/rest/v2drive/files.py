@@ -20,10 +20,11 @@ from typing import Any
 
 from quart import Response, request
 
+from protocols.rest.common import ApiError
 from protocols.rest.files import guess_type
 from protocols.rest.transfer import attachment, drain_body, opened_stream
 from protocols.rest.v2drive import pagination
-from protocols.rest.v2drive.api import DriveApi, parse_time, string
+from protocols.rest.v2drive.api import DriveApi, from_api_error, parse_time, string
 from protocols.rest.v2drive.auth import Caller
 from protocols.rest.v2drive.errors import (
     DriveError,
@@ -291,11 +292,13 @@ class FilesApi(DriveApi):
             info = await self._info(Scope(rows[0]["account_id"], bucket), rows[0]["key"])
             if info is None:
                 raise not_found(f"The file with ID '{file_id}' was not found.")
+            return await self._stream(info)
         except DriveError as exc:
             return error_response(exc, req_id)
         except errors.StorageError as exc:
             return error_response(from_storage(exc), req_id)
-        return await self._stream(info)
+        except ApiError as exc:  # the stream's first piece could not be read
+            return error_response(from_api_error(exc), req_id)
 
     async def _stream(self, info: ObjectInfo) -> Response:
         # The first piece is fetched before the status: lost chunks answer an error.
