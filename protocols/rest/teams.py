@@ -137,7 +137,7 @@ def create_teams_blueprint(services: StorageCore) -> Blueprint:
             raise ApiError(400, "InvalidEmail", "The email address is not valid.")
         info, token = await teams.invite(account.id, string_field(body, "teamId", max_len=40),
                                          email, string_field(body, "role", max_len=16))
-        await _deliver(mailer, info, token, account)
+        await deliver_invite(mailer, info, token, account)
         return json_response(_invite(info), 201)
 
     @bp.get("/api/teams/invite")
@@ -160,7 +160,8 @@ def create_teams_blueprint(services: StorageCore) -> Blueprint:
     return bp
 
 
-async def _deliver(mailer: Mailer, info: InviteInfo, token: str, inviter: AccountInfo) -> None:
+async def deliver_invite(mailer: Mailer, info: InviteInfo, token: str,
+                         inviter: AccountInfo) -> None:
     """Mail the invite link (or log it for the operator when there is no SMTP).
 
     The invite is committed already: a mail failure is logged, not answered

@@ -15,6 +15,7 @@ from protocols.rest.v2drive.folders import FoldersApi
 from protocols.rest.v2drive.keys import create_v2drive_keys_blueprint
 from protocols.rest.v2drive.oauth import create_oauth_blueprint
 from protocols.rest.v2drive.search import SearchApi
+from protocols.rest.v2drive.teams import TeamsApi
 from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
 from protocols.rest.v2drive.versions import VersionsApi
@@ -24,7 +25,8 @@ from storage.oauth import OAuthServer
 READ, WRITE = "files.read", "files.write"
 
 
-class V2DriveApi(FoldersApi, VersionsApi, UsersApi, AuditApi, TrashApi, SearchApi):
+class V2DriveApi(FoldersApi, VersionsApi, UsersApi, AuditApi, TrashApi, SearchApi,
+                 TeamsApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -130,6 +132,18 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.post("/v2/files/<file_id>/versions/<version_id>/restore")
     async def restore_version(file_id: str, version_id: str) -> Response:
         return await api.serve(WRITE, lambda c: api.restore_version(c, file_id, version_id))
+
+    @bp.get("/v2/teams")
+    async def list_teams() -> Response:
+        return await api.serve("teams.read", api.list_teams)
+
+    @bp.post("/v2/teams")
+    async def create_team() -> Response:
+        return await api.serve("teams.write", api.create_team)
+
+    @bp.post("/v2/teams/<team_id>/members")
+    async def add_members(team_id: str) -> Response:
+        return await api.serve("teams.write", lambda c: api.add_members(c, team_id))
 
     @bp.get("/v2/search")
     async def search() -> Response:
