@@ -16,6 +16,7 @@ prefetching the next chunk; reads at any offset work (resumed ``get``).
 from __future__ import annotations
 
 import bisect
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -29,11 +30,22 @@ from storage.objects import ObjectInfo
 if TYPE_CHECKING:
     from protocols.sftp.server import BucketSFTPServer
 
-BLOCK = 1024 * 1024
+# Chunks fetched ahead of the one being read.
+READ_AHEAD = 2
+# Blocks a write may leave queued before it waits for the upload to take them.
+QUEUED_BLOCKS = 2
 
 
 class ReadHandle:
-    """Serves reads at any offset from whole chunks, prefetching the next one."""
+    """Serves reads at any offset from whole chunks, reading ahead.
+
+    Clients keep many reads in flight (OpenSSH: 64 of up to 255 KiB, so 16
+    MiB ahead) and the handler answers them one by one: every read starts
+    fetching the ``READ_AHEAD`` chunks after its own, so the next chunk is
+    already verified when the first read reaches it.  At most the chunk
+    before, the current one and those ahead are held: memory is bounded by
+    ``READ_AHEAD + 2`` chunks whatever the file size.
+    """
 
     def __init__(self, server: BucketSFTPServer, info: ObjectInfo) -> None:
         self.target: Target | None = None
@@ -62,9 +74,12 @@ class ReadHandle:
             return b""
         if info.inline_data is not None:
             return info.inline_data[offset:end]
+        first = bisect.bisect_right(self.starts, offset) - 1
+        for j in range(first + 1, min(first + 1 + READ_AHEAD, len(info.chunks))):
+            self._future(j)  # started before waiting on this read's own chunk
         parts: list[bytes] = []
         pos = offset
-        i = 0
+        i = first
         while pos < end:
             i = bisect.bisect_right(self.starts, pos) - 1
             try:
@@ -76,9 +91,9 @@ class ReadHandle:
             hi = min(end - self.starts[i], len(data))
             parts.append(data[lo:hi])
             pos = self.starts[i] + hi
-        if i + 1 < len(info.chunks):
-            self._future(i + 1)  # prefetch while the client consumes this chunk
-        for j in [j for j in self.cache if j < i - 1 or j > i + 2]:
+        # Drop what a sequential reader is done with (and, after a seek, what
+        # it will not reach soon).
+        for j in [j for j in self.cache if j < first - 1 or j > i + READ_AHEAD]:
             self.cache.pop(j).cancel()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -92,35 +107,95 @@ class ReadHandle:
 
 
 class WriteHandle:
-    """Feeds sequential SFTP writes into a streaming ``put_object``."""
+    """Feeds sequential SFTP writes into a streaming ``put_object``.
+
+    Nothing starts on open: a file that fits in one block is stored by the
+    close, in one bridge call and one commit.  A bigger one starts the upload
+    with its first block; blocks are then handed to it write-behind -- a
+    write never waits for the trio side unless ``QUEUED_BLOCKS`` blocks are
+    already waiting, so the client's pipeline of writes keeps flowing while
+    the previous blocks are hashed and stored.  A block is exactly one chunk
+    of the object store, which then stores it without another copy; memory
+    per upload is a few chunks, whatever the file size.
+    """
 
     def __init__(self, server: BucketSFTPServer, bucket: BucketInfo, key: str) -> None:
         self.target: Target | None = None
         self.started = 0.0
         self.transferred = 0
         self.server = server
+        self.bucket = bucket
+        self.key = key
         self.next = 0
         self.buf = bytearray()
         self.pending: dict[int, bytes] = {}
         self.pending_bytes = 0
         self.window = server.services.settings.sftp.reorder_window
-        self.send, recv = trio.open_memory_channel[bytes | None](2)
-        self.future = server.bridge.call_trio_soon(server.ops.upload, bucket, key, recv)
+        self.block = server.services.objects.chunk_size
+        self.send: trio.MemorySendChannel[bytes | None] | None = None
+        self.future: Any = None  # asyncio future of the upload, once started
+        self.queued: list[bytes] = []  # blocks not handed to the trio side yet
+        self.pushing: Any = None  # asyncio future of the hand-off under way
         self.closed = False
 
     def _failure(self) -> asyncssh.SFTPError:
-        if self.future.done() and not self.future.cancelled() and self.future.exception():
-            return sftp_error(self.future.exception())
+        fut = self.future
+        if fut is not None and fut.done() and not fut.cancelled() and fut.exception():
+            return sftp_error(fut.exception())
         return asyncssh.SFTPFailure("The upload failed")
 
+    async def _upload_error(self) -> asyncssh.SFTPError:
+        """Why the upload stopped taking blocks: a hand-off only fails once the
+        upload has ended (it closes its end), so wait for its own error."""
+        with contextlib.suppress(Exception):
+            await self.future
+        return self._failure()
+
+    def _start(self) -> None:
+        self.send, recv = trio.open_memory_channel[bytes | None](1)
+        ops = self.server.ops
+        self.future = self.server.bridge.call_trio_soon(ops.upload, self.bucket, self.key, recv)
+
+    def _pump(self) -> None:
+        """Hand the queued blocks to the trio side, unless a hand-off is under
+        way (one at a time, so blocks arrive in order)."""
+        if self.pushing is not None or not self.queued:
+            return
+        blocks, self.queued = self.queued, []
+        self.pushing = self.server.bridge.call_trio_soon(_send_all, self.send, blocks, False)
+        self.pushing.add_done_callback(self._pushed)
+
+    def _pushed(self, fut: Any) -> None:
+        # Runs on the loop before any task awaiting ``fut`` resumes.
+        self.pushing = None
+        if not fut.cancelled() and fut.exception() is None:
+            self._pump()
+
+    async def _drain(self) -> None:
+        """Wait until no hand-off is under way; raise if the upload failed."""
+        while self.pushing is not None:
+            fut = self.pushing
+            try:
+                await fut
+            except Exception:
+                raise await self._upload_error() from None
+
     async def _push(self, block: bytes) -> None:
-        try:
-            await self.server.bridge.call_trio(self.send.send, block)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise self._failure() from None
+        if self.future is None:
+            self._start()
+        elif self.future.done():
+            raise self._failure()
+        self.queued.append(block)
+        self._pump()
+        while len(self.queued) >= QUEUED_BLOCKS and self.pushing is not None:
+            fut = self.pushing
+            try:
+                await fut  # back-pressure: the trio side is behind
+            except Exception:
+                raise await self._upload_error() from None
 
     async def write(self, offset: int, data: bytes) -> int:
-        if self.future.done():
+        if self.future is not None and self.future.done():
             raise self._failure()
         if offset != self.next:
             if offset < self.next or offset in self.pending:
@@ -140,30 +215,55 @@ class WriteHandle:
             self.pending_bytes -= len(piece)
             self.buf += piece
             self.next += len(piece)
-        if len(self.buf) >= BLOCK:
-            block = bytes(self.buf)
-            self.buf.clear()
+        while len(self.buf) >= self.block:
+            with memoryview(self.buf) as view:
+                block = bytes(view[:self.block])
+            del self.buf[:self.block]
             await self._push(block)
         return len(data)
 
     def size(self) -> int:
         return self.next
 
+    def _cancel(self) -> None:
+        for fut in (self.pushing, self.future):
+            if fut is not None:
+                fut.cancel()
+        self.queued.clear()
+
     async def close(self, aborted: bool) -> ObjectInfo | None:
         if self.closed:
             return None
         self.closed = True
         if aborted or self.pending:
-            self.future.cancel()
+            self._cancel()
             if self.pending and not aborted:
                 raise asyncssh.SFTPFailure(
                     f"Incomplete upload: data missing at offset {self.next}; nothing was stored")
             return None
-        if self.buf:
-            await self._push(bytes(self.buf))
-            self.buf.clear()
-        await self.server.bridge.call_trio(self.send.aclose)
+        bridge = self.server.bridge
         try:
+            if self.future is None:
+                # Small file: the whole upload in one call.
+                return await bridge.call_trio(
+                    self.server.ops.put_bytes, self.bucket, self.key, bytes(self.buf))
+            await self._drain()
+            blocks, self.queued = self.queued + ([bytes(self.buf)] if self.buf else []), []
+            self.buf.clear()
+            await bridge.call_trio(_send_all, self.send, blocks, True)
             return await self.future
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise await self._upload_error() from None
+        except asyncssh.SFTPError:
+            raise
         except Exception as exc:
             raise sftp_error(exc) from None
+
+
+async def _send_all(send: trio.MemorySendChannel[bytes | None], blocks: list[bytes],
+                    close: bool) -> None:
+    """Trio side of a hand-off: the blocks in order, then the end if ``close``."""
+    for block in blocks:
+        await send.send(block)
+    if close:
+        await send.aclose()

@@ -33,6 +33,7 @@ from protocols.sftp.session import Activity, SSHSession
 from protocols.sftp.statuses import sftp_error
 from storage.core import StorageCore
 from storage.crypto import derive_key
+from storage.path_lookup import LoopReader
 from storage.ratelimit import RateLimiter
 from storage.ratelog import ThrottledLog
 
@@ -98,8 +99,9 @@ class _SSHServer(asyncssh.SSHServer):
         assert self.conn is not None
         services = self.node.services
         run_command = _Commands(services, self.conn.get_extra_info("account_id"), self.activity)
-        return SSHSession(functools.partial(BucketSFTPServer, services=services),
-                          run_command, self.activity)
+        factory = functools.partial(BucketSFTPServer, services=services,
+                                    loop_reads=self.node.loop_reads)
+        return SSHSession(factory, run_command, self.activity)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -169,6 +171,8 @@ class _Listener:
         self.ip_logins = RateLimiter(per_minute * 10, 60.0)
         self.connections: dict[asyncssh.SSHServerConnection, Activity] = {}
         self.acceptor: Any = None
+        # Path lookups of every session, right on the asyncio loop.
+        self.loop_reads = LoopReader(services.db)
         # A database outage fails every login the same way: one line per
         # cause every few seconds, not a traceback per attempt.
         self.login_errors = ThrottledLog(log)
@@ -176,6 +180,7 @@ class _Listener:
     async def start(self, host: str, port: int) -> None:
         """Runs on the asyncio loop: start listening."""
         settings = self.services.settings
+        self.loop_reads.open()
         self.acceptor = await asyncssh.create_server(
             functools.partial(_SSHServer, self), host, port,
             server_host_keys=[host_key(settings.cluster_secret())],
@@ -204,6 +209,7 @@ class _Listener:
             conn.close()
         for conn in list(self.connections):
             await conn.wait_closed()
+        self.loop_reads.close()
 
 
 async def _close_idle_connections(listener: _Listener, timeout: float) -> None:

@@ -25,6 +25,7 @@ from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
 from storage.objects import ObjectInfo
+from storage.path_lookup import PathInfo, lookup
 from storage.teams import buckets_reachable
 
 LIST_PAGE = 1000
@@ -53,6 +54,50 @@ def file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
                               atime=int(mtime), mtime=int(mtime))
 
 
+def _content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def path_attrs(t: Target, found: PathInfo) -> asyncssh.SFTPAttrs:
+    """The attributes of the path ``t`` (not the root) from its lookup."""
+    assert found.bucket is not None
+    if not t.key:
+        return dir_attrs(found.bucket.created_at.timestamp())
+    if found.obj is not None:
+        return file_attrs(found.obj.size, found.obj.last_modified.timestamp())
+    if found.is_folder:
+        return dir_attrs()
+    raise asyncssh.SFTPNoSuchFile("No such file or directory")
+
+
+def check_readable(t: Target) -> None:
+    """Only a key can be opened for reading."""
+    if t.is_root or not t.key:
+        raise asyncssh.SFTPFailure("Is a directory")
+
+
+def readable(found: PathInfo) -> ObjectInfo:
+    """The object to read, from the lookup of its path."""
+    if found.obj is None:
+        raise asyncssh.SFTPNoSuchFile("No such file or directory")
+    return found.obj
+
+
+def check_writable(t: Target) -> None:
+    """Only a key inside a bucket can be opened for writing."""
+    if t.is_root or not t.key:
+        raise asyncssh.SFTPPermissionDenied("Files can only be written inside a bucket")
+
+
+def writable(found: PathInfo, exclusive: bool) -> BucketInfo:
+    """The bucket to write into, from the lookup of the path (looked up with
+    its folder when ``exclusive``, ``O_EXCL``: the file must not exist yet)."""
+    assert found.bucket is not None
+    if exclusive and (found.obj is not None or found.is_folder):
+        raise asyncssh.SFTPFailure("The file already exists")
+    return found.bucket
+
+
 class Aborted(Exception):
     """An upload was abandoned (interrupted session)."""
 
@@ -76,16 +121,28 @@ class StorageOps:
         self.s = services
         self.account_id = account_id
 
-    async def bucket(self, name: str, action: Action = Action.READ) -> BucketInfo:
+    async def path(
+        self, t: Target, action: Action = Action.READ, want_folder: bool = False
+    ) -> PathInfo:
+        """The bucket of ``t`` (checked for ``action``), and with a key the
+        object there and whether it is a folder: one database round trip."""
+        found = await self.s.db.read(lookup, t.bucket or "", t.key, want_folder=want_folder)
+        if found.bucket is None:
+            raise asyncssh.SFTPNoSuchFile("No such file or directory")
         try:
-            return await self.s.authz.bucket(self.account_id, name, action)
-        except errors.NoSuchBucket:
-            raise asyncssh.SFTPNoSuchFile("No such file or directory") from None
+            await self.s.authz.check(self.account_id, found.bucket, action)
         except AccessDenied as exc:
             if exc.has_access:
                 raise asyncssh.SFTPPermissionDenied("Permission denied") from None
             # A bucket this user cannot reach does not exist, as far as they know.
             raise asyncssh.SFTPNoSuchFile("No such file or directory") from None
+        return found
+
+    async def bucket(self, name: str, action: Action = Action.READ) -> BucketInfo:
+        """The bucket ``name`` if this account may do ``action`` on it."""
+        found = await self.path(Target(name, ""), action)
+        assert found.bucket is not None
+        return found.bucket
 
     async def _is_dir(self, b: BucketInfo, key: str) -> bool:
         page = await self.s.objects.list_objects(b, prefix=key + "/", max_keys=1)
@@ -94,17 +151,7 @@ class StorageOps:
     async def stat(self, t: Target) -> asyncssh.SFTPAttrs:
         if t.is_root:
             return dir_attrs()
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        if not t.key:
-            return dir_attrs(b.created_at.timestamp())
-        try:
-            info = await self.s.objects.head_object(b, t.key)
-            return file_attrs(info.size, info.last_modified.timestamp())
-        except errors.NoSuchKey:
-            pass
-        if await self._is_dir(b, t.key):
-            return dir_attrs()
-        raise asyncssh.SFTPNoSuchFile("No such file or directory")
+        return path_attrs(t, await self.path(t, Action.READ, True))
 
     async def list_buckets(self) -> list[asyncssh.SFTPName]:
         return [
@@ -159,19 +206,16 @@ class StorageOps:
                 h.update(piece)
         return h.hexdigest()
 
-    async def open_read(self, t: Target) -> ObjectInfo:
-        if t.is_root or not t.key:
-            raise asyncssh.SFTPFailure("Is a directory")
-        b = await self.bucket(t.bucket)  # type: ignore[arg-type]
-        return await self.s.objects.head_object(b, t.key)
-
     async def get_chunk(self, chunk_id: str) -> bytes:
         return await self.s.objects.blobs.get_chunk(chunk_id)
 
-    async def check_writable(self, t: Target) -> BucketInfo:
-        if t.is_root or not t.key:
-            raise asyncssh.SFTPPermissionDenied("Files can only be written inside a bucket")
-        return await self.bucket(t.bucket, Action.WRITE)  # type: ignore[arg-type]
+    @_from_sftp
+    async def put_bytes(self, b: BucketInfo, key: str, data: bytes) -> ObjectInfo:
+        """Store a whole small upload at once (one commit, no pipeline)."""
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.s.objects.put_object(b, key, body(), content_type=_content_type(key))
 
     @_from_sftp
     async def upload(
@@ -183,9 +227,8 @@ class StorageOps:
                     raise Aborted()
                 yield block
 
-        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
         try:
-            return await self.s.objects.put_object(b, key, body(), content_type=content_type)
+            return await self.s.objects.put_object(b, key, body(), content_type=_content_type(key))
         finally:
             recv.close()  # wakes a blocked writer with BrokenResourceError
 

@@ -20,22 +20,35 @@ from typing import Any
 import asyncssh
 
 from protocols.sftp.handles import ReadHandle, WriteHandle
-from protocols.sftp.ops import StorageOps, dir_attrs, file_attrs
+from protocols.sftp.ops import (
+    StorageOps,
+    check_readable,
+    check_writable,
+    dir_attrs,
+    file_attrs,
+    path_attrs,
+    readable,
+    writable,
+)
 from protocols.sftp.paths import BadPath, Target, normalize, resolve
 from protocols.sftp.statuses import sftp_error, trace_status
+from storage.authz import Action
 from storage.core import StorageCore
+from storage.path_lookup import LoopReader, PathInfo
 from storage.trace import TraceEvent
 
 
 class BucketSFTPServer(asyncssh.SFTPServer):
     """One SFTP session of one account over the object store."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, services: StorageCore) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel, services: StorageCore,
+                 loop_reads: LoopReader) -> None:
         super().__init__(chan)
         self.services = services
         self.bridge = services.bridge
         self.chan = chan
         self.ops = StorageOps(services, chan.get_extra_info("account_id"))
+        self.loop_reads = loop_reads
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -56,6 +69,18 @@ class BucketSFTPServer(asyncssh.SFTPServer):
             bucket=(t.bucket or "") if t else "", key=t.key if t else "",
             bytes_in=bytes_in, bytes_out=bytes_out,
         ))
+
+    async def _lookup(self, t: Target, action: Action = Action.READ,
+                      want_folder: bool = False) -> PathInfo:
+        """The lookup of the path ``t`` (not the root), its bucket checked for
+        ``action``: on this loop when it can, else on the trio side."""
+        found = await self.loop_reads.lookup(t.bucket or "", t.key, want_folder=want_folder)
+        # The owner may do everything (storage.authz); anyone else's access
+        # depends on roles, and a missing bucket gets its error, on the trio side.
+        if found is None or found.bucket is None or (
+                found.bucket.account_id != self.ops.account_id):
+            found = await self._call(self.ops.path, t, action, want_folder)
+        return found
 
     async def _traced(self, operation: str, t: Target, fn: Any, *args: Any) -> Any:
         started = time.time()
@@ -89,7 +114,10 @@ class BucketSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPNoSuchFile(str(exc)) from None
 
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
-        return await self._call(self.ops.stat, self._target(path))
+        t = self._target(path)
+        if t.is_root:
+            return dir_attrs()
+        return path_attrs(t, await self._lookup(t, Action.READ, True))
 
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         return await self.stat(path)
@@ -143,17 +171,15 @@ class BucketSFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPOpUnsupported("Files cannot be opened for reading and writing")
             if pflags & asyncssh.FXF_APPEND:
                 raise asyncssh.SFTPOpUnsupported("Appending to objects is not supported")
-            bucket = await self._call(self.ops.check_writable, t)
-            if pflags & asyncssh.FXF_EXCL:
-                try:
-                    await self._call(self.ops.stat, t)
-                except asyncssh.SFTPNoSuchFile:
-                    pass
-                else:
-                    raise asyncssh.SFTPFailure("The file already exists")
+            check_writable(t)
+            # One lookup; the upload itself starts with the data (small
+            # files are stored by the close, in one call and one commit).
+            exclusive = bool(pflags & asyncssh.FXF_EXCL)
+            bucket = writable(await self._lookup(t, Action.WRITE, exclusive), exclusive)
             handle: ReadHandle | WriteHandle = WriteHandle(self, bucket, t.key)
         else:
-            handle = ReadHandle(self, await self._call(self.ops.open_read, t))
+            check_readable(t)
+            handle = ReadHandle(self, readable(await self._lookup(t)))
         handle.target, handle.started = t, time.time()
         return handle
 
