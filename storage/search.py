@@ -87,15 +87,11 @@ class Hit:
 # -- writing the index ------------------------------------------------------------------
 
 
-def _put_steps(dialect: str, account_id: str, bucket: str, key: str, kind: str, mime: str,
-               fields: dict[str, str]) -> sql.UnitOfWork[None]:
-    """Insert or replace the document of one key."""
-    now = datetime.now(UTC)
-    doc = digest(f"{bucket}\n{key}")
-    yield from _drop_steps(dialect, [doc])
+def _insert_steps(dialect: str, doc: str, account_id: str, bucket: str, key: str, kind: str,
+                  mime: str, fields: dict[str, str]) -> sql.UnitOfWork[None]:
     rows = yield (sql.FETCH, "INSERT INTO drive_search_docs (doc_key, account_id, bucket, "
                   '"key", kind, mime, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
-                  (doc, account_id, bucket, key, kind, mime, now))
+                  (doc, account_id, bucket, key, kind, mime, datetime.now(UTC)))
     row_id = rows[0]["id"]
     if dialect == "postgres":
         yield (sql.EXECUTE, "UPDATE drive_search_docs SET tsv = "
@@ -108,6 +104,24 @@ def _put_steps(dialect: str, account_id: str, bucket: str, key: str, kind: str, 
         yield (sql.EXECUTE, "INSERT INTO drive_search (rowid, name, content, tags, metadata) "
                "VALUES (?, ?, ?, ?, ?)", (row_id, fields["name"], fields["content"],
                                            fields["tags"], fields["metadata"]))
+
+
+def _index_steps(dialect: str, account_id: str, bucket: str, key: str, mime: str,
+                 fields: dict[str, str] | None, folders: Sequence[str]) -> sql.UnitOfWork[None]:
+    """Replace the document of a file (``fields`` None: a folder marker, no
+    file document) and make sure its folders have theirs, in one transaction."""
+    if fields is not None:
+        doc = digest(f"{bucket}\n{key}")
+        yield from _drop_steps(dialect, [doc])
+        yield from _insert_steps(dialect, doc, account_id, bucket, key, "file", mime, fields)
+    for folder in folders:
+        doc = digest(f"{bucket}\n{folder}")
+        # A folder's document only depends on its name: write it once.
+        if not (yield (sql.FETCH, "SELECT id FROM drive_search_docs WHERE doc_key = ?", (doc,))):
+            name = {"name": terms(posixpath.basename(folder[:-1])), "content": "", "tags": "",
+                    "metadata": ""}
+            yield from _insert_steps(dialect, doc, account_id, bucket, folder, "folder", "",
+                                     name)
 
 
 def _drop_steps(dialect: str, docs: Sequence[str]) -> sql.UnitOfWork[None]:
@@ -152,15 +166,19 @@ class SearchIndex:
                       custom: dict[str, Any] | None = None) -> None:
         """Index the current state of one key (or drop it when it is gone)."""
         dialect = await self.dialect()
-        if key.endswith("/"):
-            return  # a folder marker: its folder is indexed with the keys under it
+        gone = [digest(f"{bucket.name}\n{key}")]
         try:
             info = await self.objects.head_object(bucket, key)
         except (errors.NoSuchKey, errors.NoSuchVersion):
-            await self._write(_drop_steps, dialect, [digest(f"{bucket.name}\n{key}")])
+            info = None
+        if info is None or info.is_delete_marker:
+            # (An emptied folder's document is dropped when a search meets it.)
+            if not key.endswith("/"):
+                await self._write(_drop_steps, dialect, gone)
             return
-        if info.is_delete_marker:
-            await self._write(_drop_steps, dialect, [digest(f"{bucket.name}\n{key}")])
+        if key.endswith("/"):  # a folder marker: the folder itself and its parents
+            await self._write(_index_steps, dialect, bucket.account_id, bucket.name, key, "",
+                              None, [*_folders(key), key])
             return
         content = ""
         if is_text(key, info.content_type) and info.size:
@@ -175,12 +193,8 @@ class SearchIndex:
         fields = {"name": terms(posixpath.basename(key)), "content": content,
                   "tags": terms(" ".join(f"{k} {v}" for k, v in info.tags.items())),
                   "metadata": terms(meta)}
-        await self._write(_put_steps, dialect, bucket.account_id, bucket.name, key, "file",
-                          info.content_type, fields)
-        for folder in _folders(key):
-            await self._write(_put_steps, dialect, bucket.account_id, bucket.name, folder,
-                              "folder", "", {"name": terms(posixpath.basename(folder[:-1])),
-                                             "content": "", "tags": "", "metadata": ""})
+        await self._write(_index_steps, dialect, bucket.account_id, bucket.name, key,
+                          info.content_type, fields, _folders(key))
 
     async def _custom(self, bucket: str, key: str) -> dict[str, Any]:
         rows = await fetch_rows(self._db, "SELECT metadata FROM drive_files WHERE bucket = ? AND "

@@ -74,6 +74,11 @@ def test_search_every_protocol_ranked_and_filtered(node: NodeProcess) -> None:
     assert [(h["type"], h["name"], h["path"]) for h in folders["results"]] == [
         ("folder", "reports", "/reports")]
     assert folders["results"][0]["id"].startswith("fld_")
+    made = httpx.post(f"{node.web_url}/v2/folders", json={"name": "Invoices_2024"},
+                      headers=auth(key)).json()
+    empty = search(node, key, q="invoices", type="folder")["results"]
+    assert [(h["id"], h["highlights"]["name"]) for h in empty] == [
+        (made["id"], ["<mark>Invoices</mark>_2024"])]
     assert names(search(node, key, q="budget", file_type="text/csv")) == ["budget.csv"]
     assert search(node, key, q="budget", owner_id="user_someone_else")["total"] == 0
     assert search(node, key, q="budget", owner_id=user.account_id)["total"] == 2
