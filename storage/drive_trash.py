@@ -21,6 +21,7 @@ as the document says.  Trashed bytes do not count toward the quota.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -254,7 +255,7 @@ class Trash:
                                     (cutoff, _PURGE_BATCH))
             if not rows:
                 break
-            await sql.retry(lambda batch=rows: self._db.write(_forget_steps, batch))
+            await sql.retry(functools.partial(self._db.write, _forget_steps, rows))
             done += len(rows)
         await sql.retry(lambda: self._db.write(_purge_folders_steps, cutoff))
         return done

@@ -165,7 +165,7 @@ class FilesApi(DriveApi):
         scope = await self.scope(caller)
         return json_answer(await self._described(scope, file_id))
 
-    async def list(self, caller: Caller) -> Response:
+    async def list_files(self, caller: Caller) -> Response:
         """GET /v2/files: filters folder_id, mime_type, modified_after; sort_by."""
         sort = request.args.get("sort_by", "modified_at") or "modified_at"
         if sort not in SORTS:

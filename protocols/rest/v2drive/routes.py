@@ -55,7 +55,7 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
 
     @bp.get("/v2/files")
     async def list_files() -> Response:
-        return await api.serve(READ, api.list)
+        return await api.serve(READ, api.list_files)
 
     @bp.get("/v2/files/<file_id>")
     async def get_file(file_id: str) -> Response:
