@@ -99,11 +99,13 @@ class WebhookDelivery:
         started = time.monotonic()
         if claim.event is None:
             return wh.Outcome(False, None, 0, "", "the event was pruned before delivery")
-        body = wh.body_of(claim.event)
         try:
             secret = self.box.open(claim.secret_enc, claim.webhook_id)
         except ValueError as exc:
             return wh.Outcome(False, None, 0, "", str(exc))
+        fmt = wh.FORMATS.get(claim.webhook_id.split("_", 1)[0])
+        body = (await fmt(claim.event, claim.event_id, secret) if fmt is not None
+                else wh.body_of(claim.event))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"cloudstorage-webhooks/{VERSION}",

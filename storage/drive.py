@@ -262,6 +262,16 @@ class Drive:
             raise DriveNotFound(f"The file with ID '{file_id}' was not found.")
         return row
 
+    async def known_file_id(self, bucket: str, key: str) -> str | None:
+        """The id a key has or last had (a trashed file's), without making one."""
+        rows = await fetch_rows(self._db, "SELECT id FROM drive_files WHERE bucket = ? AND "
+                                "key_hash = ?", (bucket, digest(key)))
+        if not rows:
+            rows = await fetch_rows(self._db, "SELECT id FROM drive_files WHERE bucket = ? AND "
+                                    "status = 'trashed' AND \"key\" = ? ORDER BY trashed_at "
+                                    "DESC LIMIT 1", (bucket, key))
+        return str(rows[0]["id"]) if rows else None
+
     async def update_file(self, scope: Scope, file_id: str, **changes: Any) -> None:
         """Change columns of a file's row."""
         await sql.retry(lambda: self._db.write(_update_steps, "drive_files", file_id,

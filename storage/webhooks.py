@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,10 @@ from storage.models import Webhook, WebhookDelivery
 
 SECRET_PREFIX = "whsec_"
 EVENT_TYPES = tuple(str(t) for t in EventType)
+# Payload formats of webhooks whose id has a registered prefix (a REST
+# dialect's own, e.g. v2-drive's "whd"): (event, event id, secret) -> body.
+Formatter = Callable[[Event, int, str], Awaitable[bytes]]
+FORMATS: dict[str, Formatter] = {}
 CURSOR = "webhooks"
 # How long the fan-out waits for an event id that is missing below newer ones.
 GAP_GRACE = timedelta(seconds=30)
@@ -134,12 +138,14 @@ class WebhookService:
             raise InvalidWebhook(exc.message) from None
         return url
 
-    async def create(self, account_id: str, url: Any, events: Any) -> tuple[WebhookInfo, str]:
-        """A new active webhook and its secret (shown to the owner only now)."""
+    async def create(self, account_id: str, url: Any, events: Any, *, id_prefix: str = "wh",
+                     secret: str | None = None) -> tuple[WebhookInfo, str]:
+        """A new active webhook and its secret (shown to the owner only now;
+        ``secret`` when the caller chose it, ``id_prefix`` selects a format)."""
         names = check_events(events)
         url = await self._check_url(url)
-        hook_id = new_id("wh", 12)
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        hook_id = new_id(id_prefix, 12)
+        secret = secret or SECRET_PREFIX + secrets.token_urlsafe(32)
         sealed = self._box.seal(secret, hook_id)
         limit = self._max
 

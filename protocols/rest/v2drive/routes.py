@@ -19,6 +19,7 @@ from protocols.rest.v2drive.teams import TeamsApi
 from protocols.rest.v2drive.trash import TrashApi
 from protocols.rest.v2drive.users import UsersApi
 from protocols.rest.v2drive.versions import VersionsApi
+from protocols.rest.v2drive.webhooks import WebhooksApi
 from storage.core import StorageCore
 from storage.oauth import OAuthServer
 
@@ -26,7 +27,7 @@ READ, WRITE = "files.read", "files.write"
 
 
 class V2DriveApi(FoldersApi, VersionsApi, UsersApi, AuditApi, TrashApi, SearchApi,
-                 TeamsApi):
+                 TeamsApi, WebhooksApi):
     """Every v2-drive endpoint over one storage core."""
 
 
@@ -144,6 +145,18 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     @bp.post("/v2/teams/<team_id>/members")
     async def add_members(team_id: str) -> Response:
         return await api.serve("teams.write", lambda c: api.add_members(c, team_id))
+
+    @bp.post("/v2/webhooks")
+    async def create_webhook() -> Response:
+        return await api.serve("webhooks.write", api.create_webhook)
+
+    @bp.get("/v2/webhooks")
+    async def list_webhooks() -> Response:
+        return await api.serve("webhooks.read", api.list_webhooks)
+
+    @bp.delete("/v2/webhooks/<hook_id>")
+    async def delete_webhook(hook_id: str) -> Response:
+        return await api.serve("webhooks.write", lambda c: api.delete_webhook(c, hook_id))
 
     @bp.get("/v2/search")
     async def search() -> Response:
