@@ -14,10 +14,11 @@ from tests.rest import test_v2drive_oauth as oauth
 from tests.rest import test_v2drive_search as search
 from tests.rest import test_v2drive_trash as trash
 from tests.rest import test_v2drive_versions as versions
+from tests.rest import test_v2drive_webhooks as hooks
 
 pytestmark = pytest.mark.postgres
-# As the SQLite module node of tests/rest/conftest.py: many sign-ups in one test.
-EXTRA = '[accounts]\nrest_max_upload = "8MiB"\nlogin_attempts_per_minute = 200\n'
+# As the SQLite module nodes: many sign-ups in one test, loopback webhooks.
+EXTRA = hooks.NODE_EXTRA.replace("[accounts]\n", '[accounts]\nrest_max_upload = "8MiB"\n')
 
 
 def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str,
@@ -37,5 +38,6 @@ def test_drive_flows_on_postgres(tmp_path: Path, pg_url: str,
         oauth.test_authorization_code_pkce_refresh_scopes_revoke(node)
         oauth.test_public_client_and_refusals(node)
         versions.test_versions_list_and_restore(node)
+        hooks.test_document_payloads_signed(node)
     finally:
         node.stop()
