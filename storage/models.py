@@ -795,3 +795,17 @@ class OAuthToken(Model):
 
     class Meta:
         table = "oauth_tokens"
+
+
+class DriveProfile(Model):
+    """What v2-drive keeps of a user beyond the account: the display name."""
+
+    account: fields.OneToOneRelation[Account] = fields.OneToOneField(
+        "models.Account", related_name="drive_profile", on_delete=fields.CASCADE,
+        primary_key=True
+    )
+    display_name = fields.CharField(max_length=128)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "drive_profiles"

@@ -163,4 +163,14 @@ class Migration(migrations.Migration):
             options={'table': 'oauth_tokens', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An OAuth access token and its refresh token (hashes only).'},
             bases=['Model'],
         ),
+        ops.CreateModel(
+            name='DriveProfile',
+            fields=[
+                ('account', fields.OneToOneField('models.Account', source_field='account_id', primary_key=True, db_index=True, db_constraint=True, to_field='id', related_name='drive_profile', on_delete=OnDelete.CASCADE)),
+                ('display_name', fields.CharField(max_length=128)),
+                ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'drive_profiles', 'app': 'models', 'pk_attr': 'account_id', 'table_description': 'The v2-drive display name of a user.'},
+            bases=['Model'],
+        ),
     ]

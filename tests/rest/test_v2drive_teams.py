@@ -60,5 +60,36 @@ def test_teams_create_invite_accept_and_roles(node: NodeProcess,  # noqa: F811
     reader = new_key(owner, scopes=["files.read", "teams.read"])["key"]
     assert error_of(httpx.post(f"{base}/teams", headers=auth(reader),
                                json={"name": "X"})) == (403, "insufficient_scope")
+
+    # PATCH and DELETE /v2/users/:id over the same teams.
+    r = httpx.patch(f"{base}/users/me", json={"display_name": "Sarah Chen-Williams"},
+                    headers=auth(key))
+    assert r.status_code == 200, r.text
+    assert r.json()["display_name"] == "Sarah Chen-Williams"
+    assert httpx.get(f"{base}/users/me", headers=auth(key)).json()["display_name"] == (
+        "Sarah Chen-Williams")
+    r = httpx.patch(f"{base}/users/{member.account_id}", json={"role": "viewer"},
+                    headers=auth(key))
+    assert r.status_code == 200 and r.json()["role"] == "viewer", r.text
+    assert httpx.get(f"{base}/teams", headers=auth(member_key)).json()["data"][0]["role"] == (
+        "viewer")
+    assert error_of(httpx.patch(f"{base}/users/{member.account_id}",
+                                json={"display_name": "x"}, headers=auth(key))) == (
+        403, "forbidden")
+    assert error_of(httpx.patch(f"{base}/users/{owner.account_id}", json={"role": "viewer"},
+                                headers=auth(member_key))) == (403, "forbidden")
+    assert error_of(httpx.patch(f"{base}/users/{member.account_id}", json={"role": "admin"},
+                                headers=auth(reader))) == (403, "insufficient_scope")
+    assert error_of(httpx.patch(f"{base}/users/user_stranger", json={"role": "admin"},
+                                headers=auth(key))) == (404, "resource_not_found")
+    assert error_of(httpx.delete(f"{base}/users/{member.account_id}",
+                                 params={"transfer_to": owner.account_id},
+                                 headers=auth(key))) == (400, "invalid_request")
+    assert error_of(httpx.delete(f"{base}/users/{owner.account_id}", headers=auth(key))) == (
+        403, "forbidden")
+    assert httpx.delete(f"{base}/users/{member.account_id}",
+                        headers=auth(key)).status_code == 204
+    assert [u["id"] for u in httpx.get(f"{base}/users", headers=auth(key)).json()["data"]] == [
+        owner.account_id]
     owner.client.close()
     member.client.close()

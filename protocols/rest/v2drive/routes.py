@@ -50,6 +50,14 @@ def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
     async def users() -> Response:
         return await api.serve("teams.read", api.list_users)
 
+    @bp.patch("/v2/users/<user_id>")
+    async def update_user(user_id: str) -> Response:
+        return await api.serve(None, lambda c: api.update_user(c, user_id))
+
+    @bp.delete("/v2/users/<user_id>")
+    async def delete_user(user_id: str) -> Response:
+        return await api.serve("teams.write", lambda c: api.delete_user(c, user_id))
+
     @bp.post("/v2/files")
     async def create_file() -> Response:
         return await api.serve(WRITE, api.create)
