@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -266,4 +268,20 @@ def test_document_curl_examples(node: NodeProcess) -> None:
     status, err = curl(*hdr, f"{base}/files/fl_9x2k4m")
     assert status == 404 and err["error"]["code"] == "resource_not_found"
     assert err["error"]["message"] == "The file with ID 'fl_9x2k4m' was not found."
+    user.client.close()
+
+
+def test_an_unused_upload_url_expires(node: NodeProcess) -> None:
+    user, key = drive_user(node)
+    base = f"{node.web_url}/v2"
+    created = httpx.post(f"{base}/files", json={"name": "late.txt"}, headers=auth(key)).json()
+    path = node.db_url.removeprefix("sqlite://")
+    with sqlite3.connect(path, timeout=30) as db:
+        db.execute("UPDATE drive_files SET upload_expires_at = ? WHERE id = ?",
+                   (datetime.now(UTC) - timedelta(minutes=1), created["id"]))
+    got = httpx.get(f"{base}/files/{created['id']}", headers=auth(key)).json()
+    assert got["status"] == "upload_expired" and got["download_url"] is None
+    # The URL itself is signed with its expiry: a forged later expiry fails.
+    late = created["upload_url"].replace("expires=", "expires=9")
+    assert error_of(httpx.put(late, content=b"x")) == (403, "forbidden")
     user.client.close()

@@ -85,6 +85,16 @@ def from_api_error(exc: ApiError) -> DriveError:
     return invalid(exc.message)  # 400, and 413 (a body over its cap): no row of its own
 
 
+def _status(row: dict, info: ObjectInfo | None) -> str:
+    """``active``, ``pending_upload``, or ``upload_expired`` once its URL ran out."""
+    status = str(row.get("status") or "active")
+    if status == "pending_upload" and info is None:
+        expires = aware(row.get("upload_expires_at"))
+        if expires is not None and expires < datetime.now(UTC):
+            return "upload_expired"
+    return "active" if info is not None and status == "pending_upload" else status
+
+
 class DriveApi:
     """Admission and shared shapes of the v2-drive endpoints."""
 
@@ -179,7 +189,7 @@ class DriveApi:
             "shared": False,
             "tags": sorted(k if not v else f"{k}:{v}" for k, v in (info.tags if info else {})
                            .items()),
-            "status": row.get("status") or "active",
+            "status": _status(row, info),
         }
 
     async def parent_id(self, scope: Scope, key: str) -> str:
