@@ -35,6 +35,9 @@ ACTIONS = {
     "quota.exceeded": "quota.exceeded",
 }
 EVENT_TYPES = {action: etype for etype, action in ACTIONS.items()}
+# A folder is a marker key ending in "/": its object events are folder actions.
+FOLDER_ACTIONS = {"object.created": "folder.created", "object.deleted": "folder.deleted"}
+EVENT_TYPES.update({action: etype for etype, action in FOLDER_ACTIONS.items()})
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ def _where(query: AuditQuery, dialect_ip: str) -> tuple[str, list[Any]]:
     if query.action:
         clauses.append("e.type = ?")
         params.append(EVENT_TYPES.get(query.action, query.action))
+        if EVENT_TYPES.get(query.action) in FOLDER_ACTIONS:
+            folder = query.action in FOLDER_ACTIONS.values()
+            clauses.append("e.\"key\" LIKE '%/'" if folder else "e.\"key\" NOT LIKE '%/'")
     if query.ip_address:
         clauses.append(f"{dialect_ip} = ?")
         params.append(query.ip_address)
@@ -130,7 +136,9 @@ def _entry(row: dict[str, Any]) -> AuditEntry:
         data = json.loads(data)
     return AuditEntry(
         id=int(row["id"]), at=aware(row["created_at"]) or datetime.now(UTC), type=row["type"],
-        action=ACTIONS.get(row["type"], row["type"]),
+        action=(FOLDER_ACTIONS[row["type"]] if row["type"] in FOLDER_ACTIONS
+                and str(row.get("key") or "").endswith("/")
+                else ACTIONS.get(row["type"], row["type"])),
         actor_id=row["actor"] or row["account_id"], actor_email=row.get("email"),
         bucket=row.get("bucket"), key=row.get("key"),
         data=data if isinstance(data, dict) else {}, origin=row.get("origin") or "")

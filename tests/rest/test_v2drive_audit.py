@@ -31,6 +31,8 @@ def test_changes_of_every_protocol_are_in_the_audit_log(node: NodeProcess) -> No
         transport.close()
     s3_client(node, user).put_object(Bucket=user.bucket, Key="from-s3.txt", Body=b"s3")
     f = upload(node, key, "from-drive.txt", b"drive")
+    assert httpx.post(f"{node.web_url}/v2/folders", json={"name": "Board"},
+                      headers=auth(key)).status_code == 201
 
     r = httpx.get(url, headers=auth(key))
     assert r.status_code == 200, r.text
@@ -51,6 +53,9 @@ def test_changes_of_every_protocol_are_in_the_audit_log(node: NodeProcess) -> No
     assert ids == sorted(ids, reverse=True)  # newest first
 
     # Filters: action, actor, date range, client address.
+    folders = httpx.get(url, params={"action": "folder.created"}, headers=auth(key)).json()
+    assert [(e["action"], e["resource"]["type"], e["resource"]["name"])
+            for e in folders["data"]] == [("folder.created", "folder", "Board")]
     only = httpx.get(url, params={"action": "file.created"}, headers=auth(key)).json()
     assert {e["action"] for e in only["data"]} == {"file.created"}
     assert only["total_count"] == len(created)

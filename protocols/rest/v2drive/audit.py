@@ -75,7 +75,10 @@ class AuditApi(DriveApi):
         return {k: r["id"] for k, r in rows.items()}
 
     def _describe_entry(self, e: AuditEntry, ids: dict[str, str]) -> dict[str, Any]:
-        if e.key:
+        if e.key and e.key.endswith("/"):
+            resource = {"type": "folder", "id": None, "name": posixpath.basename(e.key[:-1]),
+                        "path": "/" + e.key[:-1], "bucket": e.bucket}
+        elif e.key:
             resource = {"type": "file", "id": ids.get(e.key), "name": posixpath.basename(e.key),
                         "path": "/" + e.key, "bucket": e.bucket}
         elif e.bucket:
