@@ -30,7 +30,7 @@ from storage import outbound, sql
 from storage import webhooks as wh
 from storage.crypto import SecretBox
 from storage.db import Database
-from storage.events import EventBus
+from storage.events import Event, EventBus
 
 # Deliveries claimed (and sent concurrently) at once, and fan-out batch size.
 CLAIM_BATCH = 16
@@ -55,13 +55,22 @@ class WebhookDelivery:
         self.box = SecretBox(settings.cluster_secret())
         self.policy = outbound.OutboundPolicy.from_settings(settings)
         self._last_prune = 0.0
+        # Accounts with an active webhook, as of the last pass (None: unknown).
+        self._hooked: set[str] | None = None
         self.worker = Worker("webhooks", self.config.poll_seconds, self.run_pass,
                              description="deliver events to webhooks; prune old events")
-        # A change committed here is sent at once, not at the next poll.
-        bus.subscribe(lambda _event: self.worker.trigger())
+        bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        # A change committed here is sent at once, not at the next poll; only
+        # for accounts with webhooks, so a busy node without any does not run
+        # a pass per write.
+        if self._hooked is None or event.account_id in self._hooked:
+            self.worker.trigger()
 
     async def run_pass(self, worker: Worker) -> None:
         """Fan out, deliver what is due, and prune once in a while."""
+        self._hooked = await self.db.read(wh.hooked_accounts)
         created = sent = 0
         for _ in range(MAX_ROUNDS):
             n, more = await sql.retry(lambda: self.db.write(

@@ -218,6 +218,13 @@ class WebhookService:
 # -- the delivery queue: units of work run by cluster/delivery.py -----------------------
 
 
+async def hooked_accounts(fetch: Any, dialect: str) -> set[str]:
+    """Accounts with at least one active webhook (a :meth:`Database.read` unit)."""
+    rows = await fetch("SELECT DISTINCT account_id FROM webhooks WHERE active = "
+                       + ("$1" if dialect == "postgres" else "?"), [True])
+    return {r["account_id"] for r in rows}
+
+
 _INSERT_DELIVERY = (
     "INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, status, attempts, "
     "next_attempt_at, lease_owner, response_body, error, created_at, updated_at) "
