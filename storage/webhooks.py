@@ -233,8 +233,9 @@ _INSERT_DELIVERY = (
 
 
 def _open_cursor(now: datetime) -> sql.UnitOfWork[int | None]:
-    """The cursor's position, its row locked; created at the newest event
-    the first time (older events predate every webhook)."""
+    """The cursor's position, its row locked; created the first time just
+    before the first event of the oldest webhook's time (no webhook: after
+    the newest event), so an upgraded cluster does not replay its past."""
     # A write first: SQLite takes its write lock up front, PostgreSQL locks
     # the row so fan-outs of several nodes take turns instead of racing.
     rows = yield (sql.FETCH, "UPDATE outbox_cursors SET updated_at = ? WHERE name = ? "
@@ -242,8 +243,10 @@ def _open_cursor(now: datetime) -> sql.UnitOfWork[int | None]:
     if not rows:
         rows = yield (sql.FETCH,
                       "INSERT INTO outbox_cursors (name, event_id, updated_at) VALUES "
-                      "(?, (SELECT COALESCE(MAX(id), 0) FROM events), ?) "
-                      "ON CONFLICT (name) DO NOTHING RETURNING event_id", (CURSOR, now))
+                      "(?, COALESCE((SELECT MAX(id) FROM events WHERE created_at < "
+                      "COALESCE((SELECT MIN(created_at) FROM webhooks), ?)), 0), ?) "
+                      "ON CONFLICT (name) DO NOTHING RETURNING event_id",
+                      (CURSOR, now + timedelta(days=1), now))
     return int(rows[0]["event_id"]) if rows else None
 
 
