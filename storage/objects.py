@@ -190,9 +190,9 @@ class ObjectService:
                 if have > self.inline_threshold:
                     break
             else:
-                inline = b"".join(head)
-                return StoredData(size=have, md5=hashlib.md5(inline).digest(), chunks=[],
-                                  inline_data=inline)
+                small = b"".join(head)
+                return StoredData(size=have, md5=hashlib.md5(small).digest(), chunks=[],
+                                  inline_data=small)
             body = _chain(head, stream)
         cs = self.chunk_size
         md5 = hashlib.md5()
@@ -519,7 +519,7 @@ class ObjectService:
         fields = {
             "size": src.size, "etag": src.etag,
             "content_type": (content_type or src.content_type) if replace else src.content_type,
-            "user_metadata": dict(user_metadata) if replace else dict(src.user_metadata),
+            "user_metadata": dict(user_metadata or {}) if replace else dict(src.user_metadata),
             "headers": dict(headers or {}) if replace else dict(src.headers),
             "checksums": dict(src.checksums), "inline_data": src.inline_data,
             "tags": dict(tags) if tags is not None else dict(src.tags),

@@ -191,7 +191,7 @@ async def resolve(host: str, port: int, policy: OutboundPolicy) -> list[str]:
                 from None
         addresses = []
         for info in infos:
-            ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             if ip not in addresses:
                 addresses.append(ip)
     allowed = [str(ip) for ip in addresses if policy.allows(ip)]

@@ -158,7 +158,7 @@ class WebhookService:
 
         return _info(await self._db.run(tx)), secret
 
-    async def list(self, account_id: str) -> list[WebhookInfo]:
+    async def list_for(self, account_id: str) -> list[WebhookInfo]:
         """The account's webhooks, oldest first."""
 
         async def q() -> list[Webhook]:

@@ -112,7 +112,7 @@ def create_webhooks_blueprint(services: StorageCore) -> Blueprint:
     @bp.get("/api/webhooks")
     @session_required
     async def list_hooks(account: AccountInfo) -> Any:
-        return json_response({"webhooks": [_webhook(w) for w in await hooks.list(account.id)]})
+        return json_response({"webhooks": [_webhook(w) for w in await hooks.list_for(account.id)]})
 
     @bp.patch("/api/webhooks")
     @session_required

@@ -83,7 +83,7 @@ async def test_failures_disable_and_reenable_resets(core, hook):
             disabled |= await core.db.write(wh.finish_steps, c, "n1", failed(), now, retry, 3)
         now += timedelta(seconds=2)
     assert disabled
-    (state,) = await service.list(core.account_id)
+    (state,) = await service.list_for(core.account_id)
     assert not state.active and state.failures >= 3 and "3 consecutive" in state.disabled_reason
     assert await claim(core, "n1", now + timedelta(hours=1)) == []  # nothing for a disabled hook
     again = await service.update(core.account_id, info.id, active=True)
