@@ -483,6 +483,9 @@ def _validate(s: Settings) -> None:
          "webhooks: poll_seconds and lease_seconds must be positive")
     need(s.webhooks.retries >= 0 and s.webhooks.disable_after_failures >= 1,
          "webhooks: retries must be >= 0 and disable_after_failures >= 1")
+    # A delivery still running when its lease ends would be sent twice at once.
+    need(s.webhooks.lease_seconds > s.webhooks.timeout_seconds,
+         "webhooks.lease_seconds: must exceed webhooks.timeout_seconds")
     need(s.versions.max_versions >= 0 and s.versions.max_age_days >= 0,
          "versions: max_versions and max_age_days must not be negative")
 

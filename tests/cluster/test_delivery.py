@@ -32,7 +32,7 @@ allowed_networks = ["127.0.0.0/8"]
 [webhooks]
 poll_seconds = 0.2
 retry_base_seconds = 0.2
-timeout_seconds = 60
+timeout_seconds = 3
 lease_seconds = 4
 """
 
