@@ -59,7 +59,7 @@ class WebhooksApi(DriveApi):
         """GET /v2/webhooks."""
         pagination.limit_param()
         pagination.offset_param()
-        hooks = [h for h in await self.hooks.list(caller.account.id)
+        hooks = [h for h in await self.hooks.list_for(caller.account.id)
                  if h.id.startswith(PREFIX + "_")]
         out = pagination.page(hooks)
         out["data"] = [describe_hook(h) for h in out["data"]]
