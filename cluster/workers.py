@@ -22,6 +22,14 @@ from storage.errors import ServiceUnavailable
 PassFn = Callable[["Worker"], Awaitable[None]]
 
 
+def _is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is an outage (ServiceUnavailable), alone or as every
+    leaf of the exception group a pass's nursery raised."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_outage(e) for e in exc.exceptions)
+    return isinstance(exc, ServiceUnavailable)
+
+
 class Worker:
     """One periodic background task."""
 
@@ -74,7 +82,7 @@ class Worker:
             self.last_error = f"{type(exc).__name__}: {exc}"
             # An outage (database, quorum) is logged, rate-limited, where it is
             # detected; a traceback per pass would only repeat it.
-            if not isinstance(exc, ServiceUnavailable):
+            if not _is_outage(exc):
                 print(f"[worker {self.name}] pass failed: {self.last_error}\n"
                       f"{traceback.format_exc(limit=4)}", flush=True)
         else:
