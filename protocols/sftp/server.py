@@ -49,6 +49,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         self.chan = chan
         self.ops = StorageOps(services, chan.get_extra_info("account_id"))
         self.loop_reads = loop_reads
+        self.ending = False
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -99,11 +100,12 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         except BadPath as exc:
             raise asyncssh.SFTPNoSuchFile(str(exc)) from None
 
-    def _aborting(self) -> bool:
-        # asyncssh closes handles left open when the session ends; by then the
-        # client's EOF or close has been received.  Such a handle belongs to an
-        # interrupted transfer and must not commit half a file.
-        return getattr(self.chan, "_recv_state", "open") != "open"
+    def session_ending(self) -> None:
+        """The session ends (however: EOF, a cut connection, a disconnect):
+        asyncssh is about to close the handles left open.  Those belong to
+        transfers the client never finished -- it closes what it completed --
+        and must not commit half a file."""
+        self.ending = True
 
     # -- paths and metadata ----------------------------------------------------
 
@@ -202,7 +204,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         writing = isinstance(file_obj, WriteHandle)
         operation = "PutObject" if writing else "GetObject"
         moved = {"bytes_in" if writing else "bytes_out": file_obj.transferred}
-        aborted = self._aborting()
+        aborted = self.ending
         try:
             await file_obj.close(aborted)
         except asyncssh.SFTPError as exc:

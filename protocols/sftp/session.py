@@ -96,6 +96,15 @@ class CompatSFTPHandler(SFTPServerHandler):
         super().__init__(server, reader, writer, SFTP_VERSION)
         self.activity = activity
 
+    async def _cleanup(self, exc: Exception | None) -> None:
+        # The channel's own state cannot tell a finished session from a cut
+        # one (a lost connection leaves it "open"): say it before asyncssh
+        # closes the handles still open.
+        ending = getattr(self._server, "session_ending", None)
+        if ending is not None:
+            ending()
+        await super()._cleanup(exc)
+
     async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         self.activity.begin()
         try:
