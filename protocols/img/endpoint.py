@@ -46,6 +46,7 @@ from protocols.rest.common import (
     client_ip,
     error_response,
 )
+from protocols.rest.session import COOKIE
 from storage import errors
 from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
@@ -60,7 +61,6 @@ from storage.shares import ShareService
 MAX_AGE = 7 * 24 * 3600
 # Sources are read whole into memory: refuse bigger ones before reading.
 MAX_SOURCE_BYTES = 128 * 1024 * 1024
-SESSION_COOKIE = "session"
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def create_images_blueprint(services: StorageCore) -> Blueprint:
     async def caller() -> Caller:
         if "sig" in request.args or "ak" in request.args:
             return await signed_caller()
-        token = request.cookies.get(SESSION_COOKIE, "")
+        token = request.cookies.get(COOKIE, "")
         if token:
             account = await services.sessions.resolve(token)
             if account is None:

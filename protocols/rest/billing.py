@@ -22,8 +22,7 @@ from protocols.rest.common import (
     read_json,
     string_field,
 )
-from protocols.rest.teams import session_guard
-from storage import events
+from protocols.rest.session import SessionGate, from_dashboard
 from storage.accounts import AccountInfo
 from storage.billing import Billing
 from storage.core import StorageCore
@@ -33,9 +32,6 @@ log = logging.getLogger("cloudstorage.billing")
 # Stripe's events are a few KiB; anything much larger is not one.
 WEBHOOK_LIMIT = 512 * 1024
 
-
-async def _from_dashboard() -> None:
-    events.set_origin("dashboard")
 
 
 async def _raw_body(limit: int) -> bytes:
@@ -48,12 +44,12 @@ async def _raw_body(limit: int) -> bytes:
     return bytes(data)
 
 
-def create_billing_blueprint(services: StorageCore) -> Blueprint:
+def create_billing_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The billing routes over a node's services."""
     bp = Blueprint("billing", __name__)
     bp.before_request(check_request_params)
-    bp.before_request(_from_dashboard)
-    session_required = session_guard(services)
+    bp.before_request(from_dashboard)
+    session_required = gate.required
     billing = Billing(services.settings.billing, services.db,
                       default_quota=services.settings.accounts.default_quota)
 

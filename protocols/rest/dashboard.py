@@ -10,8 +10,6 @@ per account (the documented 30 requests per minute).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -30,7 +28,8 @@ from protocols.rest.common import (
     string_field,
     too_many_requests,
 )
-from storage import errors, events
+from protocols.rest.session import COOKIE, SessionGate, from_dashboard
+from storage import errors
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
 from storage.core import StorageCore
@@ -39,11 +38,9 @@ from storage.sessions import LoginAttempts
 from storage.sftp_users import MIN_PASSWORD, DuplicatePublicKey, InvalidPublicKey
 from storage.signup import default_bucket, signup
 
-COOKIE = "session"
 MIN_ACCOUNT_PASSWORD = 8
 EXPLORER_PAGE = 1000
 
-Handler = Callable[..., Awaitable[Any]]
 
 
 def _user(a: AccountInfo) -> dict[str, Any]:
@@ -54,18 +51,13 @@ def _user(a: AccountInfo) -> dict[str, Any]:
     }
 
 
-async def _from_dashboard() -> None:
-    # Async, so it runs in the request's own task (see files._from_rest).
-    events.set_origin("dashboard")
 
-
-def create_dashboard_blueprint(services: StorageCore) -> Blueprint:
+def create_dashboard_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The dashboard routes over a node's services."""
     bp = Blueprint("dashboard", __name__)
     bp.before_request(check_request_params)
-    bp.before_request(_from_dashboard)
+    bp.before_request(from_dashboard)
     settings = services.settings
-    per_account = RateLimiter(settings.accounts.dashboard_requests_per_minute, 60.0)
     # Failed logins are counted exactly, cluster-wide, in the database.
     logins = LoginAttempts(services.db, settings.accounts.login_attempts_per_minute, 60.0)
     signups = RateLimiter(max(settings.accounts.login_attempts_per_minute, 10), 60.0)
@@ -78,17 +70,7 @@ def create_dashboard_blueprint(services: StorageCore) -> Blueprint:
         )
         return resp
 
-    def session_required(fn: Handler) -> Handler:
-        @wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = request.cookies.get(COOKIE, "")
-            account = await services.sessions.resolve(token) if token else None
-            if account is None:
-                raise ApiError(401, "Unauthorized", "Log in first: this needs a session cookie.")
-            check_rate(per_account, account.id)
-            return await fn(account, *args, **kwargs)
-
-        return wrapper
+    session_required = gate.required
 
     # -- accounts and sessions ------------------------------------------------------
 

@@ -56,6 +56,7 @@ from protocols.rest.common import (
     too_many_requests,
 )
 from protocols.rest.files import guess_type
+from protocols.rest.session import COOKIE, SessionGate
 from protocols.rest.transfer import attachment, opened_stream, parse_range
 from storage import errors, events, names
 from storage.accounts import AccountInfo
@@ -68,7 +69,6 @@ from storage.sessions import LoginAttempts
 from storage.shares import EXPIRY, MAX_DOWNLOADS, ShareGone, ShareInfo, ShareService
 from storage.signup import default_bucket
 
-SESSION_COOKIE = "session"
 _FIELD_LIMIT = 4096
 _MAX_FORM_PARTS = 16
 _GONE = "This share link has expired or is no longer available."
@@ -133,14 +133,13 @@ def wants_page() -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
-def create_shares_blueprint(services: StorageCore) -> Blueprint:
+def create_shares_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The share routes over a node's services."""
     bp = Blueprint("shares", __name__)
     bp.before_request(check_request_params)
     bp.before_request(_from_shares)
     settings = services.settings
     shares = ShareService(services.db, services.events)
-    per_account = RateLimiter(settings.accounts.dashboard_requests_per_minute, 60.0)
     downloads = RateLimiter(settings.accounts.rest_reads_per_second, 1.0)
     tries = settings.shares.password_attempts_per_minute
     share_attempts = LoginAttempts(services.db, tries, 60.0)
@@ -148,17 +147,11 @@ def create_shares_blueprint(services: StorageCore) -> Blueprint:
     objects = services.objects
 
     async def caller() -> AccountInfo:
-        token = request.cookies.get(SESSION_COOKIE, "")
-        account = await services.sessions.resolve(token) if token else None
-        if account is None:
-            if not token and (request.headers.get("X-API-Key")
-                              or request.headers.get("Authorization")):
-                account = (await authenticate_api_key(services.accounts)).account
-            else:
-                raise ApiError(401, "Unauthorized",
-                               "Log in first: this needs a session cookie (or an API key).")
-        check_rate(per_account, account.id)
-        return account
+        # A session, or else an API key (an upload from a script).
+        if not request.cookies.get(COOKIE) and (request.headers.get("X-API-Key")
+                                                or request.headers.get("Authorization")):
+            return (await authenticate_api_key(services.accounts)).account
+        return await gate.account()
 
     async def readable(account: AccountInfo, name: str, action: Action) -> BucketInfo:
         try:

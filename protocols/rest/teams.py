@@ -10,8 +10,6 @@ is decided elsewhere, once, by :mod:`storage.authz` with the lookup of
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 from urllib.parse import quote
 
@@ -19,49 +17,21 @@ from quart import Blueprint, request
 
 from protocols.rest.common import (
     ApiError,
-    check_rate,
     check_request_params,
     iso,
     json_response,
     read_json,
     string_field,
 )
-from storage import events
+from protocols.rest.session import SessionGate, from_dashboard
 from storage.accounts import AccountInfo
 from storage.core import StorageCore
 from storage.mail import Mailer, MailError
-from storage.ratelimit import RateLimiter
 from storage.teams import InviteInfo, TeamService
 
 log = logging.getLogger("cloudstorage.teams")
 
-COOKIE = "session"
-Handler = Callable[..., Awaitable[Any]]
-SessionGuard = Callable[[Handler], Handler]
 
-
-def session_guard(services: StorageCore) -> SessionGuard:
-    """A decorator passing the session's account to the handler (401 without a
-    live session), limited to the dashboard's requests per minute per account."""
-    per_account = RateLimiter(services.settings.accounts.dashboard_requests_per_minute, 60.0)
-
-    def guard(fn: Handler) -> Handler:
-        @wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = request.cookies.get(COOKIE, "")
-            account = await services.sessions.resolve(token) if token else None
-            if account is None:
-                raise ApiError(401, "Unauthorized", "Log in first: this needs a session cookie.")
-            check_rate(per_account, account.id)
-            return await fn(account, *args, **kwargs)
-
-        return wrapper
-
-    return guard
-
-
-async def _from_dashboard() -> None:
-    events.set_origin("dashboard")
 
 
 def _invite(i: InviteInfo) -> dict[str, Any]:
@@ -75,12 +45,12 @@ def _required_arg(name: str) -> str:
     return value
 
 
-def create_teams_blueprint(services: StorageCore) -> Blueprint:
+def create_teams_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The Teams API routes over a node's services."""
     bp = Blueprint("teams", __name__)
     bp.before_request(check_request_params)
-    bp.before_request(_from_dashboard)
-    session_required = session_guard(services)
+    bp.before_request(from_dashboard)
+    session_required = gate.required
     teams = TeamService(services.db)
     mailer = Mailer(services.settings.smtp)
 

@@ -29,8 +29,8 @@ from protocols.rest.common import (
     string_field,
 )
 from protocols.rest.files import guess_type
+from protocols.rest.session import SessionGate, from_dashboard
 from protocols.rest.shares import _read_form as read_upload_form
-from protocols.rest.webhooks import session_auth
 from storage import errors, names, versions
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
@@ -61,11 +61,12 @@ def _int_field(body: dict[str, Any], name: str) -> int:
     return value
 
 
-def create_versions_blueprint(services: StorageCore) -> Blueprint:
+def create_versions_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The /api/versions routes over a node's storage core."""
     bp = Blueprint("versions", __name__)
+    bp.before_request(from_dashboard)
     bp.before_request(check_request_params)
-    session_required = session_auth(services)
+    session_required = gate.required
     objects, db = services.objects, services.db
     max_upload = services.settings.accounts.rest_max_upload
 

@@ -13,56 +13,24 @@ unless the operator allowed it (``[outbound]``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 
 from quart import Blueprint, request
 
 from protocols.rest.common import (
     ApiError,
-    check_rate,
     check_request_params,
-    from_storage,
     iso,
     json_response,
     read_json,
     string_field,
 )
-from storage import errors, events, outbound
+from protocols.rest.session import SessionGate, from_dashboard
+from storage import outbound
 from storage.accounts import AccountInfo
 from storage.core import StorageCore
 from storage.crypto import SecretBox
-from storage.ratelimit import RateLimiter
 from storage.webhooks import WebhookInfo, WebhookService
-
-COOKIE = "session"
-Handler = Callable[..., Awaitable[Any]]
-
-
-def session_auth(services: StorageCore) -> Callable[[Handler], Handler]:
-    """A decorator passing the session cookie's account to the handler (401
-    without one), limited to ``accounts.dashboard_requests_per_minute``."""
-    limiter = RateLimiter(services.settings.accounts.dashboard_requests_per_minute, 60.0)
-
-    def decorate(fn: Handler) -> Handler:
-        @wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = request.cookies.get(COOKIE, "")
-            account = await services.sessions.resolve(token) if token else None
-            if account is None:
-                raise ApiError(401, "Unauthorized", "Log in first: this needs a session cookie.")
-            check_rate(limiter, account.id)
-            # The changes a handler makes are the dashboard's.
-            events.set_origin("dashboard")
-            try:
-                return await fn(account, *args, **kwargs)
-            except errors.StorageError as exc:
-                raise from_storage(exc) from None
-
-        return wrapper
-
-    return decorate
 
 
 def _webhook(w: WebhookInfo) -> dict[str, Any]:
@@ -90,15 +58,16 @@ def _hook_id(value: str) -> str:
     return value[:64]
 
 
-def create_webhooks_blueprint(services: StorageCore) -> Blueprint:
+def create_webhooks_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The /api/webhooks routes over a node's storage core."""
     bp = Blueprint("webhooks", __name__)
+    bp.before_request(from_dashboard)
     bp.before_request(check_request_params)
     settings = services.settings
     hooks = WebhookService(services.db, SecretBox(settings.cluster_secret()),
                            outbound.OutboundPolicy.from_settings(settings),
                            max_per_account=settings.webhooks.max_per_account)
-    session_required = session_auth(services)
+    session_required = gate.required
 
     @bp.post("/api/webhooks")
     @session_required

@@ -33,6 +33,7 @@ from protocols.rest.billing import create_billing_blueprint
 from protocols.rest.common import ApiError, error_response
 from protocols.rest.dashboard import create_dashboard_blueprint
 from protocols.rest.files import create_files_blueprint
+from protocols.rest.session import SessionGate
 from protocols.rest.shares import create_shares_blueprint
 from protocols.rest.teams import create_teams_blueprint
 from protocols.rest.v1pro import create_v1pro_blueprint, create_v1pro_keys_blueprint
@@ -147,18 +148,21 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
             status="ok", node=settings.node.id, zone=settings.node.zone, version=VERSION
         )
 
-    app.register_blueprint(create_dashboard_blueprint(services))
+    # One session check and one per-account request limit for every
+    # dashboard endpoint (protocols/rest/session.py).
+    gate = SessionGate(services)
+    app.register_blueprint(create_dashboard_blueprint(services, gate))
     app.register_blueprint(create_files_blueprint(services))
-    app.register_blueprint(create_shares_blueprint(services))
+    app.register_blueprint(create_shares_blueprint(services, gate))
     app.register_blueprint(create_images_blueprint(services))
-    app.register_blueprint(create_teams_blueprint(services))
-    app.register_blueprint(create_billing_blueprint(services))
+    app.register_blueprint(create_teams_blueprint(services, gate))
+    app.register_blueprint(create_billing_blueprint(services, gate))
     app.register_blueprint(create_v1pro_blueprint(services))
-    app.register_blueprint(create_v1pro_keys_blueprint(services))
+    app.register_blueprint(create_v1pro_keys_blueprint(services, gate))
     app.register_blueprint(create_v2objects_blueprint(services))
-    app.register_blueprint(create_v2drive_blueprint(services))
-    app.register_blueprint(create_webhooks_blueprint(services))
-    app.register_blueprint(create_versions_blueprint(services))
+    app.register_blueprint(create_v2drive_blueprint(services, gate))
+    app.register_blueprint(create_webhooks_blueprint(services, gate))
+    app.register_blueprint(create_versions_blueprint(services, gate))
     app.register_blueprint(create_admin_blueprint(services, control))
 
     @app.errorhandler(ApiError)

@@ -15,25 +15,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from quart import Blueprint, request
+from quart import Blueprint
 
 from protocols.rest.common import (
     ApiError,
-    check_rate,
     check_request_params,
     from_storage,
     json_response,
     read_json,
     string_field,
 )
+from protocols.rest.session import SessionGate, from_dashboard
 from protocols.rest.v1pro.handlers import iso
-from storage import errors, events
-from storage.accounts import AccountInfo
+from storage import errors
 from storage.api_keys import ApiKeyInfo, ApiKeyService
 from storage.core import StorageCore
-from storage.ratelimit import RateLimiter
-
-COOKIE = "session"  # the dashboard's session cookie
 
 
 def describe(k: ApiKeyInfo) -> dict[str, Any]:
@@ -60,22 +56,15 @@ def _expiry(body: dict[str, Any]) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def create_v1pro_keys_blueprint(services: StorageCore) -> Blueprint:
+def create_v1pro_keys_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The session-authenticated key management routes."""
     bp = Blueprint("v1pro_keys", __name__)
+    bp.before_request(from_dashboard)
     bp.before_request(check_request_params)
     cfg = services.settings.v1pro
     keys = ApiKeyService(services.db, max_keys=cfg.max_keys, events_bus=services.events)
-    per_account = RateLimiter(services.settings.accounts.dashboard_requests_per_minute, 60.0)
 
-    async def account() -> AccountInfo:
-        events.set_origin("dashboard")
-        token = request.cookies.get(COOKIE, "")
-        found = await services.sessions.resolve(token) if token else None
-        if found is None:
-            raise ApiError(401, "Unauthorized", "Log in first: this needs a session cookie.")
-        check_rate(per_account, found.id)
-        return found
+    account = gate.account
 
     @bp.get("/api/v1pro/keys")
     async def list_keys() -> Any:

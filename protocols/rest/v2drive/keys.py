@@ -14,25 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, request
+from quart import Blueprint
 
 from protocols.rest.common import (
     ApiError,
-    check_rate,
     check_request_params,
     from_storage,
     json_response,
     read_json,
     string_field,
 )
+from protocols.rest.session import SessionGate, from_dashboard
 from protocols.rest.v2drive.api import iso
-from storage import errors, events
-from storage.accounts import AccountInfo
+from storage import errors
 from storage.core import StorageCore
 from storage.drive_keys import DriveKeyInfo, DriveKeyService
-from storage.ratelimit import RateLimiter
-
-COOKIE = "session"  # the dashboard's session cookie
 
 
 def describe(k: DriveKeyInfo) -> dict[str, Any]:
@@ -42,21 +38,14 @@ def describe(k: DriveKeyInfo) -> dict[str, Any]:
             "created_at": iso(k.created_at)}
 
 
-def create_v2drive_keys_blueprint(services: StorageCore) -> Blueprint:
+def create_v2drive_keys_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The session-authenticated key management routes."""
     bp = Blueprint("v2drive_keys", __name__)
+    bp.before_request(from_dashboard)
     bp.before_request(check_request_params)
     keys = DriveKeyService(services.db, events_bus=services.events)
-    per_account = RateLimiter(services.settings.accounts.dashboard_requests_per_minute, 60.0)
 
-    async def account() -> AccountInfo:
-        events.set_origin("dashboard")
-        token = request.cookies.get(COOKIE, "")
-        found = await services.sessions.resolve(token) if token else None
-        if found is None:
-            raise ApiError(401, "Unauthorized", "Log in first: this needs a session cookie.")
-        check_rate(per_account, found.id)
-        return found
+    account = gate.account
 
     @bp.get("/api/v2drive/keys")
     async def list_keys() -> Any:

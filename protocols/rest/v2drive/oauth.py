@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 from quart import Blueprint, Response, request
 
 from protocols.rest.common import ApiError, json_response, read_json
+from protocols.rest.session import COOKIE, session_account
 from storage import events
 from storage.accounts import AccountInfo
 from storage.core import StorageCore
@@ -40,7 +41,6 @@ from storage.crypto import constant_time_equals, derive_key
 from storage.drive_keys import SCOPES
 from storage.oauth import ClientInfo, OAuthError, OAuthServer, parse_scopes
 
-COOKIE = "session"
 FORM_LIMIT = 16 * 1024
 _PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "X-Frame-Options": "DENY",
                  "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -112,9 +112,8 @@ class OAuthEndpoints:
         self._csrf_key = derive_key(services.settings.cluster_secret(), "v2drive-oauth-consent")
 
     async def _session(self) -> tuple[AccountInfo, str] | None:
-        token = request.cookies.get(COOKIE, "")
-        found = await self.services.sessions.resolve(token) if token else None
-        return None if found is None else (found, token)
+        found = await session_account(self.services.sessions)
+        return None if found is None else (found, request.cookies.get(COOKIE, ""))
 
     def _csrf(self, session_token: str, fields: dict[str, str]) -> str:
         msg = "\n".join([session_token, *(fields.get(f, "") for f in _FIELDS)])

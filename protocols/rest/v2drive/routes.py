@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from protocols.rest.session import SessionGate
 from protocols.rest.v2drive.audit import AuditApi
 from protocols.rest.v2drive.errors import error_response, not_found, request_id
 from protocols.rest.v2drive.folders import FoldersApi
@@ -31,13 +32,13 @@ class V2DriveApi(FoldersApi, VersionsApi, UsersApi, AuditApi, TrashApi, SearchAp
     """Every v2-drive endpoint over one storage core."""
 
 
-def create_v2drive_blueprint(services: StorageCore) -> Blueprint:
+def create_v2drive_blueprint(services: StorageCore, gate: SessionGate) -> Blueprint:
     """The ``/v2`` routes of the v2-drive dialect."""
     bp = Blueprint("v2drive", __name__)
     api = V2DriveApi(services)
     # The dashboard's key routes and OAuth come with the dialect (one
     # registration in the app); OAuth access tokens are admitted by the gate.
-    bp.register_blueprint(create_v2drive_keys_blueprint(services))
+    bp.register_blueprint(create_v2drive_keys_blueprint(services, gate))
     oauth = OAuthServer(services.db)
     api.gate.tokens = oauth.resolve
     bp.register_blueprint(create_oauth_blueprint(services, oauth))
