@@ -22,6 +22,7 @@ None and the caller goes through trio.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from storage.buckets import BucketInfo
@@ -125,7 +126,9 @@ class LoopReader:
         try:
             return await lookup(self._reader.fetch, "sqlite", bucket, key,
                                 want_folder=want_folder)
-        except Busy:
+        except (Busy, sqlite3.Error):
+            # Refused for now, or failing: the trio side's read retries it and
+            # reports a failure in its own terms (an outage, a logged error).
             return None
 
     def close(self) -> None:
