@@ -17,19 +17,11 @@ import base64
 import binascii
 import logging
 import mimetypes
-import posixpath
 from collections.abc import AsyncIterator
 from typing import Any
 
 from quart import Blueprint, Response, request
 
-from protocols.multipart_form import (
-    FormDataError,
-    FormParser,
-    PartData,
-    PartEnd,
-    PartStart,
-)
 from protocols.rest.common import (
     ApiError,
     KeyAuth,
@@ -43,7 +35,13 @@ from protocols.rest.common import (
     json_response,
     refuse_nul,
 )
-from protocols.rest.transfer import attachment, drain_body, opened_stream, parse_range
+from protocols.rest.transfer import (
+    attachment,
+    drain_body,
+    opened_stream,
+    parse_range,
+    read_upload_form,
+)
 from storage import errors, events, names
 from storage.authz import AccessDenied, Action
 from storage.buckets import BucketInfo
@@ -52,9 +50,6 @@ from storage.objects import ObjectInfo
 from storage.ratelimit import RateLimiter
 from storage.signup import default_bucket
 
-_FIELD_LIMIT = 4096
-# The most parts one form may have (bucket, key, file and a few spares).
-_MAX_FORM_PARTS = 64
 log = logging.getLogger(__name__)
 
 
@@ -168,71 +163,21 @@ def create_files_blueprint(services: StorageCore) -> Blueprint:
         )
 
     async def upload_form(auth: KeyAuth, boundary: str) -> ObjectInfo:
-        try:
-            parser = FormParser(boundary, max_parts=_MAX_FORM_PARTS)
-        except FormDataError as exc:
-            raise ApiError(400, "InvalidMultipart", str(exc)) from None
-        body = request.body.__aiter__()
-        pending: list[Any] = []
+        async def known_bucket(fields: dict[str, str]) -> None:
+            if fields["bucket"]:
+                # Known already: refuse before storing anything.
+                await allowed_bucket(auth, fields["bucket"], Action.WRITE)
 
-        async def next_event() -> Any:
-            while not pending:
-                try:
-                    piece = await body.__anext__()
-                except StopAsyncIteration:
-                    parser.finish()
-                    raise FormDataError("the body ended early") from None
-                pending.extend(parser.feed(piece))
-            return pending.pop(0)
-
-        fields: dict[str, str] = {
-            "bucket": request.args.get("bucket", ""), "key": request.args.get("key", ""),
-        }
-        stored = None
-        filename = ""
-        part_type = ""
-        try:
-            while pending or not parser.done:
-                ev = await next_event()
-                if not isinstance(ev, PartStart):
-                    raise FormDataError("unexpected multipart structure")
-                if ev.filename is not None or ev.name == "file":
-                    if ev.name != "file" or stored is not None:
-                        raise ApiError(400, "InvalidMultipart",
-                                       "Send exactly one file, in the form field 'file'.")
-                    filename = posixpath.basename((ev.filename or "").replace("\\", "/"))
-                    part_type = ev.content_type or ""
-                    if fields["bucket"]:
-                        # Known already: refuse before storing anything.
-                        await allowed_bucket(auth, fields["bucket"], Action.WRITE)
-
-                    async def part_body() -> AsyncIterator[bytes]:
-                        while True:
-                            e = await next_event()
-                            if isinstance(e, PartEnd):
-                                return
-                            if isinstance(e, PartData):
-                                yield e.data
-
-                    stored = await objects.store_stream(capped(part_body()))
-                    continue
-                value = bytearray()
-                while not isinstance(e := await next_event(), PartEnd):
-                    value += e.data
-                    if len(value) > _FIELD_LIMIT:
-                        raise ApiError(400, "InvalidMultipart",
-                                       f"Form field '{ev.name}' is too long.")
-                if ev.name in ("bucket", "key"):
-                    fields[ev.name] = refuse_nul(ev.name, value.decode("utf-8", "replace"))
-        except FormDataError as exc:
-            raise ApiError(400, "InvalidMultipart", str(exc)) from None
-        if stored is None:
-            raise ApiError(400, "MissingFile", "The form has no 'file' field.")
-        key = check_key(fields["key"] or filename)
-        bucket = await allowed_bucket(auth, fields["bucket"], Action.WRITE)
+        form = await read_upload_form(
+            boundary, lambda body: objects.store_stream(capped(body)),
+            fields={"bucket": request.args.get("bucket", ""),
+                    "key": request.args.get("key", "")},
+            before_file=known_bucket)
+        key = check_key(form.fields["key"] or form.file_name)
+        bucket = await allowed_bucket(auth, form.fields["bucket"], Action.WRITE)
         return await objects.commit(
-            bucket, key, stored, etag=stored.md5.hex(),
-            content_type=guess_type(key, part_type),
+            bucket, key, form.stored, etag=form.stored.md5.hex(),
+            content_type=guess_type(key, form.content_type),
         )
 
     @bp.post("/api/v1/files")

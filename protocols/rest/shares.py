@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import posixpath
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import trio
 from quart import Blueprint, Response, request
 
-from protocols.multipart_form import FormDataError, FormParser, PartData, PartEnd, PartStart
 from protocols.rest import share_page
 from protocols.rest.common import (
     ApiError,
@@ -57,7 +56,13 @@ from protocols.rest.common import (
 )
 from protocols.rest.files import guess_type
 from protocols.rest.session import COOKIE, SessionGate
-from protocols.rest.transfer import attachment, opened_stream, parse_range
+from protocols.rest.transfer import (
+    FIELD_LIMIT,
+    attachment,
+    opened_stream,
+    parse_range,
+    read_upload_form,
+)
 from storage import errors, events, names
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
@@ -69,8 +74,6 @@ from storage.sessions import LoginAttempts
 from storage.shares import EXPIRY, MAX_DOWNLOADS, ShareGone, ShareInfo, ShareService
 from storage.signup import default_bucket
 
-_FIELD_LIMIT = 4096
-_MAX_FORM_PARTS = 16
 _GONE = "This share link has expired or is no longer available."
 
 
@@ -207,19 +210,19 @@ def create_shares_blueprint(services: StorageCore, gate: SessionGate) -> Bluepri
         account = await caller()
         if request.mimetype != "multipart/form-data":
             raise ApiError(400, "InvalidMultipart", "Send the file as multipart/form-data.")
-        form, stored, file_name, part_type = await _read_form(
+        form = await read_upload_form(
             request.mimetype_params.get("boundary", ""), objects.store_stream,
-            settings.accounts.rest_max_upload)
-        options = share_options(form.get)
-        bucket = await readable(account, form.get("bucket", ""), Action.WRITE)
-        key = form.get("key") or f"shares/{secrets.token_hex(8)}/{file_name}"
+            max_upload=settings.accounts.rest_max_upload)
+        options = share_options(form.fields.get)
+        bucket = await readable(account, form.fields.get("bucket", ""), Action.WRITE)
+        key = form.fields.get("key") or f"shares/{secrets.token_hex(8)}/{form.file_name}"
         try:
-            obj = await objects.commit(bucket, names.check_key(key), stored,
-                                       etag=stored.md5.hex(),
-                                       content_type=guess_type(key, part_type))
+            obj = await objects.commit(bucket, names.check_key(key), form.stored,
+                                       etag=form.stored.md5.hex(),
+                                       content_type=guess_type(key, form.content_type))
         except errors.StorageError as exc:
             raise from_storage(exc) from None
-        return await created(account, bucket, obj, file_name, options)
+        return await created(account, bucket, obj, form.file_name, options)
 
     @bp.get("/api/shares")
     async def list_shares() -> Any:
@@ -338,8 +341,8 @@ def create_shares_blueprint(services: StorageCore, gate: SessionGate) -> Bluepri
         # The page's password form: the answer is the file, or the page again.
         if request.content_length is None:
             raise ApiError(411, "LengthRequired", "The form needs a Content-Length.")
-        if request.content_length > _FIELD_LIMIT:
-            raise ApiError(413, "PayloadTooLarge", f"The form exceeds {_FIELD_LIMIT} bytes.")
+        if request.content_length > FIELD_LIMIT:
+            raise ApiError(413, "PayloadTooLarge", f"The form exceeds {FIELD_LIMIT} bytes.")
         form = await request.form
         password = refuse_nul("password", form.get("password", ""))
         try:
@@ -367,65 +370,3 @@ def _page(html: str, status: int = 200, headers: Mapping[str, str] | None = None
         "Content-Security-Policy": share_page.CSP, "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", **(headers or {}),
     })
-
-
-async def _read_form(
-    boundary: str, store: Callable[[AsyncIterator[bytes]], Awaitable[Any]], max_upload: int,
-) -> tuple[dict[str, str], Any, str, str]:
-    """Stream a share upload form: ``(fields, stored file, file name, part type)``.
-
-    The file streams into the blob store as it arrives (the other fields may
-    come before or after it); nothing is referenced until the caller commits.
-    """
-    try:
-        parser = FormParser(boundary, max_parts=_MAX_FORM_PARTS)
-    except FormDataError as exc:
-        raise ApiError(400, "InvalidMultipart", str(exc)) from None
-    body = request.body.__aiter__()
-    pending: list[Any] = []
-
-    async def next_event() -> Any:
-        while not pending:
-            try:
-                piece = await body.__anext__()
-            except StopAsyncIteration:
-                parser.finish()
-                raise FormDataError("the body ended early") from None
-            pending.extend(parser.feed(piece))
-        return pending.pop(0)
-
-    async def part_body() -> AsyncIterator[bytes]:
-        total = 0
-        while not isinstance(e := await next_event(), PartEnd):
-            if isinstance(e, PartData):
-                total += len(e.data)
-                if total > max_upload:
-                    raise ApiError(413, "PayloadTooLarge",
-                                   f"Uploads are limited to {max_upload} bytes.")
-                yield e.data
-
-    fields: dict[str, str] = {}
-    stored, file_name, part_type = None, "", ""
-    try:
-        while pending or not parser.done:
-            ev = await next_event()
-            if not isinstance(ev, PartStart):
-                raise FormDataError("unexpected multipart structure")
-            if ev.name == "file":
-                if stored is not None:
-                    raise ApiError(400, "InvalidMultipart", "Send exactly one file.")
-                file_name = posixpath.basename((ev.filename or "").replace("\\", "/"))
-                part_type = ev.content_type or ""
-                stored = await store(part_body())
-                continue
-            value = bytearray()
-            while not isinstance(e := await next_event(), PartEnd):
-                value += e.data
-                if len(value) > _FIELD_LIMIT:
-                    raise ApiError(400, "InvalidMultipart", f"Form field '{ev.name}' is too long.")
-            fields[ev.name] = refuse_nul(ev.name, value.decode("utf-8", "replace"))
-    except FormDataError as exc:
-        raise ApiError(400, "InvalidMultipart", str(exc)) from None
-    if stored is None:
-        raise ApiError(400, "MissingFile", "The form has no 'file' field.")
-    return fields, stored, file_name or "file", part_type

@@ -30,7 +30,7 @@ from protocols.rest.common import (
 )
 from protocols.rest.files import guess_type
 from protocols.rest.session import SessionGate, from_dashboard
-from protocols.rest.shares import _read_form as read_upload_form
+from protocols.rest.transfer import read_upload_form
 from storage import errors, names, versions
 from storage.accounts import AccountInfo
 from storage.authz import AccessDenied, Action
@@ -83,12 +83,13 @@ def create_versions_blueprint(services: StorageCore, gate: SessionGate) -> Bluep
                            "multipart/form-data.")
         # The bucket may come first in the form; it is checked before the
         # commit either way, and bytes of a refused upload are never referenced.
-        form, stored, file_name, part_type = await read_upload_form(
-            request.mimetype_params.get("boundary", ""), objects.store_stream, max_upload)
-        bucket = await bucket_for(account, form.get("bucket", ""), Action.WRITE)
-        key = names.check_key(form.get("key") or file_name)
-        info = await objects.commit(bucket, key, stored, etag=stored.md5.hex(),
-                                    content_type=guess_type(key, part_type))
+        form = await read_upload_form(
+            request.mimetype_params.get("boundary", ""), objects.store_stream,
+            max_upload=max_upload)
+        bucket = await bucket_for(account, form.fields.get("bucket", ""), Action.WRITE)
+        key = names.check_key(form.fields.get("key") or form.file_name)
+        info = await objects.commit(bucket, key, form.stored, etag=form.stored.md5.hex(),
+                                    content_type=guess_type(key, form.content_type))
         return json_response(_created(info), 201)
 
     @bp.get("/api/versions")
