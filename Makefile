@@ -26,15 +26,17 @@ install-test: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/cloudstorage dev --procfile Procfile
 
-## make test: install test needs (Python packages, PostgreSQL, clients) and run the suite
-test: $(TEST_STAMP) system-deps
+## make test: install test needs (Python packages, PostgreSQL, clients), check, run the suite
+test: $(TEST_STAMP) system-deps lint
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n 2 --dist loadfile -q
 
 system-deps:
 	@bash scripts/test-services.sh
 
+## make lint: ruff over the tree, mypy over storage/ and protocols/ (pyproject.toml)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make migrations: write a migration after editing storage/models.py
 migrations: $(STAMP)

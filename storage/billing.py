@@ -321,6 +321,7 @@ class Billing:
         client = self._stripe()
         customer = await self._call(functools.partial(client.v1.customers.retrieve, customer_id))
         default = _get(_get(customer, "invoice_settings", {}), "default_payment_method")
+        pm: Any
         if isinstance(default, str):
             pm = await self._call(functools.partial(client.v1.payment_methods.retrieve, default))
         else:

@@ -21,6 +21,7 @@ ETag or version) is simply a different key, and the old entries age out.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -196,8 +197,8 @@ class ImageCache:
             over = max(entries - self.max_entries, 1)
             if size > self.max_bytes and entries:
                 over = max(over, int((size - self.max_bytes) / (size / entries)) + 1)
-            n, b = await sql.retry(lambda over=over: self._db.write(
-                _evict_steps, min(over, EVICT_BATCH)))
+            n, b = await sql.retry(
+                functools.partial(self._db.write, _evict_steps, min(over, EVICT_BATCH)))
             if n == 0:
                 return evicted, freed
             evicted, freed = evicted + n, freed + b

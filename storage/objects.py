@@ -20,7 +20,15 @@ from __future__ import annotations
 import contextvars
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import outcome
@@ -415,7 +423,7 @@ class ObjectService:
 
     async def read_object(
         self, info: ObjectInfo, start: int = 0, stop: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Yield the bytes ``[start, stop)`` of a version, chunk by chunk.
 
         While a chunk is being consumed (sent to a client), the next

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from tortoise.transactions import in_transaction
 from storage import errors, sql
 from storage.authz import Role
 from storage.buckets import BucketInfo
-from storage.db import Database
+from storage.db import Database, Fetch
 from storage.models import Bucket, Team, TeamBucket, TeamInvite, TeamMember
 
 INVITE_TTL = timedelta(days=7)
@@ -196,7 +195,7 @@ _ROLE_SQL = {
 }
 
 
-async def _roles_read(fetch: Callable[..., Awaitable[list[dict[str, Any]]]], dialect: str,
+async def _roles_read(fetch: Fetch, dialect: str, /,
                       account_id: str, bucket_id: int) -> list[str]:
     return [r["role"] for r in await fetch(_ROLE_SQL[dialect], [account_id, bucket_id])]
 
@@ -208,7 +207,7 @@ async def buckets_reachable(db: Database, account_id: str) -> list[BucketInfo]:
     async def q() -> list[BucketInfo]:
         team_ids = await TeamMember.filter(account_id=account_id).values_list(
             "team_id", flat=True)
-        shared_ids: list[int] = []
+        shared_ids: list[Any] = []
         if team_ids:
             shared_ids = await TeamBucket.filter(team_id__in=list(team_ids)).values_list(
                 "bucket_id", flat=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -113,7 +113,9 @@ async def read_upload_form(
     return UploadForm(found, stored, file_name or "file", part_type)
 
 
-async def opened_stream(pieces: AsyncIterator[bytes], label: str) -> AsyncIterator[bytes]:
+async def opened_stream(
+    pieces: AsyncGenerator[bytes, None], label: str
+) -> AsyncIterator[bytes]:
     """``pieces`` with its first piece already fetched, as the S3 GET does.
 
     Fetching it before the status is sent means a file whose data cannot be

@@ -9,7 +9,7 @@ and key of the address (path style or virtual-host style, see
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -44,7 +44,7 @@ class Response:
         status: int = 200,
         headers: list[tuple[str, str]] | None = None,
         body: bytes = b"",
-        stream: AsyncIterator[bytes] | None = None,
+        stream: AsyncGenerator[bytes, None] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers if headers is not None else []

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from protocols.s3 import checksums as cks
 from protocols.s3 import xml as s3xml
@@ -102,7 +102,7 @@ async def upload_part_copy(ctx: Ctx) -> Response:
         raise entity_too_large(stop - start, MAX_PART_SIZE)
     upload = await ctx.multipart.get_upload(bucket, upload_id)
     checksums: dict[str, str] = {}
-    data = ctx.objects.read_object(src, start, stop)
+    data: AsyncIterator[bytes] = ctx.objects.read_object(src, start, stop)
     if upload.checksum_algorithm:
         # Like an uploaded part, a copied one gets the upload's checksum.
         data = summed(data, upload.checksum_algorithm, checksums)
