@@ -27,6 +27,7 @@ from admin_tui.screens import (
     OverviewScreen,
     ResourceScreen,
     TraceScreen,
+    WebhooksScreen,
     WorkersScreen,
 )
 from admin_tui.widgets import HelpScreen
@@ -39,13 +40,14 @@ RESOURCES: dict[str, tuple[type[ResourceScreen], str]] = {
     "accounts": (AccountsScreen, "usage and quotas; enter shows buckets"),
     "keys": (KeysScreen, "access keys; revoke"),
     "trace": (TraceScreen, "live requests of every node"),
+    "webhooks": (WebhooksScreen, "every webhook and its recent deliveries"),
 }
 ALIASES = {
     "o": "overview", "ov": "overview", "home": "overview", "n": "nodes", "no": "nodes",
     "node": "nodes", "l": "layout", "lay": "layout", "w": "workers", "wo": "workers",
     "worker": "workers", "a": "accounts", "acc": "accounts", "account": "accounts",
     "buckets": "accounts", "b": "accounts", "k": "keys", "key": "keys", "t": "trace",
-    "tr": "trace",
+    "tr": "trace", "wh": "webhooks", "webhook": "webhooks", "hooks": "webhooks",
 }
 
 CSS = """
@@ -55,7 +57,8 @@ CSS = """
 #summary, #streams, #preview, #detail { height: auto; padding: 0 1; }
 #detail { border-top: solid $primary; min-height: 3; }
 DataTable { height: auto; max-height: 1fr; }
-#trace, #accounts, #keys, #layout { height: 1fr; }
+#trace, #accounts, #keys, #layout, #deliveries { height: 1fr; }
+#webhooks { max-height: 12; }
 #zones, #workers { max-height: 10; }
 #filter, #command { dock: bottom; margin-bottom: 1; }
 ConfirmScreen, PromptScreen, HelpScreen { align: center middle; }

@@ -13,7 +13,7 @@ from textual.widgets import Input, Label, Static
 
 HELP_TEXT = """\
 [b]Commands[/b]  (press [b]:[/b], type a name, Enter — or ctrl+p for the palette)
-  :overview  :nodes  :layout  :workers  :accounts  :keys  :trace  :quit
+  :overview  :nodes  :layout  :workers  :accounts  :keys  :trace  :webhooks  :quit
 
 [b]Everywhere[/b]
   /  filter the table            esc  back / close             ?  this help

@@ -17,7 +17,15 @@ from tortoise.transactions import in_transaction
 
 from storage import errors
 from storage.db import Database
-from storage.models import AccessKey, Account, Bucket, ChunkRef, ObjectVersion
+from storage.models import (
+    AccessKey,
+    Account,
+    Bucket,
+    ChunkRef,
+    ObjectVersion,
+    Webhook,
+    WebhookDelivery,
+)
 
 ACCOUNT_SORTS = {
     "email": "email", "used_bytes": "-used_bytes", "object_count": "-object_count",
@@ -257,5 +265,50 @@ async def totals(db: Database) -> dict[str, int]:
             "chunk_bytes": int(chunks[0]["b"] or 0) if chunks else 0,
             "unreferenced_chunks": await ChunkRef.filter(refcount__lte=0).count(),
         }
+
+    return await db.run(work)
+
+
+# A delivery row's answer/error prefix is already bounded when stored; this
+# keeps a cluster-wide listing small even so.
+_DELIVERY_TEXT = 200
+
+
+def _delivery_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": int(d["id"]), "event_id": int(d["event_id"]), "event_type": d["event_type"],
+        "status": d["status"], "attempts": int(d["attempts"]),
+        "response_code": d["response_code"], "duration_ms": d["duration_ms"],
+        "response_body": (d["response_body"] or "")[:_DELIVERY_TEXT],
+        "error": (d["error"] or "")[:_DELIVERY_TEXT],
+        "created_at": _iso(d["created_at"]), "updated_at": _iso(d["updated_at"]),
+    }
+
+
+async def list_webhooks(
+    db: Database, *, limit: int = 200, deliveries: int = 20
+) -> list[dict[str, Any]]:
+    """Every webhook of the cluster (newest first, at most ``limit``), each with
+    its ``deliveries`` most recent delivery rows, newest first."""
+
+    async def work() -> list[dict[str, Any]]:
+        hooks = await (Webhook.all().order_by("-created_at", "id").limit(limit).values(
+            "id", "account_id", "url", "events", "active", "failures", "disabled_reason",
+            "created_at", email="account__email"))
+        out = []
+        for h in hooks:
+            # One bounded query per webhook (index on webhook, id): at most
+            # ``limit`` small reads, never a scan of the whole log.
+            # (Tortoise reads ``limit(0)`` as "no limit": ask for nothing instead.)
+            rows = await (WebhookDelivery.filter(webhook_id=h["id"]).order_by("-id")
+                          .limit(deliveries).values()) if deliveries > 0 else []
+            out.append({
+                "id": h["id"], "account_id": h["account_id"], "account_email": h["email"],
+                "url": h["url"], "events": list(h["events"] or []), "active": bool(h["active"]),
+                "failures": int(h["failures"]), "disabled_reason": h["disabled_reason"],
+                "created_at": _iso(h["created_at"]),
+                "deliveries": [_delivery_json(d) for d in rows],
+            })
+        return out
 
     return await db.run(work)

@@ -10,6 +10,7 @@ from admin_tui.screens.layout import LayoutScreen
 from admin_tui.screens.nodes import NodeScreen, NodesScreen
 from admin_tui.screens.overview import OverviewScreen
 from admin_tui.screens.trace import TraceFilter, TraceScreen
+from admin_tui.screens.webhooks import WebhooksScreen
 from admin_tui.screens.workers import WorkersScreen
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ResourceScreen",
     "TraceFilter",
     "TraceScreen",
+    "WebhooksScreen",
     "WorkersScreen",
     "fill",
     "selected_key",

@@ -60,7 +60,7 @@ class ResourceScreen(Screen[None]):
             yield from self.compose_body()
         yield Input(placeholder="filter (esc clears)", id="filter")
         yield Input(placeholder=":command  (overview nodes layout workers accounts keys trace "
-                    "quit)", id="command")
+                    "webhooks quit)", id="command")
         yield Footer()
 
     def compose_body(self) -> ComposeResult:

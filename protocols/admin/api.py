@@ -31,6 +31,7 @@ from config import parse_size
 from protocols import VERSION
 from protocols.admin.control import ClusterControl
 from protocols.admin.tokens import TokenStore
+from protocols.admin.webhooks import create_webhooks_blueprint
 from storage import admin_queries as queries
 from storage import errors
 from storage.core import StorageCore
@@ -576,6 +577,8 @@ def create_admin_blueprint(services: StorageCore, control: ClusterControl) -> Bl
     async def openapi() -> Any:
         return Response(OPENAPI_PATH.read_text(), mimetype="application/json")
 
+    # Nested: the bearer-token check and error handlers above cover it too.
+    bp.register_blueprint(create_webhooks_blueprint(services.db))
     return bp
 
 
