@@ -166,19 +166,29 @@ class WriteHandle:
         self.pushing.add_done_callback(self._pushed)
 
     def _pushed(self, fut: Any) -> None:
-        # Runs on the loop before any task awaiting ``fut`` resumes.
-        self.pushing = None
+        """A hand-off ended: start the next one (idempotent: both the done
+        callback and :meth:`_wait_push` call it)."""
+        if self.pushing is fut:
+            self.pushing = None
         if not fut.cancelled() and fut.exception() is None:
             self._pump()
+
+    async def _wait_push(self) -> None:
+        """Wait for the hand-off under way; raise if the upload failed."""
+        fut = self.pushing
+        try:
+            await fut
+        except Exception:
+            raise await self._upload_error() from None
+        # Awaiting a future that is already done does not yield, so its done
+        # callback may not have run yet: without this, a loop waiting for
+        # ``self.pushing`` to change would spin forever.
+        self._pushed(fut)
 
     async def _drain(self) -> None:
         """Wait until no hand-off is under way; raise if the upload failed."""
         while self.pushing is not None:
-            fut = self.pushing
-            try:
-                await fut
-            except Exception:
-                raise await self._upload_error() from None
+            await self._wait_push()
 
     async def _push(self, block: bytes) -> None:
         if self.future is None:
@@ -188,11 +198,7 @@ class WriteHandle:
         self.queued.append(block)
         self._pump()
         while len(self.queued) >= QUEUED_BLOCKS and self.pushing is not None:
-            fut = self.pushing
-            try:
-                await fut  # back-pressure: the trio side is behind
-            except Exception:
-                raise await self._upload_error() from None
+            await self._wait_push()  # back-pressure: the trio side is behind
 
     async def write(self, offset: int, data: bytes) -> int:
         if self.future is not None and self.future.done():
