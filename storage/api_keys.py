@@ -79,6 +79,11 @@ class NewApiKey:
     key: str
 
 
+def new_key(prefix: str) -> str:
+    """A fresh bearer key: ``prefix`` and 32 random letters and digits (190 bits)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LEN))
+
+
 def hash_key(key: str) -> str:
     """The stored form of a key."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -123,7 +128,7 @@ class ApiKeyService:
                      expires_at: datetime | None = None) -> NewApiKey:
         """A new key for the account (TooManyApiKeys past ``max_keys``)."""
         chosen = check_scopes(scopes)
-        key = PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LEN))
+        key = new_key(PREFIX)
         info = ApiKeyInfo(
             id=f"key_{secrets.token_hex(8)}", account_id=account_id, name=name, scopes=chosen,
             key_prefix=key[: len(PREFIX) + 6] + "...", key_last4=key[-4:],

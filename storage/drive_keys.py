@@ -16,7 +16,6 @@ whose hashing this reuses).  Creating and revoking a key record
 from __future__ import annotations
 
 import secrets
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from tortoise.transactions import in_transaction
 
 from storage import errors, events
 from storage.accounts import AccountInfo, _account
-from storage.api_keys import hash_key
+from storage.api_keys import hash_key, new_key
 from storage.db import Database
 from storage.events import Event, EventBus, EventType
 from storage.models import DriveKey
@@ -36,8 +35,6 @@ SCOPES = ("files.read", "files.write", "teams.read", "teams.write", "audit.read"
 PREFIXES = {"cs_live_sk_": ("sk", "live"), "cs_test_sk_": ("sk", "test"),
             "cs_live_pk_": ("pk", "live")}
 PUBLIC_SCOPES = ("files.read",)
-_ALPHABET = string.ascii_letters + string.digits
-_RANDOM_LEN = 32
 MAX_KEY_LEN = 11 + 64
 
 
@@ -109,7 +106,7 @@ class DriveKeyService:
         """A new key of type ``prefix`` and the key itself (shown once)."""
         chosen = check_scopes(prefix, scopes)
         kind, env = PREFIXES[prefix]
-        key = prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LEN))
+        key = new_key(prefix)
         info = DriveKeyInfo(id=f"key_{secrets.token_hex(8)}", account_id=account_id, name=name,
                             kind=kind, env=env, scopes=chosen, key_prefix=key[:len(prefix) + 4],
                             key_last4=key[-4:],
