@@ -98,9 +98,11 @@ class Renderer:
             bucket = await self.buckets.get(bucket_name)
         except errors.NoSuchBucket:
             return None
-        if str(event.type) == "object.deleted":
-            # Gone: name the id it had (trashed rows keep their key), make none.
-            return await self.drive.known_file_id(bucket.name, key)
+        # Delivery renders after the fact: by then the file may be trashed, so
+        # the id it has or last had comes first (trashed rows keep their key).
+        known = await self.drive.known_file_id(bucket.name, key)
+        if known is not None or str(event.type) == "object.deleted":
+            return known
         rows = await self.drive.file_rows(Scope(event.account_id, bucket), [key])
         return str(rows[key]["id"])
 
