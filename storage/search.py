@@ -16,6 +16,15 @@ after the ``drive-search`` cursor (in ``outbox_cursors``) from the key's
 events out of order all leave the same index.  Every node's ``drive-search``
 worker catches up periodically and each search catches up first, so a
 search sees every change committed before it.
+
+Only buckets v2-drive serves are indexed: refreshing every changed key of
+every bucket cost S3 a sixth of its GET 4 KiB and 1 MiB rates while the
+worker caught up after a PUT run (bench/s3_bench.py, measured with the
+worker on and off).  v2-drive *enrols* a drive's bucket the first time it
+serves it (:meth:`SearchIndex.enroll`: a ``drive-search:<bucket id>`` row of
+``outbox_cursors``, event_id 0 until the bucket's existing keys have been
+indexed once, 1 after); the next catch-up indexes those keys, then events
+keep them current.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ from storage.drive import digest, fetch_rows
 from storage.objects import ObjectService
 
 CURSOR = "drive-search"
+# One outbox_cursors row per enrolled bucket: this prefix and the bucket's id
+# (13 + at most 19 digits fits the column's 32).
+ENROLLED = CURSOR + ":"
 MAX_TEXT = 1024 * 1024
 _BATCH = 500
 # Words are letters and digits: "_" and "." split names as the document's highlights do.
@@ -141,6 +153,22 @@ def _advance_steps(event_id: int) -> sql.UnitOfWork[None]:
            "WHERE name = ? AND event_id < ?", (event_id, now, CURSOR, event_id))
 
 
+def _enroll_steps(bucket_id: int) -> sql.UnitOfWork[None]:
+    yield (sql.EXECUTE, "INSERT INTO outbox_cursors (name, event_id, updated_at) VALUES (?, 0, ?) "
+           "ON CONFLICT (name) DO NOTHING", (f"{ENROLLED}{bucket_id}", datetime.now(UTC)))
+
+
+def _mark_indexed_steps(bucket_id: int) -> sql.UnitOfWork[None]:
+    yield (sql.EXECUTE, "UPDATE outbox_cursors SET event_id = 1, updated_at = ? WHERE name = ?",
+           (datetime.now(UTC), f"{ENROLLED}{bucket_id}"))
+
+
+def _forget_steps() -> sql.UnitOfWork[None]:
+    # Enrolments of deleted buckets: SQLite may give a deleted bucket's id to a new one.
+    yield (sql.EXECUTE, "DELETE FROM outbox_cursors WHERE name LIKE ? AND name NOT IN "
+           "(SELECT ? || CAST(id AS TEXT) FROM buckets)", (ENROLLED + "%", ENROLLED))
+
+
 class SearchIndex:
     """Keeps the index current and answers queries."""
 
@@ -149,6 +177,7 @@ class SearchIndex:
         self.objects = objects
         self.buckets = buckets
         self._dialect: str | None = None
+        self._enrolled: set[int] = set()  # bucket ids this process knows are enrolled
 
     async def dialect(self) -> str:
         """``sqlite`` or ``postgres``."""
@@ -204,8 +233,41 @@ class SearchIndex:
             value = json.loads(value or "{}")
         return value if isinstance(value, dict) else {}
 
+    async def enroll(self, bucket: BucketInfo) -> None:
+        """Index ``bucket`` from now on; its existing keys at the next catch-up."""
+        if bucket.id in self._enrolled:
+            return
+        await self._write(_enroll_steps, bucket.id)
+        self._enrolled.add(bucket.id)
+
+    async def _enrolment(self) -> dict[str, int]:
+        """{bucket name: 0 (keys not indexed yet) or 1} of the enrolled buckets."""
+        rows = await fetch_rows(self._db, "SELECT b.name, c.event_id FROM outbox_cursors c "
+                                "JOIN buckets b ON c.name = ? || CAST(b.id AS TEXT)",
+                                (ENROLLED,))
+        return {r["name"]: int(r["event_id"]) for r in rows}
+
+    async def _index_existing(self, enrolled: dict[str, int]) -> None:
+        """Index every key of the buckets enrolled since the last catch-up."""
+        for name in [n for n, state in enrolled.items() if state == 0]:
+            try:
+                bucket = await self.buckets.get(name)
+            except errors.NoSuchBucket:
+                continue
+            marker = ""
+            while True:
+                page = await self.objects.list_objects(bucket, marker=marker, max_keys=_BATCH)
+                for entry in page.entries:
+                    await self.refresh(bucket, entry.key)
+                if not page.is_truncated or not page.next_marker:
+                    break
+                marker = page.next_marker
+            await self._write(_mark_indexed_steps, bucket.id)
+
     async def catch_up(self, limit_batches: int = 100) -> int:
-        """Refresh every key named by events after the cursor; events read."""
+        """Refresh every key of an enrolled bucket named by events after the
+        cursor (indexing newly enrolled buckets first); events read."""
+        await self._index_existing(await self._enrolment())
         done = 0
         for _ in range(limit_batches):
             cursor = await fetch_rows(self._db, "SELECT event_id FROM outbox_cursors WHERE "
@@ -215,8 +277,12 @@ class SearchIndex:
                                     "WHERE id > ? ORDER BY id LIMIT ?", (after, _BATCH))
             if not rows:
                 break
+            # Read after the events: a bucket enrolled later than this read
+            # has its keys indexed from their state then, these changes included.
+            enrolled = await self._enrolment()
             for key in dict.fromkeys((r["bucket"], r["key"]) for r in rows
-                                     if r["type"] in _OBJECT_EVENTS and r["bucket"] and r["key"]):
+                                     if r["type"] in _OBJECT_EVENTS and r["key"]
+                                     and r["bucket"] in enrolled):
                 await self._refresh_named(*key)
             for r in rows:
                 if r["type"] == "bucket.deleted" and r["bucket"]:
@@ -236,6 +302,7 @@ class SearchIndex:
         rows = await fetch_rows(self._db, "SELECT doc_key FROM drive_search_docs WHERE bucket = ?",
                                 (bucket_name,))
         await self._write(_drop_steps, await self.dialect(), [r["doc_key"] for r in rows])
+        await self._write(_forget_steps)
 
     # -- querying -----------------------------------------------------------------------
 

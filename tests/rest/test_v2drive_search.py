@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 
 import httpx
 
@@ -104,3 +105,24 @@ def test_search_every_protocol_ranked_and_filtered(node: NodeProcess) -> None:
                               headers=auth(key))) == (400, "invalid_request")
     user.client.close()
     other.client.close()
+
+
+def test_only_drive_buckets_are_indexed(node: NodeProcess) -> None:
+    """Search indexes the buckets v2-drive serves, with the keys they held
+    before v2-drive first served them; a bucket used only through S3 stays
+    out of the index (indexing it slowed S3 down)."""
+    user, key = drive_user(node)
+    s3 = s3_client(node, user)
+    s3.create_bucket(Bucket=f"{user.bucket}-s3only",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket=f"{user.bucket}-s3only", Key="Pelican_notes.txt", Body=b"pelican")
+    s3.put_object(Bucket=user.bucket, Key="Pelican_plan.txt", Body=b"before the drive")
+
+    assert names(search(node, key, q="pelican")) == ["Pelican_plan.txt"]
+    s3.put_object(Bucket=f"{user.bucket}-s3only", Key="more/Pelican.txt", Body=b"pelican")
+    assert names(search(node, key, q="pelican")) == ["Pelican_plan.txt"]
+    with sqlite3.connect(node.settings.metadata.url.removeprefix("sqlite://")) as db:
+        indexed = {b for (b,) in db.execute("SELECT DISTINCT bucket FROM drive_search_docs "
+                                            "WHERE bucket LIKE ?", (f"{user.bucket}%",))}
+    assert indexed == {user.bucket}
+    user.client.close()

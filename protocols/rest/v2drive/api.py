@@ -143,6 +143,7 @@ class DriveApi:
         home = await default_bucket(self.services.buckets, caller.account.id)
         # The one authorization function decides, even for the caller's own bucket.
         bucket = await self.services.authz.bucket(caller.account.id, home.name, action)
+        await self.index.enroll(bucket)  # search indexes only the buckets drives use
         return Scope(caller.account.id, bucket, SANDBOX if caller.sandbox else "")
 
     async def body(self) -> dict[str, Any]:
