@@ -32,7 +32,8 @@ ACTIONS = {
     "bucket.deleted": "bucket.deleted", "key.created": "api_key.created",
     "key.revoked": "api_key.revoked", "share.created": "file.shared",
     "share.downloaded": "file.downloaded", "quota.warning": "quota.warning",
-    "quota.exceeded": "quota.exceeded",
+    "quota.exceeded": "quota.exceeded", "team.member_added": "team.member_added",
+    "team.member_removed": "team.member_removed",
 }
 EVENT_TYPES = {action: etype for etype, action in ACTIONS.items()}
 # A folder is a marker key ending in "/": its object events are folder actions.

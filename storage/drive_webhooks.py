@@ -8,10 +8,13 @@ storage/webhooks.py's), with two differences:
   document's: ``file.created`` -> ``object.created``, ``file.updated`` ->
   ``object.updated``, ``file.deleted`` -> ``object.deleted``,
   ``file.shared`` -> ``share.created``, ``folder.created`` -> ``object.created``
-  of a folder marker.  ``team.member_added`` / ``team.member_removed`` are
-  refused: the core records no event for team membership;
+  of a folder marker; ``team.member_added`` / ``team.member_removed`` are the
+  core's own (storage/teams.py records them for the team's admins and the
+  member concerned, whichever dialect changed the team);
 * its payload is the document's ``{id, type, timestamp, data: {file_id,
-  name, size, owner_id}, signature}``, rendered by :func:`render` (registered
+  name, size, owner_id}, signature}`` (for team events ``data`` is
+  ``{team_id, user_id, role}``, the role in the document's names: admin,
+  editor, viewer), rendered by :func:`render` (registered
   in ``webhooks.FORMATS`` by the node).  ``signature`` is ``sha256=`` and the
   hex HMAC-SHA256, with the webhook's secret, of the compact JSON of the
   payload without the ``signature`` member; the delivery's
@@ -34,17 +37,20 @@ from typing import Any
 from storage import errors
 from storage.buckets import BucketService
 from storage.drive import Drive, Scope
-from storage.events import Event
+from storage.events import TEAM_TYPES, Event
 from storage.webhooks import InvalidWebhook, body_of
 
 log = logging.getLogger(__name__)
 PREFIX = "whd"
 TO_CORE = {"file.created": "object.created", "file.updated": "object.updated",
            "file.deleted": "object.deleted", "file.shared": "share.created",
-           "folder.created": "object.created"}
-UNSUPPORTED = ("team.member_added", "team.member_removed")
+           "folder.created": "object.created", "team.member_added": "team.member_added",
+           "team.member_removed": "team.member_removed"}
 FROM_CORE = {"object.updated": "file.updated", "object.deleted": "file.deleted",
-             "share.created": "file.shared"}
+             "share.created": "file.shared", "team.member_added": "team.member_added",
+             "team.member_removed": "team.member_removed"}
+# The team roles of the model (storage/teams.py) under the document's names.
+ROLE_NAMES = {"admin": "admin", "write": "editor", "read": "viewer"}
 
 
 def core_events(names: Any) -> tuple[list[str], list[str]]:
@@ -52,9 +58,6 @@ def core_events(names: Any) -> tuple[list[str], list[str]]:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InvalidWebhook("events must be a non-empty list of event names")
     for name in names:
-        if name in UNSUPPORTED:
-            raise InvalidWebhook(f"{name} is not available on this cluster (team membership "
-                                 "changes record no event)")
         if name not in TO_CORE:
             raise InvalidWebhook(f"unknown event {name[:64]!r} (known: {', '.join(TO_CORE)})")
     drive = list(dict.fromkeys(names))
@@ -113,7 +116,12 @@ class Renderer:
             kind = event_type(event)
             data: dict[str, Any] = {"name": posixpath.basename(key.rstrip("/")),
                                     "owner_id": event.account_id}
-            if kind == "folder.created":
+            if str(event.type) in {str(t) for t in TEAM_TYPES}:
+                role = str(event.data.get("role", ""))
+                data = {"team_id": event.data.get("teamId"),
+                        "user_id": event.data.get("userId"),
+                        "role": ROLE_NAMES.get(role, role)}
+            elif kind == "folder.created":
                 data["folder_id"] = (await self.drive.folder_rows(
                     Scope(event.account_id, await self.buckets.get(bucket)), [key]))[key].id
             else:

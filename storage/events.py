@@ -20,7 +20,7 @@ import contextvars
 import enum
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,13 @@ class EventType(enum.StrEnum):
     KEY_REVOKED = "key.revoked"
     SHARE_CREATED = "share.created"
     SHARE_DOWNLOADED = "share.downloaded"
+    TEAM_MEMBER_ADDED = "team.member_added"
+    TEAM_MEMBER_REMOVED = "team.member_removed"
+
+
+# Team membership events are seed 004's (v2-drive) only: seed 000's webhook
+# list does not name them, so its webhooks refuse them (storage/webhooks.py).
+TEAM_TYPES = frozenset({EventType.TEAM_MEMBER_ADDED, EventType.TEAM_MEMBER_REMOVED})
 
 
 # quota.warning fires once each time usage rises through this share of the quota.
@@ -106,6 +113,19 @@ class Event:
 def object_data(bucket: str, key: str, size: int, content_type: str) -> dict[str, Any]:
     """The payload of an object event, as the product documents show it."""
     return {"bucket": bucket, "key": key, "size": size, "contentType": content_type}
+
+
+def team_member_events(
+    etype: EventType, audience: Iterable[str], team_id: str, user_id: str, role: str,
+    actor: str, origin_name: str,
+) -> list[Event]:
+    """One ``team.member_added`` / ``team.member_removed`` event per account
+    of ``audience`` (the team's admins and the member concerned: the accounts
+    whose webhooks and audit logs should see a membership change)."""
+    now = datetime.now(UTC)
+    data = {"teamId": team_id, "userId": user_id, "role": role}
+    return [Event(etype, account, data, origin=origin_name, actor=actor, at=now)
+            for account in dict.fromkeys(audience)]
 
 
 _INSERT = ('INSERT INTO events (type, account_id, bucket, "key", data, origin, actor, '

@@ -12,6 +12,12 @@ Invites are single use, expire after :data:`INVITE_TTL`, and can only be
 accepted by an account whose email is the invited one; only the SHA-256 of
 the token is stored.  The last admin of a team can be neither demoted nor
 removed: a team always has someone who can manage it.
+
+Every membership change (a team created with its first admin, an invite
+accepted, a member removed or leaving, a team deleted with its members)
+records ``team.member_added`` / ``team.member_removed`` events in its own
+transaction, one for each admin of the team and one for the member
+concerned (storage/events.py), whichever dialect asked for it.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage import errors, sql
+from storage import errors, events, sql
 from storage.authz import Role
 from storage.buckets import BucketInfo
 from storage.db import Database, Fetch
+from storage.events import EventType
 from storage.models import Bucket, Team, TeamBucket, TeamInvite, TeamMember
 
 INVITE_TTL = timedelta(days=7)
@@ -260,21 +267,37 @@ class TeamService:
         now = datetime.now(UTC)
         team_id = "team_" + secrets.token_hex(8)
 
+        origin = events.current_origin()  # read here: tx() runs on the bridge's thread
+
         async def tx() -> None:
-            async with in_transaction():
+            async with in_transaction() as conn:
                 await Team.create(id=team_id, name=name, created_by=account_id, created_at=now)
                 await TeamMember.create(team_id=team_id, account_id=account_id,
                                         role=Role.ADMIN.value, created_at=now)
+                await _record_membership(conn, EventType.TEAM_MEMBER_ADDED, team_id,
+                                         account_id, Role.ADMIN.value, account_id, origin)
 
         await sql.retry(lambda: self._db.run(tx))
         return TeamInfo(team_id, name, now)
 
     async def delete_team(self, account_id: str, team_id: str) -> None:
-        """Delete the team (admins only): its buckets stay with their owners."""
+        """Delete the team (admins only): its buckets stay with their owners;
+        each member's removal is recorded."""
+        origin = events.current_origin()
 
         async def tx() -> None:
-            await _require_admin(team_id, account_id)
-            await Team.filter(id=team_id).delete()
+            async with in_transaction() as conn:
+                await _require_admin(team_id, account_id)
+                members = await TeamMember.filter(team_id=team_id).order_by("id")
+                admins = [m.account_id for m in members  # type: ignore[attr-defined]
+                          if m.role == Role.ADMIN.value]
+                for m in members:
+                    await events.record(conn, events.team_member_events(
+                        EventType.TEAM_MEMBER_REMOVED,
+                        [*admins, m.account_id],  # type: ignore[attr-defined]
+                        team_id, m.account_id, m.role,  # type: ignore[attr-defined]
+                        account_id, origin))
+                await Team.filter(id=team_id).delete()
 
         await sql.retry(lambda: self._db.run(tx))
 
@@ -325,9 +348,10 @@ class TeamService:
     async def remove_member(self, account_id: str, team_id: str, user_id: str) -> None:
         """Remove ``user_id`` from the team: an admin removes anyone, a member
         may remove themself (leave); never the last admin."""
+        origin = events.current_origin()
 
         async def tx() -> None:
-            async with in_transaction():
+            async with in_transaction() as conn:
                 caller = await _member(team_id, account_id)
                 if user_id != account_id and caller.role != Role.ADMIN.value:
                     raise NotTeamAdmin()
@@ -336,6 +360,8 @@ class TeamService:
                     raise NoSuchMember()
                 await _keep_an_admin(team_id, target)
                 await TeamMember.filter(id=target.id).delete()
+                await _record_membership(conn, EventType.TEAM_MEMBER_REMOVED, team_id,
+                                         user_id, target.role, account_id, origin)
 
         await sql.retry(lambda: self._db.run(tx))
 
@@ -398,9 +424,10 @@ class TeamService:
         whose email is ``email``.  The invite is used up in the same
         transaction that adds the member, so it works once, on any node."""
         digest = hash_token(token)
+        origin = events.current_origin()
 
         async def tx() -> Accepted:
-            async with in_transaction():
+            async with in_transaction() as conn:
                 invite = await TeamInvite.get_or_none(token_hash=digest).select_related("team")
                 if invite is None or invite.accepted_at is not None:
                     raise InviteNotFound()
@@ -417,9 +444,21 @@ class TeamService:
                     raise InviteNotFound()
                 await TeamMember.create(team_id=invite.team.id, account_id=account_id,
                                         role=invite.role, created_at=now)
+                await _record_membership(conn, EventType.TEAM_MEMBER_ADDED, invite.team.id,
+                                         account_id, invite.role, account_id, origin)
                 return Accepted(invite.team.id, invite.team.name, invite.role)
 
         return await sql.retry(lambda: self._db.run(tx))
+
+
+async def _record_membership(conn: Any, etype: EventType, team_id: str, user_id: str,
+                             role: str, actor: str, origin: str) -> None:
+    """Record a membership change for the team's admins (as they are after
+    it) and the member concerned, in the change's transaction ``conn``."""
+    admins = await TeamMember.filter(team_id=team_id, role=Role.ADMIN.value).values_list(
+        "account_id", flat=True)
+    await events.record(conn, events.team_member_events(
+        etype, [*(str(a) for a in admins), user_id], team_id, user_id, role, actor, origin))
 
 
 async def _member(team_id: str, account_id: str) -> TeamMember:

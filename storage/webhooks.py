@@ -38,11 +38,14 @@ from typing import Any
 from storage import errors, outbound, sql
 from storage.crypto import SecretBox, new_id
 from storage.db import Database
-from storage.events import Event, EventType
+from storage.events import TEAM_TYPES, Event, EventType
 from storage.models import Webhook, WebhookDelivery
 
 SECRET_PREFIX = "whsec_"
-EVENT_TYPES = tuple(str(t) for t in EventType)
+# Every core event type; seed 000's list leaves out team membership, which
+# only v2-drive's webhooks subscribe to (storage/drive_webhooks.py).
+ALL_TYPES = tuple(str(t) for t in EventType)
+EVENT_TYPES = tuple(t for t in ALL_TYPES if t not in TEAM_TYPES)
 # Payload formats of webhooks whose id has a registered prefix (a REST
 # dialect's own, e.g. v2-drive's "whd"): (event, event id, secret) -> body.
 Formatter = Callable[[Event, int, str], Awaitable[bytes]]
@@ -104,14 +107,14 @@ def _info(w: Webhook) -> WebhookInfo:
                        w.disabled_reason, as_datetime(w.created_at))
 
 
-def check_events(value: Any) -> list[str]:
-    """A non-empty list of known event names, deduplicated in order."""
+def check_events(value: Any, known: Sequence[str] = EVENT_TYPES) -> list[str]:
+    """A non-empty list of ``known`` event names, deduplicated in order."""
     if not isinstance(value, list) or not value:
         raise InvalidWebhook("events: must be a non-empty list of event names")
-    unknown = [v for v in value if v not in EVENT_TYPES]
+    unknown = [v for v in value if v not in known]
     if unknown:
         raise InvalidWebhook(f"events: unknown event {str(unknown[0])[:64]!r} "
-                             f"(known: {', '.join(EVENT_TYPES)})")
+                             f"(known: {', '.join(known)})")
     return list(dict.fromkeys(value))
 
 
@@ -139,10 +142,12 @@ class WebhookService:
         return url
 
     async def create(self, account_id: str, url: Any, events: Any, *, id_prefix: str = "wh",
-                     secret: str | None = None) -> tuple[WebhookInfo, str]:
+                     secret: str | None = None,
+                     known: Sequence[str] = EVENT_TYPES) -> tuple[WebhookInfo, str]:
         """A new active webhook and its secret (shown to the owner only now;
-        ``secret`` when the caller chose it, ``id_prefix`` selects a format)."""
-        names = check_events(events)
+        ``secret`` when the caller chose it, ``id_prefix`` selects a format,
+        ``known`` the event types its format subscribes to)."""
+        names = check_events(events, known)
         url = await self._check_url(url)
         hook_id = new_id(id_prefix, 12)
         secret = secret or SECRET_PREFIX + secrets.token_urlsafe(32)

@@ -83,6 +83,9 @@ class AuditApi(DriveApi):
                         "path": "/" + e.key, "bucket": e.bucket}
         elif e.bucket:
             resource = {"type": "bucket", "id": e.bucket, "name": e.bucket}
+        elif e.type.startswith("team."):
+            resource = {"type": "team", "id": e.data.get("teamId"),
+                        "user_id": e.data.get("userId")}
         else:
             resource = {"type": e.type.split(".", 1)[0], "id": e.data.get("keyId"),
                         "name": e.data.get("name")}

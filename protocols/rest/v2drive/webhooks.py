@@ -20,7 +20,7 @@ from protocols.rest.v2drive.errors import invalid, json_answer, not_found
 from storage import outbound
 from storage.crypto import SecretBox
 from storage.drive_webhooks import PREFIX, core_events, drive_names
-from storage.webhooks import WebhookInfo, WebhookService
+from storage.webhooks import ALL_TYPES, WebhookInfo, WebhookService
 
 
 def describe_hook(h: WebhookInfo) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class WebhooksApi(DriveApi):
             raise invalid("secret must be 16 to 128 characters.")
         core, drive = core_events(body.get("events"))
         info, chosen = await self.hooks.create(caller.account.id, url, core, id_prefix=PREFIX,
-                                               secret=secret)
+                                               secret=secret, known=ALL_TYPES)
         out = {**describe_hook(info), "events": drive}
         if secret is None:
             out["secret"] = chosen
