@@ -8,8 +8,10 @@ one account, so nothing has to be written twice and nothing is missing.
 Filters: a time range (``start``/``end``, at most :data:`RETENTION_DAYS`
 back), the actor (the account that made the change; where the core did not
 record one, the account the event belongs to), the action (the document's
-names, see :data:`ACTIONS`) and the client address (only events that carry
-one in their data match).  Pages are keyset pages by event id: a cursor is
+names, see :data:`ACTIONS`) and the client address.  Each event carries the
+address and user agent of the request that made it, when a client request
+did (``ip_address``, ``user_agent``: set by every protocol with the origin,
+see :class:`storage.events.Origin`).  Pages are keyset pages by event id: a cursor is
 the last id returned, so entries recorded meanwhile do not shift a walk.
 """
 
@@ -67,6 +69,8 @@ class AuditEntry:
     key: str | None
     data: dict[str, Any]
     origin: str
+    ip_address: str | None = None
+    user_agent: str | None = None
 
 
 def window(start: datetime | None, end: datetime | None,
@@ -78,7 +82,7 @@ def window(start: datetime | None, end: datetime | None,
     return max(start, now - timedelta(days=RETENTION_DAYS)), end
 
 
-def _where(query: AuditQuery, dialect_ip: str) -> tuple[str, list[Any]]:
+def _where(query: AuditQuery) -> tuple[str, list[Any]]:
     start, end = window(query.start, query.end)
     clauses = ["e.account_id = ?", "e.created_at >= ?", "e.created_at <= ?"]
     params: list[Any] = [query.account_id, start, end]
@@ -92,7 +96,7 @@ def _where(query: AuditQuery, dialect_ip: str) -> tuple[str, list[Any]]:
             folder = query.action in FOLDER_ACTIONS.values()
             clauses.append("e.\"key\" LIKE '%/'" if folder else "e.\"key\" NOT LIKE '%/'")
     if query.ip_address:
-        clauses.append(f"{dialect_ip} = ?")
+        clauses.append("e.ip_address = ?")
         params.append(query.ip_address)
     return " AND ".join(clauses), params
 
@@ -103,19 +107,11 @@ class AuditLog:
     def __init__(self, db: Any) -> None:
         self._db = db
 
-    async def _dialect(self) -> str:
-        async def q(fetch: Any, dialect: str) -> str:
-            return dialect
-
-        return str(await self._db.read(q))
-
     async def page(self, query: AuditQuery, limit: int,
                    before_id: int | None = None) -> tuple[list[AuditEntry], int, bool]:
         """Up to ``limit`` entries older than ``before_id``, newest first; the
         total matching the filters; whether more follow."""
-        ip = ("e.data->>'ip'" if await self._dialect() == "postgres"
-              else "json_extract(e.data, '$.ip')")
-        where, params = _where(query, ip)
+        where, params = _where(query)
         total = await fetch_rows(self._db, f"SELECT COUNT(*) AS n FROM events e WHERE {where}",
                                  params)
         if before_id is not None:
@@ -124,7 +120,8 @@ class AuditLog:
         rows = await fetch_rows(
             self._db,
             "SELECT e.id, e.type, e.account_id, e.bucket, e.\"key\", e.data, e.origin, e.actor, "
-            "e.created_at, a.email FROM events e LEFT JOIN accounts a ON a.id = "
+            "e.created_at, e.ip_address, e.user_agent, a.email FROM events e "
+            "LEFT JOIN accounts a ON a.id = "
             "(CASE WHEN e.actor = '' THEN e.account_id ELSE e.actor END) "
             f"WHERE {where} ORDER BY e.id DESC LIMIT ?", [*params, limit + 1])
         entries = [_entry(r) for r in rows[:limit]]
@@ -142,7 +139,8 @@ def _entry(row: dict[str, Any]) -> AuditEntry:
                 else ACTIONS.get(row["type"], row["type"])),
         actor_id=row["actor"] or row["account_id"], actor_email=row.get("email"),
         bucket=row.get("bucket"), key=row.get("key"),
-        data=data if isinstance(data, dict) else {}, origin=row.get("origin") or "")
+        data=data if isinstance(data, dict) else {}, origin=row.get("origin") or "",
+        ip_address=row.get("ip_address") or None, user_agent=row.get("user_agent") or None)
 
 
 def known_action(action: str) -> bool:

@@ -55,32 +55,72 @@ TEAM_TYPES = frozenset({EventType.TEAM_MEMBER_ADDED, EventType.TEAM_MEMBER_REMOV
 # quota.warning fires once each time usage rises through this share of the quota.
 QUOTA_WARNING_RATIO = 0.8
 
-# Which surface caused the changes of the current request ("s3", "rest",
-# "sftp", "dashboard", ...): set by each protocol adapter around its work, read
-# on the trio side when a unit of work is built (the units themselves may run
-# on another thread).
-_origin: contextvars.ContextVar[str] = contextvars.ContextVar("event_origin", default="")
+# Longest client address and user agent kept with an event.
+MAX_IP = 64
+MAX_USER_AGENT = 512
+
+
+class Origin(str):
+    """The surface that caused a change ("s3", "v2drive", "sftp", ...), which
+    also carries the client's address and user agent when a request made it.
+
+    A ``str`` subclass so that it travels unchanged through every service
+    that already reads :func:`current_origin` on the trio side and hands it
+    to a unit of work on another thread (where the context is not there):
+    :func:`record_steps` stores ``ip`` and ``user_agent`` with the event.
+    """
+
+    ip: str
+    user_agent: str
+
+    def __new__(cls, name: str, ip: str = "", user_agent: str = "") -> Origin:
+        made = super().__new__(cls, name)
+        made.ip = ip[:MAX_IP]
+        made.user_agent = user_agent[:MAX_USER_AGENT]
+        return made
+
+
+# Which surface caused the changes of the current request, with its client:
+# set by each protocol adapter around its work, read on the trio side when a
+# unit of work is built (the units themselves may run on another thread).
+_origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar("event_origin",
+                                                                        default=None)
+_UNSET = Origin("")
 
 
 @contextmanager
-def origin(name: str) -> Iterator[None]:
-    """Attribute the changes made inside the block to the surface ``name``."""
-    token = _origin.set(name)
+def origin(name: str, ip: str = "", user_agent: str = "") -> Iterator[None]:
+    """Attribute the changes made inside the block to the surface ``name``
+    and the client at ``ip`` running ``user_agent``."""
+    token = _origin.set(Origin(name, ip, user_agent))
     try:
         yield
     finally:
         _origin.reset(token)
 
 
-def set_origin(name: str) -> None:
-    """Attribute the rest of the current task's changes to ``name`` (for
-    protocol adapters whose task serves one request or one session)."""
-    _origin.set(name)
+def set_origin(name: str, ip: str | None = None, user_agent: str | None = None) -> None:
+    """Attribute the rest of the current task's changes to ``name`` and its
+    client (for protocol adapters whose task serves one request or one
+    session).  A client not given is kept: the web app records the request's
+    client once for every REST dialect, each of which then names itself."""
+    now = current_origin()
+    _origin.set(Origin(name, now.ip if ip is None else ip,
+                       now.user_agent if user_agent is None else user_agent))
 
 
-def current_origin() -> str:
-    """The surface the current task's changes are attributed to ("" if unset)."""
-    return _origin.get()
+def current_origin() -> Origin:
+    """The surface (and client) the current task's changes are attributed to
+    (an empty name if unset)."""
+    now = _origin.get()  # not "or": an origin with a client but no name yet is falsy
+    return _UNSET if now is None else now
+
+
+def client_of(origin_name: str) -> tuple[str | None, str | None]:
+    """(client address, user agent) an origin carries; None for what it does not."""
+    if isinstance(origin_name, Origin):
+        return origin_name.ip or None, origin_name.user_agent or None
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -129,15 +169,17 @@ def team_member_events(
 
 
 _INSERT = ('INSERT INTO events (type, account_id, bucket, "key", data, origin, actor, '
-           "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+           "created_at, ip_address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def record_steps(events: list[Event]) -> sql.UnitOfWork[None]:
-    """Write ``events`` into the outbox (a step of the change's own unit of work)."""
+    """Write ``events`` into the outbox (a step of the change's own unit of work),
+    with the client their :class:`Origin` carries."""
     if not events:
         return
     rows = [(str(e.type), e.account_id, e.data.get("bucket"), e.data.get("key"),
-             json.dumps(dict(e.data), separators=(",", ":")), e.origin, e.actor, e.at)
+             json.dumps(dict(e.data), separators=(",", ":")), str(e.origin), e.actor, e.at,
+             *client_of(e.origin))
             for e in events]
     if len(rows) == 1:
         yield (sql.EXECUTE, _INSERT, rows[0])

@@ -86,9 +86,11 @@ class S3App:
                     return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The changes this request makes are S3's (storage.events); a
-        # connection's task serves only this port, so setting it is enough.
-        set_origin("s3")
+        # The changes this request makes are S3's (storage.events), by this
+        # client; a connection's task serves only this port, so setting it is enough.
+        client = scope.get("client")
+        agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
+        set_origin("s3", str(client[0]) if client else "", agent.decode("latin-1"))
         request_id = secrets.token_hex(8).upper()
         req: Request | None = None
         try:

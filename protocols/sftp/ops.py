@@ -14,7 +14,7 @@ import mimetypes
 import re
 import stat as statmod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import asyncssh
 import trio
@@ -103,12 +103,14 @@ class Aborted(Exception):
 
 
 def _from_sftp(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Attribute the changes ``fn`` makes to SFTP (storage.events); each call
-    runs as its own trio task, so the attribution ends with it."""
+    """Attribute the changes ``fn`` (a :class:`StorageOps` method) makes to
+    SFTP and the session's client (storage.events); each call runs as its own
+    trio task, so the attribution ends with it."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with events.origin("sftp"):
+        ops: Any = args[0]
+        with events.origin("sftp", *ops.client):
             return await fn(*args, **kwargs)
 
     return wrapper
@@ -117,9 +119,12 @@ def _from_sftp(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 class StorageOps:
     """Storage operations of one SFTP session, run on the trio side."""
 
-    def __init__(self, services: StorageCore, account_id: str) -> None:
+    def __init__(self, services: StorageCore, account_id: str,
+                 client: tuple[str, str] = ("", "")) -> None:
         self.s = services
         self.account_id = account_id
+        # (peer address, SSH client version string) recorded with its changes.
+        self.client = client
 
     async def path(
         self, t: Target, action: Action = Action.READ, want_folder: bool = False

@@ -47,7 +47,10 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         self.services = services
         self.bridge = services.bridge
         self.chan = chan
-        self.ops = StorageOps(services, chan.get_extra_info("account_id"))
+        peer = chan.get_extra_info("peername")
+        self.ops = StorageOps(services, chan.get_extra_info("account_id"),
+                              (str(peer[0]) if peer else "",
+                               str(chan.get_extra_info("client_version") or "")))
         self.loop_reads = loop_reads
         self.ending = False
 

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 import trio
-from quart import jsonify
+from quart import jsonify, request
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
@@ -41,7 +41,7 @@ from protocols.rest.v2drive import create_v2drive_blueprint
 from protocols.rest.v2objects import create_v2objects_blueprint
 from protocols.rest.versions import create_versions_blueprint
 from protocols.rest.webhooks import create_webhooks_blueprint
-from storage import errors
+from storage import errors, events
 from storage.core import StorageCore
 
 HEALTH_RETRY_AFTER = 5
@@ -147,6 +147,13 @@ def create_web_app(services: StorageCore, control: ClusterControl) -> QuartTrio:
         return jsonify(
             status="ok", node=settings.node.id, zone=settings.node.zone, version=VERSION
         )
+
+    @app.before_request
+    async def remember_client() -> None:
+        # The changes of every REST dialect carry the request's client (the
+        # audit log's ip_address / user_agent); each blueprint then names
+        # its origin with events.set_origin, which keeps this client.
+        events.set_origin("", request.remote_addr or "", request.headers.get("User-Agent", ""))
 
     # One session check and one per-account request limit for every
     # dashboard endpoint (protocols/rest/session.py).

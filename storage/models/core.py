@@ -301,6 +301,10 @@ class Event(Model):
     origin = fields.CharField(max_length=16, default="")
     actor = fields.CharField(max_length=40, default="")
     created_at = fields.DatetimeField()
+    # The client of the request that made it (the audit log's ip_address and
+    # user_agent); NULL for changes no client request made (workers, purges).
+    ip_address = fields.CharField(max_length=64, null=True)
+    user_agent = fields.CharField(max_length=512, null=True)
 
     class Meta:
         table = "events"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import httpx
+from botocore.config import Config
 
 from tests.harness import NodeProcess
 from tests.rest.test_v2drive_support import (
@@ -95,3 +97,43 @@ def test_changes_of_every_protocol_are_in_the_audit_log(node: NodeProcess) -> No
     pro, pro_key = drive_user(node)
     assert error_of(httpx.get(url, headers=auth(pro_key))) == (403, "plan_upgrade_required")
     pro.client.close()
+
+
+def test_entries_name_the_client_of_every_protocol(node: NodeProcess) -> None:
+    """ip_address and user_agent of the request (or SFTP session) that made
+    each change, and the ip_address filter over them."""
+    user, key = drive_user(node, plan="10tb")
+    url = f"{node.web_url}/v2/audit-logs"
+    s3 = boto3.client("s3", endpoint_url=node.s3_url, region_name=node.region,
+                      aws_access_key_id=user.access_key, aws_secret_access_key=user.secret_key,
+                      config=Config(retries={"max_attempts": 1}, user_agent="audit-s3/1.0",
+                                    s3={"addressing_style": "path"}))
+    s3.put_object(Bucket=user.bucket, Key="agent-s3.txt", Body=b"s3")
+    r = httpx.post(f"{node.web_url}/v2/files", json={"name": "agent-drive.txt", "size": 5},
+                   headers={**auth(key), "User-Agent": "audit-drive/2.0"})
+    assert r.status_code == 201, r.text
+    put = httpx.put(r.json()["upload_url"], content=b"drive",
+                    headers={"User-Agent": "audit-drive/2.0"})
+    assert put.status_code == 200, put.text
+    transport, sftp = sftp_client(user)
+    try:
+        sftp.putfo(io.BytesIO(b"sftp"), f"/{user.bucket}/agent-sftp.txt")
+    finally:
+        sftp.close()
+        transport.close()
+
+    page = httpx.get(url, params={"action": "file.created"}, headers=auth(key)).json()
+    by_name = {e["resource"]["name"]: e for e in page["data"]}
+    s3_entry, drive_entry = by_name["agent-s3.txt"], by_name["agent-drive.txt"]
+    assert (s3_entry["ip_address"], s3_entry["origin"]) == ("127.0.0.1", "s3")
+    assert s3_entry["user_agent"].startswith("audit-s3/1.0")
+    assert (drive_entry["ip_address"], drive_entry["user_agent"], drive_entry["origin"]) == (
+        "127.0.0.1", "audit-drive/2.0", "v2drive")
+    sftp_entry = by_name["agent-sftp.txt"]
+    assert sftp_entry["ip_address"] == "127.0.0.1"
+    assert sftp_entry["user_agent"].startswith("SSH-2.0-paramiko")  # the client's version
+    local = httpx.get(url, params={"ip_address": "127.0.0.1", "action": "file.created"},
+                      headers=auth(key)).json()
+    assert {"agent-s3.txt", "agent-drive.txt", "agent-sftp.txt"} <= {
+        e["resource"]["name"] for e in local["data"]}
+    user.client.close()

@@ -3,9 +3,10 @@
 Requires the ``audit.read`` scope and a Business or Enterprise plan (the
 document: "Available on Business and Enterprise plans").  Entries come from
 the core's events table (storage/audit.py), so changes made through S3,
-SFTP and every REST surface are there with their ``origin``.  The core
-records no client address or user agent with an event, so ``ip_address``
-and ``user_agent`` are null unless an event carries them.
+SFTP and every REST surface are there with their ``origin`` and the client
+that made them: ``ip_address`` is the peer address of the request (or SFTP
+session), ``user_agent`` its User-Agent (an SFTP client's version string);
+both are null for changes no client request made (the trash purge, workers).
 """
 
 from __future__ import annotations
@@ -92,5 +93,5 @@ class AuditApi(DriveApi):
         return {"id": f"log_{e.id}", "timestamp": iso(e.at),
                 "actor": {"id": e.actor_id, "email": e.actor_email},
                 "action": e.action, "resource": resource,
-                "ip_address": e.data.get("ip"), "user_agent": e.data.get("userAgent"),
+                "ip_address": e.ip_address, "user_agent": e.user_agent,
                 "origin": e.origin}
