@@ -12,6 +12,16 @@ its original key again (an ``object.created`` event) and drops the trash's
 reference; a permanent delete or the purge of rows trashed more than
 :data:`RETENTION_DAYS` ago only drops the reference and the row.
 
+The file's Time Machine history (storage/versions.py) goes to the trash
+with it: the trash step records each history row (bytes by chunk list, its
+``history_at`` and ``version_number``) and references its chunks too, since
+deleting the key deletes its history.  Restoring puts the history rows back
+in the transaction that commits the current version (the commit's
+``before`` hook, so a refused restore leaves nothing), oldest first so row
+order stays the order of the versions, each charged to the quota again;
+history that no longer fits is dropped, newest kept first (history never
+blocks a write).  The current version then gets its number back.
+
 A folder is trashed with every key under it (each a trashed row carrying
 the folder's id) and its id row marked; restoring it restores them all.
 A file whose folder is itself in the trash is restored to the drive root,
@@ -29,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage import errors, names, refs, sql
+from storage.buckets import BucketInfo
 from storage.drive import (
     Drive,
     DriveConflict,
@@ -70,6 +81,7 @@ def _aside(key: str, row_id: str) -> str:
 
 def _snapshot(info: ObjectInfo) -> dict[str, Any]:
     return {"size": info.size, "etag": info.etag, "content_type": info.content_type,
+            "version_number": info.version_number,
             "user_metadata": dict(info.user_metadata), "headers": dict(info.headers),
             "checksums": dict(info.checksums), "tags": dict(info.tags),
             "part_sizes": list(info.part_sizes), "chunks": [list(c) for c in info.chunks],
@@ -83,12 +95,86 @@ def _loads(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _trash_steps(row_id: str, key: str, snapshot: dict[str, Any], now: datetime,
-                 with_folder: str) -> sql.UnitOfWork[None]:
-    yield from refs.reference_steps(snapshot["chunks"])
+# The columns of a Time Machine history row kept in the trash, in the order
+# _INSERT_HISTORY writes them after bucket_id and "key".
+_HISTORY_COLUMNS = ("version_id", "size", "etag", "content_type", "user_metadata", "headers",
+                    "checksums", "chunks", "inline_data", "created_at", "part_sizes", "tags",
+                    "history_at", "version_number")
+_JSON_COLUMNS: dict[str, Any] = {"user_metadata": {}, "headers": {}, "checksums": {}, "chunks": [],
+                 "part_sizes": [], "tags": {}}
+_INSERT_HISTORY = (
+    'INSERT INTO object_versions (bucket_id, "key", is_latest, is_delete_marker, '
+    + ", ".join(f'"{c}"' for c in _HISTORY_COLUMNS) + ") VALUES (?, ?, NULL, ?, "
+    + ", ".join("?" for _ in _HISTORY_COLUMNS) + ")")
+
+
+def _kept_history(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row as the trash's JSON keeps it."""
+    out = {c: row[c] for c in _HISTORY_COLUMNS}
+    for column, empty in _JSON_COLUMNS.items():
+        out[column] = sql.json_column(row[column], empty)
+    for column in ("created_at", "history_at"):
+        out[column] = (aware(row[column]) or datetime.now(UTC)).isoformat()
+    inline = row["inline_data"]
+    out["inline_data"] = base64.b64encode(inline).decode() if inline is not None else None
+    return out
+
+
+def _history_params(bucket_id: int, key: str, kept: dict[str, Any]) -> list[Any]:
+    """The INSERT parameters of a history row the trash kept."""
+    values: list[Any] = [bucket_id, key, False]
+    for column in _HISTORY_COLUMNS:
+        value = kept[column]
+        if column in _JSON_COLUMNS:
+            value = json.dumps(value)
+        elif column in ("created_at", "history_at"):
+            value = datetime.fromisoformat(value)
+        elif column == "inline_data" and value is not None:
+            value = base64.b64decode(value)
+        values.append(value)
+    return values
+
+
+def _chunk_lists(snapshot: dict[str, Any]) -> list[list[Any]]:
+    """Every chunk list the trash holds references for: the current version's
+    and its history's."""
+    return [snapshot["chunks"], *(h["chunks"] for h in snapshot.get("history") or ())]
+
+
+def _trash_steps(row_id: str, bucket_id: int, key: str, snapshot: dict[str, Any],
+                 now: datetime, with_folder: str) -> sql.UnitOfWork[None]:
+    history = yield (sql.FETCH, "SELECT " + ", ".join(f'"{c}"' for c in _HISTORY_COLUMNS)
+                     + ' FROM object_versions WHERE bucket_id = ? AND "key" = ? AND '
+                     "history_at IS NOT NULL AND is_delete_marker = ? ORDER BY id",
+                     (bucket_id, key, False))
+    snapshot = {**snapshot, "history": [_kept_history(dict(h)) for h in history]}
+    for chunks in _chunk_lists(snapshot):
+        yield from refs.reference_steps(chunks)
     yield (sql.EXECUTE, "UPDATE drive_files SET status = 'trashed', trash = ?, trashed_at = ?, "
            "trashed_with = ?, key_hash = ?, updated_at = ? WHERE id = ?",
            (sql_value(snapshot), now, with_folder, _aside(key, row_id), now, row_id))
+
+
+def _history_back_steps(bucket: BucketInfo, key: str, snapshot: dict[str, Any]
+                        ) -> sql.UnitOfWork[None]:
+    """Put the trashed history rows back (inside the restoring commit), each
+    with references and usage of its own; what no longer fits the quota is
+    dropped, the newest kept first."""
+    kept: list[dict[str, Any]] = []
+    for h in reversed(snapshot.get("history") or []):
+        try:
+            yield from refs.charge_steps(bucket.account_id, int(h["size"]), 1)
+        except errors.QuotaExceeded:
+            continue  # the refused conditional UPDATE changed nothing: the transaction goes on
+        kept.append(h)
+    for h in reversed(kept):
+        yield from refs.reference_steps(h["chunks"])
+        yield (sql.EXECUTE, _INSERT_HISTORY, _history_params(bucket.id, key, h))
+
+
+def _renumber_steps(version_row: int, number: int) -> sql.UnitOfWork[None]:
+    yield (sql.EXECUTE, "UPDATE object_versions SET version_number = ? WHERE id = ?",
+           (number, version_row))
 
 
 def _untrash_steps(row_id: str, key: str, snapshot: dict[str, Any],
@@ -102,7 +188,7 @@ def _untrash_steps(row_id: str, key: str, snapshot: dict[str, Any],
                      "updated_at = ? WHERE id = ? AND status = 'trashed'",
                      (key, digest(key), now, row_id))
     if changed:
-        yield from refs.unreference_steps([snapshot["chunks"]])
+        yield from refs.unreference_steps(_chunk_lists(snapshot))
 
 
 def _forget_steps(rows: list[dict[str, Any]]) -> sql.UnitOfWork[None]:
@@ -111,7 +197,8 @@ def _forget_steps(rows: list[dict[str, Any]]) -> sql.UnitOfWork[None]:
         gone = yield (sql.EXECUTE, "DELETE FROM drive_files WHERE id = ? AND status = 'trashed'",
                       (r["id"],))
         if gone:
-            yield from refs.unreference_steps([_loads(r["trash"]).get("chunks") or []])
+            snapshot = _loads(r["trash"])
+            yield from refs.unreference_steps(_chunk_lists({"chunks": [], **snapshot}))
 
 
 class Trash:
@@ -135,8 +222,8 @@ class Trash:
         row = (await self.drive.file_rows(scope, [key]))[key]
         now = datetime.now(UTC).replace(microsecond=0)
         snapshot = _snapshot(info)
-        await sql.retry(lambda: self._db.write(_trash_steps, row["id"], key, snapshot, now,
-                                               with_folder))
+        await sql.retry(lambda: self._db.write(_trash_steps, row["id"], scope.bucket.id, key,
+                                               snapshot, now, with_folder))
         try:
             # Only the version recorded: a newer one written meanwhile stays.
             await self.objects.delete_object(scope.bucket, key,
@@ -225,18 +312,26 @@ class Trash:
         stored = StoredData(size=int(snapshot["size"]), md5=b"",
                             chunks=[(c, int(s)) for c, s in snapshot["chunks"]],
                             inline_data=base64.b64decode(inline) if inline is not None else None)
+        async def history_back(conn: Any) -> None:
+            await sql.drive(conn, _history_back_steps(scope.bucket, key, snapshot))
+
         try:
-            await self.objects.commit(
+            info = await self.objects.commit(
                 scope.bucket, key, stored, etag=snapshot["etag"],
                 content_type=snapshot["content_type"], user_metadata=snapshot["user_metadata"],
                 headers=snapshot["headers"], checksums=snapshot["checksums"],
                 tags=snapshot["tags"], part_sizes=snapshot["part_sizes"],
-                condition=WriteCondition(if_none_match=True))
+                condition=WriteCondition(if_none_match=True), before=history_back)
         except errors.PreconditionFailed:
             raise DriveConflict(f"A file already exists at /{scope.path(key)}.") from None
-        # The restored version holds its own references now: drop the trash's.
+        # The restored rows hold their own references now: drop the trash's.
         now = datetime.now(UTC).replace(microsecond=0)
         await sql.retry(lambda: self._db.write(_untrash_steps, row["id"], key, snapshot, now))
+        history = snapshot.get("history") or []
+        number = snapshot.get("version_number") or (
+            int(history[-1]["version_number"] or len(history)) + 1 if history else 1)
+        if info.row_id is not None and number != info.version_number:
+            await sql.retry(lambda: self._db.write(_renumber_steps, info.row_id, number))
 
     async def delete(self, scope: Scope, item_id: str) -> None:
         """Delete an item of the trash for good."""

@@ -130,3 +130,61 @@ def test_the_purge_worker_deletes_after_30_days(node: NodeProcess) -> None:
                              (c,)).fetchone()[0] for c in chunks]
     assert counts == [0] * len(chunks)  # the GC may now collect them
     user.client.close()
+
+
+def test_restore_keeps_the_time_machine_history(node: NodeProcess) -> None:
+    """Upload v1, replace it with v2, trash, restore: both versions are back,
+    S3 reads v2 and v1's bytes still restore (on either database)."""
+    user, key = drive_user(node)
+    base = f"{node.web_url}/v2"
+    s3 = s3_client(node, user)
+    v1, v2 = os.urandom(len(DATA)), os.urandom(len(DATA) + 1)
+    f = upload(node, key, "plan.bin", v1)
+    s3.put_object(Bucket=user.bucket, Key="plan.bin", Body=v2)
+    listed = f"{base}/files/{f['id']}/versions"
+    shape = [(v["version_number"], v["size"], v["is_current"])
+             for v in httpx.get(listed, headers=auth(key)).json()["data"]]
+    assert shape == [(2, len(v2), True), (1, len(v1), False)]
+
+    assert httpx.delete(f"{base}/files/{f['id']}", headers=auth(key)).status_code == 204
+    r = httpx.post(f"{base}/trash/{f['id']}/restore", headers=auth(key))
+    assert r.status_code == 200, r.text
+    after = httpx.get(listed, headers=auth(key)).json()
+    assert [(v["version_number"], v["size"], v["is_current"]) for v in after["data"]] == shape
+    assert s3.get_object(Bucket=user.bucket, Key="plan.bin")["Body"].read() == v2
+    old = after["data"][1]["version_id"]
+    r = httpx.post(f"{listed}/{old}/restore", headers=auth(key))
+    assert r.status_code == 200, r.text
+    assert s3.get_object(Bucket=user.bucket, Key="plan.bin")["Body"].read() == v1
+    user.client.close()
+
+
+def _used(db: sqlite3.Connection, account_id: str) -> int:
+    return int(db.execute("SELECT used_bytes FROM accounts WHERE id = ?",
+                          (account_id,)).fetchone()[0])
+
+
+def test_trashed_history_references_and_usage(node: NodeProcess) -> None:
+    """While trashed, a file's history is not charged and its chunks are held
+    by the trash; once restored, each row holds its own reference again."""
+    user, key = drive_user(node)
+    base = f"{node.web_url}/v2"
+    v1, v2 = os.urandom(len(DATA)), os.urandom(len(DATA) + 1)
+    f = upload(node, key, "plan.bin", v1)
+    s3_client(node, user).put_object(Bucket=user.bucket, Key="plan.bin", Body=v2)
+    assert httpx.delete(f"{base}/files/{f['id']}", headers=auth(key)).status_code == 204
+    with _db(node) as db:
+        assert _used(db, user.account_id) == 0
+        [(trash,)] = db.execute("SELECT trash FROM drive_files WHERE id = ?", (f["id"],))
+        assert [h["size"] for h in json.loads(trash)["history"]] == [len(v1)]
+    assert httpx.post(f"{base}/trash/{f['id']}/restore", headers=auth(key)).status_code == 200
+    with _db(node) as db:
+        assert _used(db, user.account_id) == len(v1) + len(v2)
+        rows = db.execute('SELECT chunks FROM object_versions WHERE "key" = ? AND bucket_id = '
+                          "(SELECT id FROM buckets WHERE name = ?)",
+                          ("plan.bin", user.bucket)).fetchall()
+        chunks = [c for (listing,) in rows for c, _ in json.loads(listing)]
+        counts = [db.execute("SELECT refcount FROM chunk_refs WHERE chunk_id = ?",
+                             (c,)).fetchone()[0] for c in chunks]
+    assert len(rows) == 2 and chunks and counts == [1] * len(chunks)
+    user.client.close()
