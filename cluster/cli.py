@@ -13,6 +13,7 @@ printed as one line, not a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -35,7 +36,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cluster.node import run_node
 
     settings = _settings(args)
-    trio.run(run_node, settings)
+    if args.worker_index:
+        from cluster.secondary import run_secondary
+
+        trio.run(run_secondary, settings, args.worker_index, args.worker_link)
+        return 0
+    trio.run(functools.partial(run_node, settings, config_path=args.config))
     return 0
 
 
@@ -104,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one node")
     serve.add_argument("--config", "-c", help="TOML settings file (env overrides apply)")
+    # Set by a node's primary process for the secondary workers it starts
+    # (cluster/supervisor.py); not for operators.
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-link", default="", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     init = sub.add_parser("init", help="create secret, schema and the first admin account")
@@ -170,8 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _operator_problem(exc: BaseException) -> BaseException | None:
     """The operator-fixable error in ``exc``, if there is one."""
     from cluster.node import ListenError, find_exception
+    from cluster.supervisor import WorkerStartError
 
-    return find_exception(exc, (ConfigError, DatabaseUnavailable, CliError, ListenError))
+    return find_exception(exc, (ConfigError, DatabaseUnavailable, CliError, ListenError,
+                                WorkerStartError))
 
 
 if __name__ == "__main__":

@@ -6,28 +6,47 @@ nursery, so a crash anywhere is never silent.  SIGINT/SIGTERM start a graceful
 shutdown: listeners stop accepting, in-flight requests get
 ``cluster.shutdown_grace_seconds`` to finish, then the database is closed.  A
 second signal stops at once.
+
+With ``[node] workers`` > 1 this process is the node's *primary*: it alone
+runs what must run once per node (membership heartbeat, the transport
+listener for peers, maintenance, webhook, import and image-cache workers,
+the admin API's state), and its supervisor (cluster/supervisor.py) runs the
+*secondaries* (cluster/secondary.py), which serve the same client ports.
+All of them bind the client ports with SO_REUSEPORT, so the kernel spreads
+new connections over the processes with no hand-off between them; the
+primary checks first that nothing else holds the ports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from cluster import drive_workers, imports, membership
 from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
+from cluster.supervisor import Supervisor
+from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkHub
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
-from protocols.http_server import ServerConfig, serve_http
+from protocols.http_server import ServerConfig, open_listen_sockets, serve_http
 from protocols.s3.app import create_s3_app
 from protocols.s3.error_page import s3_error_page
 from protocols.web import strict_h11
@@ -77,9 +96,19 @@ def build_apps(services: NodeServices) -> list[tuple[str, int, Any]]:
     return wrap_apps(apps, services.trace, settings.node.id, accounts)
 
 
+@dataclass(frozen=True)
+class Listening:
+    """How this process binds the client ports: alone, or sharing them with
+    the node's other worker processes (SO_REUSEPORT), and the Unix socket on
+    which a primary also serves its web app to its secondaries."""
+
+    shared: bool = False
+    web_socket: str | None = None
+
+
 async def _serve_app(
-    settings: Settings, name: str, port: int, app: Any, shutdown: trio.Event, *,
-    task_status: Any,
+    settings: Settings, name: str, port: int, app: Any, shutdown: trio.Event,
+    listening: Listening, *, task_status: Any,
 ) -> None:
     if name == "s3":
         # The lean server (protocols/http_server.py): hypercorn alone cannot
@@ -92,18 +121,68 @@ async def _serve_app(
             head_timeout=settings.listen.head_timeout_seconds,
             body_timeout=settings.listen.body_timeout_seconds,
             graceful_timeout=settings.cluster.shutdown_grace_seconds,
+            reuse_port=listening.shared,
         )
         await serve_http(app, config, shutdown, error_page=s3_error_page,
                          task_status=task_status)
         return
     cfg = _hypercorn_config(settings, port, name)
-    await serve(app, cfg, shutdown_trigger=shutdown.wait, task_status=task_status)
+    if not listening.shared and listening.web_socket is None:
+        await serve(app, cfg, shutdown_trigger=shutdown.wait, task_status=task_status)
+        return
+    # Sockets made here: hypercorn's own cannot share a port between processes.
+    socks = open_listen_sockets(settings.listen.host, port, reuse_port=listening.shared)
+    if name == "web" and listening.web_socket is not None:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(listening.web_socket)
+        unix.listen(cfg.backlog)
+        unix.setblocking(False)
+        socks.append(unix)
+    await worker_serve(wrap_app(app, cfg.wsgi_max_body_size, None), cfg,
+                       sockets=Sockets([], socks, []), shutdown_trigger=shutdown.wait,
+                       task_status=task_status)
 
 
-async def _watch_signals(
+async def start_listeners(
+    nursery: trio.Nursery, services: NodeServices, shutdown: trio.Event,
+    apps: list[tuple[str, int, Any]], listening: Listening,
+) -> None:
+    """Start the client listeners (web, S3, SFTP) of this process in ``nursery``."""
+    settings = services.settings
+    host = settings.listen.host
+    for name, port, app in apps:
+        with _naming_listener(name, host, port):
+            await nursery.start(_serve_app, settings, name, port, app, shutdown, listening)
+    if settings.sftp.enabled:
+        from protocols.sftp.listener import serve_sftp
+
+        with _naming_listener("sftp", host, settings.listen.sftp_port):
+            await nursery.start(serve_sftp, services, shutdown)
+
+
+def _probe_ports(settings: Settings) -> None:
+    """Fail (ListenError) if anything already listens on a client port.
+
+    Sockets with SO_REUSEPORT of the same user would share a port silently,
+    so a second node configured with the same ports would split the first
+    one's traffic instead of failing; a plain bind first refuses that.
+    """
+    listen = settings.listen
+    ports = [("web", listen.web_port), ("s3", listen.s3_port)]
+    if settings.sftp.enabled:
+        ports.append(("sftp", listen.sftp_port))
+    for name, port in ports:
+        with _naming_listener(name, listen.host, port):
+            for sock in open_listen_sockets(listen.host, port, reuse_port=False, listen=False):
+                sock.close()
+
+
+async def watch_signals(
     shutdown: trio.Event, cancel: Callable[[], None],
     on_shutdown: Callable[[], None] | None = None,
 ) -> None:
+    """First SIGINT/SIGTERM: set ``shutdown`` (and call ``on_shutdown``); a
+    second one: ``cancel`` at once."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             if shutdown.is_set():
@@ -159,59 +238,94 @@ def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseEx
     return None
 
 
-def _share_rate_limits(services: NodeServices) -> None:
-    """Let the rate limiters divide the cluster-wide limits among the nodes
-    this node's membership view sees up (storage/ratelimit.py)."""
+def share_rate_limits(services: NodeServices, workers: int) -> None:
+    """Let the rate limiters divide the cluster-wide limits among the worker
+    processes of the nodes this node's membership view sees up
+    (storage/ratelimit.py): each process admits ``limit / (nodes * workers)``,
+    as every node runs this node's number of workers."""
     view = services.view
     if view is not None:
-        ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
+        ratelimit.NODES.use(lambda: workers * sum(1 for alive in view.up.values() if alive))
+
+
+def _secondary_argv(config_path: str | None, link_dir: str) -> Callable[[int], list[str]]:
+    def argv(index: int) -> list[str]:
+        config = ["--config", config_path] if config_path else []
+        return [sys.executable, "-m", "cluster.cli", "serve", *config,
+                "--worker-index", str(index), "--worker-link", link_dir]
+    return argv
 
 
 async def run_node(
     settings: Settings,
     *,
+    config_path: str | None = None,
     on_ready: Callable[[NodeServices], Awaitable[None] | None] | None = None,
     task_status: trio.TaskStatus[NodeServices] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a node until SIGINT/SIGTERM (or cancellation)."""
+    """Run a node until SIGINT/SIGTERM (or cancellation).
+
+    This process is the node's primary: it runs everything that must run
+    once per node, and with ``node.workers`` > 1 starts the secondary worker
+    processes (cluster/supervisor.py) that share its client ports.
+    ``config_path`` is the settings file they are started with.
+    """
     settings.cluster_secret()  # fail fast, before touching the database
+    workers = settings.node.worker_count()
+    if workers > 1:
+        _probe_ports(settings)
     bridge = AsyncioBridge(f"{settings.node.id}-asyncio")
     bridge.start()
     db = Database(settings.metadata.url, bridge)
+    # The Unix sockets of the link to the secondaries: a fresh directory only
+    # this user may enter (a data dir's path may be too long for a socket's).
+    link_dir = tempfile.mkdtemp(prefix=f"cloudstorage-{settings.node.id}-") if workers > 1 else ""
     try:
         await db.open()
         services = build_services(settings, bridge, db)
-        _share_rate_limits(services)
+        share_rate_limits(services, workers)
         register_image_cache(services)  # the image-transform cache's collector
         imports.register(services)  # v1-pro URL imports, claimed from the database
         drive_workers.register(services)  # v2-drive: trash purge, search indexing
         await membership.register(db, settings)
         shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(settings.node.id, workers,
+                                _secondary_argv(config_path, link_dir),
+                                grace=settings.cluster.shutdown_grace_seconds)
+
+        def on_signal() -> None:
             # Closing the trace ends the admin API's endless trace streams, so
             # the graceful drain does not wait for them.
-            nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope.cancel,
-                               services.trace.close)
-            async with trio.open_nursery() as listeners:
-                for name, port, app in build_apps(services):
-                    with _naming_listener(name, settings.listen.host, port):
-                        await listeners.start(_serve_app, settings, name, port, app, shutdown)
-                if settings.sftp.enabled:
-                    from protocols.sftp.listener import serve_sftp
+            services.trace.close()
+            supervisor.begin_stop()
 
-                    with _naming_listener("sftp", settings.listen.host, settings.listen.sftp_port):
-                        await listeners.start(serve_sftp, services, shutdown)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope.cancel, on_signal)
+            listening = Listening()
+            if workers > 1:
+                hub = LinkHub(services.trace, services.events)
+                await nursery.start(hub.serve, os.path.join(link_dir, LINK_SOCKET))
+                listening = Listening(shared=True, web_socket=os.path.join(link_dir, WEB_SOCKET))
+            async with trio.open_nursery() as listeners:
+                await start_listeners(listeners, services, shutdown, build_apps(services),
+                                      listening)
                 nursery.start_soon(membership.heartbeat, db, settings)
                 await _start_blob_layer(nursery, services)
-                print(f"[{settings.node.id}] ready", flush=True)
+                if workers > 1:
+                    await nursery.start(supervisor.run)
+                if not shutdown.is_set():  # not if stopped while the workers started
+                    print(f"[{settings.node.id}] ready", flush=True)
                 task_status.started(services)
                 if on_ready is not None:
                     result = on_ready(services)
                     if result is not None:
                         await result
-            # Every listener drained: stop the workers too.
+            # Every listener drained: so have the secondaries; then the workers.
+            await supervisor.stop()
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await db.close()
         bridge.stop()
+        if link_dir:
+            shutil.rmtree(link_dir, ignore_errors=True)

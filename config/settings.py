@@ -53,6 +53,13 @@ class NodeSettings:
     zone: str = "default"
     capacity: int = parse_size("100GiB")
     data_dir: Path = Path("var/node1")
+    # Processes serving the client ports (S3, web, SFTP) on this node,
+    # sharing them with SO_REUSEPORT; 0 = one per CPU core (cluster/supervisor.py).
+    workers: int = 0
+
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the number of CPU cores."""
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -441,6 +448,7 @@ def _validate(s: Settings) -> None:
     need(bool(s.node.zone), "node.zone: must not be empty")
     # Both are stored in fixed-width columns (nodes.zone, buckets.region).
     need(len(s.node.zone) <= 64, "node.zone: must be at most 64 characters")
+    need(0 <= s.node.workers <= 256, "node.workers: must be 0 (one per core) to 256")
     need(1 <= len(s.cluster.region) <= 32, "cluster.region: must be 1-32 characters")
     for name in ("web_port", "s3_port", "sftp_port", "transport_port"):
         port = getattr(s.listen, name)

@@ -58,6 +58,8 @@ HEAD_RECV = 64 * 1024
 BODY_RECV = 1024 * 1024
 # A piece this small is sent together with the response head.
 COALESCE = 64 * 1024
+# As trio's: the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 0xFFFF
 # An unread request body is read and dropped (to keep the connection) up to
 # this many bytes; past it the connection is closed instead.
 DRAIN_LIMIT = 1024 * 1024
@@ -91,6 +93,41 @@ class ServerConfig:
     body_timeout: float = 20.0
     # On shutdown, how long in-flight requests get to finish.
     graceful_timeout: float = 10.0
+    # Share the port with the node's other worker processes (SO_REUSEPORT:
+    # the kernel spreads new connections across the processes listening).
+    reuse_port: bool = False
+
+
+def open_listen_sockets(host: str, port: int, *, reuse_port: bool,
+                        listen: bool = True) -> list[socket.socket]:
+    """Bound (and, with ``listen``, listening) non-blocking TCP sockets for
+    every address of ``host``, as ``trio.open_tcp_listeners`` makes them,
+    plus SO_REUSEPORT when ``reuse_port``.  OSError if one cannot bind."""
+    infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                               0, socket.AI_PASSIVE)
+    seen: set[tuple[int, Any]] = set()
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in infos:
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            if listen:
+                sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def _plain_error_page(status: int, reason: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -490,7 +527,12 @@ async def serve_http(
     flight finish for up to ``config.graceful_timeout`` seconds, then cancels
     the rest.
     """
-    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    listeners: list[trio.SocketListener]
+    if config.reuse_port:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                     for sock in open_listen_sockets(config.host, config.port, reuse_port=True)]
+    else:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     server = _Server(app, config, error_page)
     urls = []
     for listener in listeners:

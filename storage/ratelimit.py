@@ -3,15 +3,18 @@
 The documented limits are for the whole cluster, but counting every request
 in the shared database would put a round trip on each one.  So each node
 enforces its share: ``limit / N``, N being the number of nodes it sees up
-(:data:`NODES`, which the composition root points at its membership view;
-1 until then).  The share is recomputed on every hit, so it re-balances as
-nodes come and go.  Error bound: with requests spread over the nodes, the
-cluster admits at most the limit per window plus one burst of the limit, as
-one node did before; a client that uses fewer than N nodes gets
-proportionally less; while a joining node is not yet seen by the others
-(up to ``cluster.heartbeat_seconds`` + ``layout_refresh_seconds``) they still
-divide by N-1.  Failed logins, which must be exact, are counted in the
-database instead (:class:`storage.sessions.LoginAttempts`).
+times the worker processes of a node (:data:`NODES`, which the composition
+root points at its membership view; 1 until then): each worker process of a
+node (``[node] workers``) keeps its own counters and admits its share.  The
+share is recomputed on every hit, so it re-balances as nodes come and go.
+Error bound: with requests spread over the nodes, the cluster admits at most
+the limit per window plus one burst of the limit, as one node did before; a
+client that uses fewer than N nodes (or, on one keep-alive connection, one
+process of a node) gets proportionally less; while a joining node is not yet
+seen by the others (up to ``cluster.heartbeat_seconds`` +
+``layout_refresh_seconds``) they still divide by N-1.  Failed logins, which
+must be exact, are counted in the database instead
+(:class:`storage.sessions.LoginAttempts`).
 
 The table of buckets is bounded: idle buckets (full again) are dropped first
 when it grows past ``max_keys``.
@@ -45,7 +48,8 @@ class NodeCount:
             return 1
 
 
-# The process's node count; ``cluster/node.py`` points it at its membership view.
+# The process's share count (nodes up x worker processes per node);
+# ``cluster/node.py`` points it at its membership view.
 NODES = NodeCount()
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +47,8 @@ class TraceEvent:
     bytes_in: int = 0
     bytes_out: int = 0
     remote: str = ""
+    # Which of the node's worker processes served it (0: the primary).
+    worker: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the admin API's ``TraceEvent`` schema)."""
@@ -71,7 +73,7 @@ class Subscription:
 
     def close(self) -> None:
         """Stop receiving; idempotent."""
-        self.bus._subscribers.discard(self)
+        self.bus._discard(self)
         self.send.close()
 
 
@@ -99,6 +101,10 @@ class TraceBus:
         self._total = 0
         self._total_errors = 0
         self._closed = False
+        # Called with the new subscriber count whenever it changes: a node's
+        # secondary worker processes forward full events only while someone
+        # watches (cluster/worker_link.py).
+        self._watch_hooks: list[Callable[[int], None]] = []
         try:
             self._token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
         except RuntimeError:  # built outside trio (unit tests)
@@ -106,16 +112,28 @@ class TraceBus:
 
     # -- producing -------------------------------------------------------
 
-    def publish(self, event: TraceEvent) -> None:
-        """Count the event and hand it to every subscriber without blocking."""
-        self._count(event)
+    def publish(self, event: TraceEvent, *, count: bool = True) -> None:
+        """Count the event and hand it to every subscriber without blocking.
+
+        ``count=False`` for an event another worker process of this node
+        served: that process counted it and sends its counters separately
+        (:meth:`merge_second`), whether or not anyone watches.
+        """
+        if count:
+            self._count(event)
         for sub in list(self._subscribers):
             try:
                 sub.send.send_nowait(event)
             except trio.WouldBlock:
                 sub.dropped += 1  # slow subscriber: drop, never wait
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                self._subscribers.discard(sub)
+                self._discard(sub)
+
+    def add_dropped(self, n: int) -> None:
+        """Tell every subscriber that ``n`` events were dropped upstream (by
+        another worker process's bounded relay buffer)."""
+        for sub in self._subscribers:
+            sub.dropped += n
 
     def publish_threadsafe(self, event: TraceEvent) -> None:
         """:meth:`publish` from another thread (e.g. the asyncio bridge)."""
@@ -152,7 +170,28 @@ class TraceBus:
             send.close()
         else:
             self._subscribers.add(sub)
+            self._watchers_changed()
         return sub
+
+    def _discard(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            self._watchers_changed()
+
+    def on_watchers(self, hook: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``hook(subscriber_count)`` on every change; returns the
+        function that removes the hook."""
+        self._watch_hooks.append(hook)
+        return lambda: self._watch_hooks.remove(hook)
+
+    def _watchers_changed(self) -> None:
+        for hook in list(self._watch_hooks):
+            hook(len(self._subscribers))
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (the node is shutting down)."""
+        return self._closed
 
     @property
     def subscriber_count(self) -> int:
@@ -167,6 +206,32 @@ class TraceBus:
             sub.close()
 
     # -- rates -----------------------------------------------------------
+
+    def export_seconds(self, after: int) -> list[dict[str, Any]]:
+        """The counters of every complete second later than ``after``, as
+        JSON-ready dicts (what a secondary worker process sends its primary)."""
+        now = int(time.time())
+        return [asdict(s) for s in self._seconds if after < s.second < now]
+
+    def merge_second(self, data: dict[str, Any]) -> None:
+        """Add another worker process's counters of one second (an
+        :meth:`export_seconds` item) to this bus's rates and totals."""
+        second = int(data["second"])
+        requests, errors = int(data["requests"]), int(data["errors"])
+        self._total += requests
+        self._total_errors += errors
+        if second < int(time.time()) - _RATE_WINDOW:
+            return  # too old for the rates: counted in the totals only
+        slot = next((s for s in self._seconds if s.second == second), None)
+        if slot is None:
+            slot = _Second(second)
+            self._seconds = deque(sorted([*self._seconds, slot], key=lambda s: s.second),
+                                  maxlen=_RATE_WINDOW + 1)
+        slot.requests += requests
+        slot.errors += errors
+        slot.client_errors += int(data["client_errors"])
+        for proto, n in dict(data["by_protocol"]).items():
+            slot.by_protocol[str(proto)] = slot.by_protocol.get(str(proto), 0) + int(n)
 
     def _window(self, seconds: int) -> Iterator[_Second]:
         # Only complete seconds: the current one is still filling up.

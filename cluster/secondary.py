@@ -1,0 +1,107 @@
+"""A secondary worker process of a node: more cores for the client ports.
+
+Started by the node's primary (cluster/supervisor.py), it serves the same
+client listeners as the primary (S3, web, SFTP) on the same ports: every
+process binds them with SO_REUSEPORT and the kernel spreads new connections
+across them.  It runs nothing that must run once per node: no membership
+heartbeat, no transport listener for peers, no maintenance, webhook, import
+or image-cache workers.  It is a client of the blob layer like the primary
+(chunks to the local chunk directory, whose writes are temp file + rename
+with random temp names, and to peers over the transport), keeps its own
+metadata connections (SQLite: its own group-commit writer; the busy timeout
+and BEGIN IMMEDIATE queue the processes' writes) and refreshes its own view
+of layout and membership from the database.
+
+What belongs to the node rather than the process goes to the primary:
+trace events and request counters, committed events (cluster/worker_link.py)
+and admin API requests (cluster/admin_proxy.py).
+
+It stops on SIGTERM/SIGINT (graceful, like the primary) and when its stdin
+reaches end of file: the primary holds the other end, so that is the
+primary's death, however it died.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import trio
+
+from cluster.admin_proxy import AdminProxy
+from cluster.node import (
+    Listening,
+    build_apps,
+    share_rate_limits,
+    start_listeners,
+    watch_signals,
+)
+from cluster.services import NodeServices, build_services
+from cluster.supervisor import ready_line
+from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkClient
+from config import Settings
+from storage.bridge import AsyncioBridge
+from storage.db import Database
+
+
+async def _watch_parent(shutdown: trio.Event, on_shutdown: object) -> None:
+    """Set ``shutdown`` when stdin (a pipe from the primary) reaches end of file."""
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    try:
+        while await stdin.receive_some(4096):
+            pass  # the primary never writes; any bytes are ignored
+    finally:
+        await stdin.aclose()
+    if not shutdown.is_set():
+        print("primary process gone: shutting down", file=sys.stderr, flush=True)
+        shutdown.set()
+        if callable(on_shutdown):
+            on_shutdown()
+
+
+async def _refresh_view(services: NodeServices) -> None:
+    """Re-read layout and membership as the primary's layout worker does, so
+    placement and the rate limits' node count follow the cluster."""
+    view = services.view
+    if view is None:
+        return
+    while True:
+        try:
+            await view.refresh()
+        except Exception as exc:  # an outage: the primary's workers report it
+            print(f"[{services.settings.node.id}] layout refresh failed: "
+                  f"{type(exc).__name__}", file=sys.stderr, flush=True)
+        await trio.sleep(services.settings.cluster.layout_refresh_seconds)
+
+
+async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
+    """Run secondary worker ``index`` of a node until it is told to stop."""
+    bridge = AsyncioBridge(f"{settings.node.id}-w{index}-asyncio")
+    bridge.start()
+    db = Database(settings.metadata.url, bridge)
+    try:
+        await db.open()
+        services = build_services(settings, bridge, db)
+        share_rate_limits(services, settings.node.worker_count())
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope.cancel,
+                               services.trace.close)
+            nursery.start_soon(_watch_parent, shutdown, services.trace.close)
+            link = LinkClient(services.trace, services.events, index)
+            await nursery.start(link.run, os.path.join(link_dir, LINK_SOCKET))
+            if services.view is not None:
+                await services.view.refresh()
+            nursery.start_soon(_refresh_view, services)
+            apps = [(name, port, AdminProxy(app, os.path.join(link_dir, WEB_SOCKET))
+                     if name == "web" else app)
+                    for name, port, app in build_apps(services)]
+            async with trio.open_nursery() as listeners:
+                await start_listeners(listeners, services, shutdown, apps,
+                                      Listening(shared=True))
+                print(ready_line(settings.node.id, index), flush=True)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await db.close()
+        bridge.stop()
