@@ -55,9 +55,15 @@ def free_port() -> int:
 
 def write_config(
     path: Path, *, node_id: str, data_dir: Path, db_url: str, secret_file: Path,
-    zone: str = "dc1", extra: str = "",
+    zone: str = "dc1", extra: str = "", workers: int = 1,
 ) -> dict[str, int]:
-    """Write a node config with fresh free ports; returns the ports."""
+    """Write a node config with fresh free ports; returns the ports.
+
+    One worker process per node unless asked: many tests start several
+    nodes, and on a 2-core machine a process per core for each would only
+    slow the suite down.  ``CLOUDSTORAGE_NODE_WORKERS=2`` in the environment
+    overrides it for every node (the suite with worker processes on).
+    """
     ports = {name: free_port() for name in ("web", "s3", "sftp", "transport")}
     path.write_text(
         f"""
@@ -66,6 +72,7 @@ id = "{node_id}"
 zone = "{zone}"
 capacity = "10GiB"
 data_dir = "{data_dir}"
+workers = {workers}
 
 [listen]
 host = "127.0.0.1"
@@ -120,6 +127,7 @@ class NodeProcess:
     process: subprocess.Popen[str] | None = None
     log: Path | None = None
     extra: dict = field(default_factory=dict)
+    _log_start: int = 0
 
     @property
     def s3_url(self) -> str:
@@ -138,6 +146,7 @@ class NodeProcess:
     def start(self) -> None:
         """Start the process and wait until its health endpoint answers."""
         assert self.log is not None
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         logf = open(self.log, "a")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [*CLI, "serve", "--config", str(self.config)], cwd=REPO, stdout=logf,
@@ -153,13 +162,23 @@ class NodeProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"{self.node_id} exited early:\n{self.read_log()}")
             try:
-                if httpx.get(f"{self.web_url}/health", timeout=1).status_code == 200:
-                    return
+                healthy = httpx.get(f"{self.web_url}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
+                healthy = False
+            # The primary answers health before its secondary worker
+            # processes serve; it prints its ready line once they all do.
+            if healthy and self._printed_ready():
+                return
             if time.monotonic() > end:
                 raise AssertionError(f"{self.node_id} not healthy in time:\n{self.read_log()}")
             time.sleep(0.1)
+
+    def _printed_ready(self) -> bool:
+        if self.log is None or not self.log.exists():
+            return True
+        with open(self.log, "rb") as f:
+            f.seek(self._log_start)
+            return f"[{self.node_id}] ready".encode() in f.read()
 
     def stop(self, sig: int = signal.SIGTERM, deadline: float = 30) -> int:
         """Signal the process and wait for it to exit; returns its status."""
@@ -196,7 +215,7 @@ class NodeProcess:
 
 def prepare_node(
     root: Path, db_url: str, node_id: str = "node1", *, secret_file: Path | None = None,
-    zone: str = "dc1", extra: str = "",
+    zone: str = "dc1", extra: str = "", workers: int = 1,
 ) -> NodeProcess:
     """Write a config for a node under ``root`` and run ``init`` for it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -204,7 +223,7 @@ def prepare_node(
     config = root / f"{node_id}.toml"
     ports = write_config(
         config, node_id=node_id, data_dir=root / "data", db_url=db_url,
-        secret_file=secret_file, zone=zone, extra=extra,
+        secret_file=secret_file, zone=zone, extra=extra, workers=workers,
     )
     done = run_cli("init", "--config", str(config))
     assert done.returncode == 0, done.stderr
