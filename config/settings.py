@@ -288,6 +288,15 @@ class V1ProSettings:
 
 
 @dataclass(frozen=True)
+class V2DriveSettings:
+    # Requests of one account in flight at once, by plan tier (seed 004's
+    # "Concurrent" column); each node admits its share (storage/concurrency.py).
+    concurrent_free: int = 5
+    concurrent_pro: int = 20
+    concurrent_business: int = 50
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -312,6 +321,7 @@ class Settings:
     sftp: SftpSettings = field(default_factory=SftpSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     v1pro: V1ProSettings = field(default_factory=V1ProSettings)
+    v2drive: V2DriveSettings = field(default_factory=V2DriveSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
@@ -450,6 +460,8 @@ def _validate(s: Settings) -> None:
     need(len(s.node.zone) <= 64, "node.zone: must be at most 64 characters")
     need(0 <= s.node.workers <= 256, "node.workers: must be 0 (one per core) to 256")
     need(1 <= len(s.cluster.region) <= 32, "cluster.region: must be 1-32 characters")
+    need(min(s.v2drive.concurrent_free, s.v2drive.concurrent_pro,
+             s.v2drive.concurrent_business) >= 1, "v2drive.concurrent_*: must be at least 1")
     for name in ("web_port", "s3_port", "sftp_port", "transport_port"):
         port = getattr(s.listen, name)
         need(0 <= port <= 65535, f"listen.{name}: {port} is not a TCP port")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from quart import Response, request
+from quart.wrappers.response import ResponseBody
 
 from protocols.rest.common import ApiError, check_request_params, read_json
 from protocols.rest.v2drive.auth import Caller, Gate
@@ -28,6 +29,7 @@ from protocols.rest.v2drive.errors import (
 from protocols.rest.v2drive.links import Signer
 from storage import errors, events
 from storage.authz import Action
+from storage.concurrency import Slot
 from storage.core import StorageCore
 from storage.drive import ROOT_ID, SANDBOX, Drive, FolderRow, Scope, aware
 from storage.drive_keys import DriveKeyService
@@ -95,6 +97,28 @@ def _status(row: dict, info: ObjectInfo | None) -> str:
     return "active" if info is not None and status == "pending_upload" else status
 
 
+class HeldBody(ResponseBody):
+    """A response body that releases a concurrent-request slot once sent.
+
+    Quart sends a body as ``async with body as it: async for data in it``,
+    so the exit runs when the last byte went out, when sending failed and
+    when the client went away (the request's task is cancelled).  A body
+    never sent releases its slot when collected (storage/concurrency.py)."""
+
+    def __init__(self, inner: ResponseBody, slot: Slot) -> None:
+        self.inner = inner
+        self.slot = slot
+
+    async def __aenter__(self) -> AsyncIterable[Any]:
+        return await self.inner.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
+        try:
+            await self.inner.__aexit__(exc_type, exc_value, tb)
+        finally:
+            self.slot.release()
+
+
 class DriveApi:
     """Admission and shared shapes of the v2-drive endpoints."""
 
@@ -102,23 +126,31 @@ class DriveApi:
         self.services = services
         self.objects = services.objects
         self.keys = DriveKeyService(services.db, events_bus=services.events)
-        self.gate = Gate(self.keys, RateWindows(services.db))
+        limits = services.settings.v2drive
+        self.gate = Gate(self.keys, RateWindows(services.db), concurrent={
+            "free": limits.concurrent_free, "pro": limits.concurrent_pro,
+            "business": limits.concurrent_business})
         self.drive = Drive(services.db, services.objects)
         self.index = SearchIndex(services.db, services.objects, services.buckets)
         self.signer = Signer(services.settings.cluster_secret())
         self.max_upload = services.settings.accounts.rest_max_upload
 
     async def serve(self, scope: str | None, handler: Handler) -> Response:
-        """Admit the request, run ``handler``, answer in this dialect's format."""
+        """Admit the request, run ``handler``, answer in this dialect's format.
+
+        The caller's concurrent-request slot is held until the answer's last
+        byte is sent (or the client goes away)."""
         req_id = request_id()
         headers: dict[str, str] = {}
         events.set_origin("v2drive")
+        slot: Slot | None = None
         try:
             try:
                 check_request_params()
             except ApiError as exc:
                 raise invalid(exc.message) from None
             caller, headers = await self.gate.admit(scope)
+            slot = self.gate.hold(caller, headers)
             response = await handler(caller)
         except DriveError as exc:
             response = error_response(exc, req_id)
@@ -133,9 +165,15 @@ class DriveApi:
             log.exception("v2-drive request failed")
             response = error_response(
                 DriveError(500, "internal_error", "Something went wrong on our end."), req_id)
+        except BaseException:  # cancelled: no answer will be sent
+            if slot is not None:
+                slot.release()
+            raise
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("X-Request-Id", req_id)
+        if slot is not None:
+            response.response = HeldBody(response.response, slot)
         return response
 
     async def scope(self, caller: Caller, action: Action = Action.READ) -> Scope:

@@ -8,28 +8,36 @@ rate_limit_exceeded with ``Retry-After``); then the account must be active
 (403 forbidden) and the credential must hold the endpoint's scope (403
 insufficient_scope; a ``cs_live_pk_`` key asked to write: 403 forbidden).
 Every answer after the caller is known carries ``X-RateLimit-Limit``,
-``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``.
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``.  Then :meth:`Gate.hold`
+takes one of the account's concurrent-request slots (the "Concurrent"
+column, ``[v2drive] concurrent_*``; each node admits its share, see
+storage/concurrency.py): past it, 429 rate_limit_exceeded with
+``Retry-After: 1``.  The slot is held until the response's last byte is
+sent (a download counts while it streams).
 
 Plans: the cluster's plans map onto the document's table: ``free`` is
 Free, ``1tb``/``5tb`` (and any other paid plan) Pro, ``10tb`` and above
-Business.  The "Concurrent" column is not enforced (documented).
+Business.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from quart import request
 
 from protocols.rest.v2drive.errors import DriveError, forbidden, invalid
 from storage.accounts import AccountInfo
+from storage.concurrency import ConcurrencyLimiter, Slot
 from storage.drive_keys import PREFIXES, DriveKeyService
 from storage.rate_windows import Limit, RateWindows, WindowState
 
 # (requests per minute, burst per second) of each tier.
 TIERS = {"free": (60, 10), "pro": (600, 50), "business": (3000, 200)}
+# Requests in flight at once of each tier (configurable: [v2drive] concurrent_*).
+CONCURRENT = {"free": 5, "pro": 20, "business": 50}
 BUSINESS_PLANS = frozenset({"10tb", "25tb", "50tb", "business", "enterprise"})
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -76,10 +84,14 @@ class Gate:
     """Admits v2-drive requests."""
 
     def __init__(self, keys: DriveKeyService, windows: RateWindows,
-                 tokens: TokenResolver | None = None) -> None:
+                 tokens: TokenResolver | None = None,
+                 concurrent: Mapping[str, int] | None = None) -> None:
         self._keys = keys
         self._windows = windows
         self.tokens = tokens
+        # Requests in flight per account, by tier (the document's table by default).
+        self._concurrent = dict(concurrent or CONCURRENT)
+        self._in_flight = ConcurrencyLimiter()
 
     async def _identify(self, token: str) -> Caller:
         if token.startswith(tuple(PREFIXES)):
@@ -121,6 +133,16 @@ class Gate:
             raise DriveError(403, "insufficient_scope",
                              f"This credential is missing the '{scope}' scope.", headers)
         return caller, headers
+
+    def hold(self, caller: Caller, headers: Mapping[str, str]) -> Slot:
+        """One of the caller's concurrent-request slots; 429 when all are taken."""
+        limit = self._concurrent[tier(caller.account.plan)]
+        slot = self._in_flight.acquire(f"v2drive:{caller.account.id}", limit)
+        if slot is None:
+            raise DriveError(429, "rate_limit_exceeded",
+                             f"Too many concurrent requests: at most {limit} at once on your "
+                             "plan. Retry after a delay.", {**headers, "Retry-After": "1"})
+        return slot
 
 
 def require_business(caller: Caller) -> None:

@@ -16,7 +16,8 @@ doc_url}}`` with one of the document's statuses (400, 401, 403, 404, 429,
 403    ``plan_upgrade_required``   audit logs outside Business/Enterprise
 403    ``storage_quota_exceeded``  the upload does not fit the quota
 404    ``resource_not_found``      no such file, folder, user or route
-429    ``rate_limit_exceeded``     past the plan's requests per minute
+429    ``rate_limit_exceeded``     past the plan's requests per minute, burst
+                                   or concurrent requests
 500    ``internal_error``          a bug (logged)
 503    ``service_unavailable``     storage briefly unreachable
 =====  ==========================  ==========================================
