@@ -9,6 +9,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -149,6 +150,32 @@ def test_password_protection_and_rate_limit(node: NodeProcess, user: User) -> No
     stored = meta_db(node).execute("SELECT password_hash FROM shares WHERE id = ?",
                                    (created["id"],)).fetchone()[0]
     assert stored.startswith("scrypt$") and "secret123" not in stored
+
+
+def test_address_limit_ignores_client_sent_address(tmp_path: Path) -> None:
+    """Guesses over many shares from one address are limited per address, and a
+    client cannot pick its own address with a header.  (Its own node: it uses
+    up 127.0.0.1's guesses.)"""
+    extra = f"[shares]\npassword_attempts_per_minute = {ATTEMPTS}\n"
+    with started_node(tmp_path, extra) as node:
+        user = signup(node)
+        _guess_from_many_addresses(node, user)
+        user.client.close()
+
+
+def _guess_from_many_addresses(node: NodeProcess, user: User) -> None:
+    put_file(user, "guarded.txt", b"guarded")
+    codes = [share(user, "guarded.txt", password="right-one")["code"] for _ in range(16)]
+    statuses = []
+    for i in range(ATTEMPTS * 10 + 1):  # the address limit is ten times the share's
+        code = codes[i // (ATTEMPTS - 1)]  # never ATTEMPTS on one share
+        r = httpx.get(f"{node.web_url}/s/{code}", headers={
+            "X-Share-Password": "wrong", "Remote-Addr": f"203.0.113.{i}",
+            "X-Forwarded-For": f"198.51.100.{i}"})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {403}
 
 
 def test_max_downloads_then_gone(node: NodeProcess, user: User) -> None:
