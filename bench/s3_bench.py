@@ -3,6 +3,13 @@
     .venv/bin/python bench/s3_bench.py                 # starts its own node in a temp dir
     .venv/bin/python bench/s3_bench.py --endpoint http://127.0.0.1:9000 \\
         --access-key CS... --secret-key ...            # an existing node
+    .venv/bin/python bench/s3_bench.py --postgres      # its node on a fresh PostgreSQL db
+    .venv/bin/python bench/s3_bench.py --compare-postgres --only 4KiB
+        # a SQLite node and a PostgreSQL node, alternated run by run, with ratios
+
+``--postgres`` / ``--compare-postgres`` create a database of their own on the
+server of ``--pg-admin-url`` (default: the local trust-auth server the tests
+use) with ``psql`` and drop it afterwards.
 
 boto3 with threads tops out near 400 requests/s on this machine, so the client
 here is a minimal async HTTP/1.1 client on trio: keep-alive connections,
@@ -18,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -26,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -349,31 +358,48 @@ async def multipart_run(
     return rate
 
 
-def s3_plan(quick: bool) -> list[tuple[str, int, int, int]]:
-    """The PUT/GET runs: (label, object size, concurrency, objects)."""
-    return [("4 KiB", 4096, 16, 2000 if quick else 10000),
+def s3_plan(quick: bool, only: list[str] | None = None) -> list[tuple[str, int, int, int]]:
+    """The PUT/GET runs: (label, object size, concurrency, objects); with
+    ``only``, just the sizes named there ("4KiB", "1MiB", "64MiB")."""
+    plan = [("4 KiB", 4096, 16, 2000 if quick else 10000),
             ("1 MiB", MiB, 8, 200 if quick else 500),
             ("64 MiB", 64 * MiB, 2, 4 if quick else 8)]
+    if only is None:
+        return plan
+    return [p for p in plan if p[0].replace(" ", "") in only]
 
 
-async def bench(client: S3Client, repeat: int, quick: bool) -> list[tuple[str, str]]:
+def _record(results: list[tuple[str, str]], name: str, values: list[float], unit: str) -> None:
+    results.append((name, f"{statistics.median(values):10.1f} {unit}  "
+                          f"(min {min(values):.1f}, max {max(values):.1f})"))
+    print(f"{name:34} {results[-1][1]}", flush=True)
+
+
+async def make_bucket(client: S3Client) -> str:
+    """A new bucket for this benchmark process."""
     bucket = f"bench-{os.getpid()}"
     conn = await HttpConnection.open(client.host, client.port)
     await client.call(conn, "PUT", f"/{bucket}")
     await conn.aclose()
+    return bucket
+
+
+async def bench(client: S3Client, repeat: int, quick: bool,
+                only: list[str] | None = None) -> list[tuple[str, str]]:
+    bucket = await make_bucket(client)
     results: list[tuple[str, str]] = []
 
     def record(name: str, values: list[float], unit: str) -> None:
-        results.append((name, f"{statistics.median(values):10.1f} {unit}  "
-                              f"(min {min(values):.1f}, max {max(values):.1f})"))
-        print(f"{name:34} {results[-1][1]}", flush=True)
+        _record(results, name, values, unit)
 
-    for label, size, c, n in s3_plan(quick):
+    for label, size, c, n in s3_plan(quick, only):
         base = os.urandom(size)
         runs = [await put_get_run(client, bucket, label, size, c, n, base)
                 for _ in range(repeat)]
         record(f"PUT {label} (c={c})", [put for put, _ in runs], rate_unit(size))
         record(f"GET {label} (c={c})", [get for _, get in runs], rate_unit(size))
+    if only is not None:
+        return results
 
     # LIST: 10,000 keys under one prefix, paged 1,000 at a time (ListObjectsV2).
     await seed_keys(client, bucket, "list/", 10000)
@@ -387,8 +413,62 @@ async def bench(client: S3Client, repeat: int, quick: bool) -> list[tuple[str, s
     return results
 
 
-def start_node(tmp: Path) -> tuple[subprocess.Popen, str, str, str]:
-    """Start a single node with SQLite in ``tmp``; returns (process, endpoint, ak, sk)."""
+async def compare_postgres(clients: dict[str, S3Client], repeat: int, quick: bool,
+                           only: list[str] | None) -> None:
+    """The PUT/GET runs on a SQLite node and a PostgreSQL node, alternated
+    run by run (so both see the same machine load), then both medians and
+    PostgreSQL's share of SQLite's figure."""
+    buckets = {name: await make_bucket(c) for name, c in clients.items()}
+    for label, size, c, n in s3_plan(quick, only):
+        base = os.urandom(size)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
+        for _ in range(repeat):
+            for name, client in clients.items():
+                runs[name].append(await put_get_run(client, buckets[name], label, size, c, n,
+                                                    base))
+        unit = rate_unit(size)
+        for i, op in enumerate(("PUT", "GET")):
+            medians = {name: statistics.median(r[i] for r in rs) for name, rs in runs.items()}
+            detail = "  ".join(
+                f"{name} {medians[name]:9.1f} {unit} "
+                f"[{', '.join(f'{r[i]:.0f}' for r in rs)}]" for name, rs in runs.items())
+            ratio = medians["postgres"] / medians["sqlite"]
+            print(f"{op} {label} (c={c}):  {detail}  postgres/sqlite {ratio:.0%}", flush=True)
+
+
+def _psql(admin_url: str, statement: str) -> None:
+    parts = urlsplit(admin_url)
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("--postgres needs the psql client")
+    subprocess.run(
+        [psql, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+         "-U", parts.username or "postgres", "-d", parts.path.lstrip("/") or "postgres",
+         "-v", "ON_ERROR_STOP=1", "-qc", statement],
+        check=True, capture_output=True, timeout=60,
+        env=dict(os.environ, PGPASSWORD=parts.password or ""),
+    )
+
+
+def create_pg_database(admin_url: str) -> tuple[str, str]:
+    """A fresh database on ``admin_url``'s server: (its name, its URL)."""
+    name = f"cs_bench_{secrets.token_hex(5)}"
+    _psql(admin_url, f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin_url)
+    return name, urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    """Drop a database :func:`create_pg_database` made."""
+    _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_node(tmp: Path, metadata_url: str | None = None
+               ) -> tuple[subprocess.Popen, str, str, str]:
+    """Start a single node in ``tmp`` (SQLite there unless ``metadata_url``
+    names another database); returns (process, endpoint, ak, sk)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    metadata_url = metadata_url or f"sqlite://{tmp}/meta.sqlite3"
 
     def port() -> int:
         with socket.socket() as s:
@@ -400,7 +480,7 @@ def start_node(tmp: Path) -> tuple[subprocess.Popen, str, str, str]:
     config.write_text(
         f'[node]\nid = "bench"\ndata_dir = "{tmp}/data"\n'
         f'[listen]\nweb_port = {web}\ns3_port = {s3}\nsftp_port = {port()}\n'
-        f'transport_port = {port()}\n[metadata]\nurl = "sqlite://{tmp}/meta.sqlite3"\n'
+        f'transport_port = {port()}\n[metadata]\nurl = "{metadata_url}"\n'
         f'[storage]\nreplication_factor = 1\nwrite_quorum = 1\n'
         f'[cluster]\nsecret_file = "{tmp}/secret"\n[accounts]\ndefault_quota = "1TiB"\n'
         # One benchmark key does the work of many clients: lift its rate limits.
@@ -434,20 +514,53 @@ def main() -> None:
     parser.add_argument("--region", default="eu-central-1")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer operations per run")
+    parser.add_argument("--only", help="comma-separated PUT/GET sizes (4KiB,1MiB,64MiB); "
+                        "skips LIST and multipart")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start the node on a fresh PostgreSQL database")
+    parser.add_argument("--compare-postgres", action="store_true",
+                        help="a SQLite node and a PostgreSQL node, alternated, with ratios")
+    parser.add_argument("--pg-admin-url", default=os.environ.get(
+        "CLOUDSTORAGE_TEST_PG", "postgres://postgres@127.0.0.1:5432/test"),
+                        help="the PostgreSQL server (and a database to connect to) in which "
+                        "to create the benchmark's database")
     args = parser.parse_args()
-    proc = None
+    only = [o.strip().replace(" ", "") for o in args.only.split(",")] if args.only else None
+    procs: list[subprocess.Popen] = []
+    databases: list[str] = []
+
+    def pg_url() -> str:
+        name, url = create_pg_database(args.pg_admin_url)
+        databases.append(name)
+        return url
+
     with tempfile.TemporaryDirectory() as tmp:
-        if args.endpoint:
-            endpoint, ak, sk = args.endpoint, args.access_key, args.secret_key
-        else:
-            proc, endpoint, ak, sk = start_node(Path(tmp))
         try:
+            if args.compare_postgres:
+                clients = {}
+                for name, url in (("sqlite", None), ("postgres", pg_url())):
+                    proc, endpoint, ak, sk = start_node(Path(tmp) / name, url)
+                    procs.append(proc)
+                    clients[name] = S3Client(endpoint, ak, sk, args.region)
+                print(f"SQLite node vs PostgreSQL node, alternated; medians of {args.repeat} "
+                      "runs", flush=True)
+                trio.run(compare_postgres, clients, args.repeat, args.quick, only)
+                return
+            if args.endpoint:
+                endpoint, ak, sk = args.endpoint, args.access_key, args.secret_key
+            else:
+                proc, endpoint, ak, sk = start_node(Path(tmp),
+                                                    pg_url() if args.postgres else None)
+                procs.append(proc)
             print(f"endpoint {endpoint}; medians of {args.repeat} runs", flush=True)
-            trio.run(bench, S3Client(endpoint, ak, sk, args.region), args.repeat, args.quick)
+            trio.run(bench, S3Client(endpoint, ak, sk, args.region), args.repeat, args.quick,
+                     only)
         finally:
-            if proc is not None:
+            for proc in procs:
                 proc.terminate()
                 proc.wait(30)
+            for name in databases:
+                drop_pg_database(args.pg_admin_url, name)
 
 
 if __name__ == "__main__":
