@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from protocols.sftp import commands
+from protocols.sftp.cork import cork
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
 from protocols.sftp.session import Activity, SSHSession
@@ -86,6 +87,7 @@ class _SSHServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        cork(conn)  # replies written in one loop pass go out in one send
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
         self.node.connections[conn] = self.activity
