@@ -1,6 +1,6 @@
 """SFTP file handles: streaming uploads and chunk-cached downloads.
 
-Uploads stream: SFTP writes are coalesced into 1 MiB blocks and handed to a
+Uploads stream: SFTP writes are coalesced into blocks of one chunk and handed to a
 trio task feeding ``ObjectService.put_object`` through a bounded channel, so a
 1 GiB put holds a few MiB at most.  Clients pipeline writes at increasing
 offsets; out-of-order writes are reassembled inside ``sftp.reorder_window``
@@ -127,7 +127,12 @@ class WriteHandle:
         self.bucket = bucket
         self.key = key
         self.next = 0
-        self.buf = bytearray()
+        # The contiguous bytes not cut into a block yet, as the client sent
+        # them: a block is joined from these in one copy.  Appending to a
+        # bytearray and slicing blocks off it copied every byte twice: 13 %
+        # of the asyncio thread's py-spy samples of a 256 MiB put.
+        self.parts: list[bytes] = []
+        self.have = 0
         self.pending: dict[int, bytes] = {}
         self.pending_bytes = 0
         self.window = server.services.settings.sftp.reorder_window
@@ -214,19 +219,38 @@ class WriteHandle:
             self.pending[offset] = bytes(data)
             self.pending_bytes += len(data)
             return len(data)
-        self.buf += data
-        self.next += len(data)
+        self._append(bytes(data))
         while self.next in self.pending:
             piece = self.pending.pop(self.next)
             self.pending_bytes -= len(piece)
-            self.buf += piece
-            self.next += len(piece)
-        while len(self.buf) >= self.block:
-            with memoryview(self.buf) as view:
-                block = bytes(view[:self.block])
-            del self.buf[:self.block]
-            await self._push(block)
+            self._append(piece)
+        while self.have >= self.block:
+            await self._push(self._cut(self.block))
         return len(data)
+
+    def _append(self, piece: bytes) -> None:
+        self.parts.append(piece)
+        self.have += len(piece)
+        self.next += len(piece)
+
+    def _cut(self, size: int) -> bytes:
+        """The first ``size`` buffered bytes (at most what is buffered), removed."""
+        parts = self.parts
+        taken = 0
+        n = 0
+        while n < len(parts) and taken + len(parts[n]) <= size:
+            taken += len(parts[n])
+            n += 1
+        head = parts[:n]
+        if taken < size and n < len(parts):
+            # The block ends inside this piece: split it.
+            piece = parts[n]
+            head.append(piece[:size - taken])
+            parts[n] = piece[size - taken:]
+            taken = size
+        del parts[:n]
+        self.have -= taken
+        return head[0] if len(head) == 1 else b"".join(head)
 
     def size(self) -> int:
         return self.next
@@ -252,10 +276,10 @@ class WriteHandle:
             if self.future is None:
                 # Small file: the whole upload in one call.
                 return await bridge.call_trio(
-                    self.server.ops.put_bytes, self.bucket, self.key, bytes(self.buf))
+                    self.server.ops.put_bytes, self.bucket, self.key, self._cut(self.have))
             await self._drain()
-            blocks, self.queued = self.queued + ([bytes(self.buf)] if self.buf else []), []
-            self.buf.clear()
+            rest = self._cut(self.have)
+            blocks, self.queued = self.queued + ([rest] if rest else []), []
             await bridge.call_trio(_send_all, self.send, blocks, True)
             return await self.future
         except (trio.BrokenResourceError, trio.ClosedResourceError):
