@@ -1,6 +1,7 @@
 """This cluster against the reference servers, same run, same clients: ratios.
 
     .venv/bin/python bench/compare.py [--quick] [--repeat N] [--only s3|sftp]
+                                      [--workers N] [--vs-one-worker]
 
 Prints one Markdown table per protocol: workload | this server | reference |
 ratio, the ratio being this server's throughput as a percentage of the
@@ -20,6 +21,10 @@ SigV4 on trio, requests signed before the clock starts):
 SFTP (OpenSSH ``sftp`` in batch mode, aes128-gcm@openssh.com, key auth):
   the same node against OpenSSH's ``sftp-server`` under a throwaway sshd --
   256 MiB put and get, 1,000 x 4 KiB puts and gets.
+
+The node runs ``[node] workers`` processes (``--workers``, default one per
+core, as in production); ``--vs-one-worker`` adds a table of that node
+against the same node in one process (S3 PUT/GET 4 KiB and 1 MiB).
 
 Each workload runs on both targets back to back (alternating which goes
 first), so a slow minute of the machine hits both; figures are medians of
@@ -160,11 +165,11 @@ class S3Sizes:
                    200 if quick else 500)
 
 
-async def create_bucket(client: S3Client) -> None:
+async def create_bucket(client: S3Client, bucket: str = BUCKET) -> None:
     """The benchmark bucket (200; rclone also answers 200 when it exists)."""
     conn = await HttpConnection.open(client.host, client.port)
     try:
-        await client.call(conn, "PUT", f"/{BUCKET}")
+        await client.call(conn, "PUT", f"/{bucket}")
     finally:
         await conn.aclose()
 
@@ -195,6 +200,29 @@ async def s3_compare(targets: dict[str, S3Client], sizes: S3Sizes, repeat: int) 
                                        sizes.multipart_mib, run)
             rows.add(f"multipart {sizes.multipart_mib} MiB (8 MiB parts, c=4)", "MiB/s",
                      side, rate)
+    return rows
+
+
+# The sizes the worker-process comparison runs: the issue's targets.
+WORKER_SIZES = ("4 KiB", "1 MiB")
+WORKER_BUCKET = "bench-workers"
+
+
+async def workers_compare(targets: dict[str, S3Client], sizes: S3Sizes, repeat: int) -> Rows:
+    """PUT/GET 4 KiB and 1 MiB on the node with its worker processes ("ours")
+    and on the same node with one ("ref"), back to back."""
+    rows = Rows()
+    for client in targets.values():
+        await create_bucket(client, WORKER_BUCKET)
+    plan = [p for p in sizes.plan if p[0] in WORKER_SIZES]
+    for run in range(repeat):
+        for label, size, c, n in plan:
+            base = os.urandom(size)
+            for side in sides("ours", run):
+                put, get = await put_get_run(targets[side], WORKER_BUCKET,
+                                             label.replace(" ", ""), size, c, n, base)
+                rows.add(f"PUT {label} (c={c}, {n:,} objects)", rate_unit(size), side, put)
+                rows.add(f"GET {label} (c={c}, {n:,} objects)", rate_unit(size), side, get)
     return rows
 
 
@@ -275,8 +303,8 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
         rows = trio.run(s3_compare, targets, sizes, args.repeat)
     print_table(
         "S3: one node vs rclone serve s3", rows,
-        ["this server: one node (`cloudstorage serve`), SQLite metadata, rf=1, "
-         "rate limits off",
+        [f"this server: one node (`cloudstorage serve`, {workers_of(args)} worker "
+         "processes), SQLite metadata, rf=1, rate limits off",
          f"reference: rclone {rclone.version} `serve s3` on a local temp dir, default "
          "settings (--vfs-cache-mode off, MD5 ETags)",
          "client: bench/s3_bench.py's load generator (raw keep-alive HTTP/1.1 + SigV4 on "
@@ -284,6 +312,8 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
          "signed, larger ones UNSIGNED-PAYLOAD)"],
         "reference",
     )
+    if args.vs_one_worker:
+        run_workers(root, node, args)
     specs = [(f"node{i}", f"dc{i}") for i in (1, 2, 3)]
     cluster_root = root / "cluster"
     with started(start_nodes(cluster_root, f"sqlite://{cluster_root / 'meta.sqlite3'}",
@@ -299,6 +329,32 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
          "client: as above"],
         "one node",
     )
+
+
+def run_workers(root: Path, node: NodeProcess, args: argparse.Namespace) -> None:
+    """The table of the node's worker processes against one process."""
+    one = prepare_node(root / "one-worker", f"sqlite://{root / 'one-worker.sqlite3'}",
+                       extra=node_extra(1, 1, 1), workers=1)
+    one.start()
+    with started([one]):
+        print(f"S3: node with {workers_of(args)} workers {node.s3_url}, "
+              f"with 1 {one.s3_url}", flush=True)
+        rows = trio.run(workers_compare, {"ours": client_of(node), "ref": client_of(one)},
+                        S3Sizes.of(args.quick), args.repeat)
+    print_table(
+        f"S3: one node, {workers_of(args)} worker processes vs 1", rows,
+        [f"this server: the node of the first table ([node] workers = {args.workers}: "
+         f"{workers_of(args)} processes sharing the ports with SO_REUSEPORT)",
+         "reference: the same configuration with [node] workers = 1 (one process), "
+         "its own SQLite database",
+         "client: as above"],
+        "1 worker",
+    )
+
+
+def workers_of(args: argparse.Namespace) -> int:
+    """The benchmark node's worker processes (0 in the option: one per core)."""
+    return int(args.workers) or os.cpu_count() or 1
 
 
 # --- SFTP ------------------------------------------------------------------------
@@ -401,6 +457,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes and counts")
     ap.add_argument("--repeat", type=int, default=1, help="median of N runs (default 1)")
     ap.add_argument("--only", choices=("s3", "sftp"), help="one protocol only")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="the node's [node] workers (default 0: one process per core, "
+                         "as a node runs by default)")
+    ap.add_argument("--vs-one-worker", action="store_true",
+                    help="also compare the node with the same node in one process "
+                         "(S3 PUT/GET 4 KiB and 1 MiB)")
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
@@ -410,7 +472,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="compare-bench-") as tmp:
         root = Path(tmp)
         node = prepare_node(root / "node", f"sqlite://{root / 'meta.sqlite3'}",
-                            extra=node_extra(1, 1, 1))
+                            extra=node_extra(1, 1, 1), workers=args.workers)
         node.start()
         with started([node]):
             try:
