@@ -172,13 +172,18 @@ _INSERT = ('INSERT INTO events (type, account_id, bucket, "key", data, origin, a
            "created_at, ip_address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
+# One encoder for every event: json.dumps with separators builds a new one
+# per call, a sixth of the event insert's Python time.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def record_steps(events: list[Event]) -> sql.UnitOfWork[None]:
     """Write ``events`` into the outbox (a step of the change's own unit of work),
     with the client their :class:`Origin` carries."""
     if not events:
         return
     rows = [(str(e.type), e.account_id, e.data.get("bucket"), e.data.get("key"),
-             json.dumps(dict(e.data), separators=(",", ":")), str(e.origin), e.actor, e.at,
+             _compact_json(dict(e.data)), str(e.origin), e.actor, e.at,
              *client_of(e.origin))
             for e in events]
     if len(rows) == 1:
