@@ -32,6 +32,7 @@ from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
 from protocols.sftp.session import Activity, SSHSession
 from protocols.sftp.statuses import sftp_error
+from protocols.sftp.tracing import TraceBatch
 from storage.core import StorageCore
 from storage.crypto import derive_key
 from storage.path_lookup import LoopReader
@@ -102,7 +103,7 @@ class _SSHServer(asyncssh.SSHServer):
         services = self.node.services
         run_command = _Commands(services, self.conn.get_extra_info("account_id"), self.activity)
         factory = functools.partial(BucketSFTPServer, services=services,
-                                    loop_reads=self.node.loop_reads)
+                                    loop_reads=self.node.loop_reads, traces=self.node.traces)
         return SSHSession(factory, run_command, self.activity)
 
     def begin_auth(self, username: str) -> bool:
@@ -173,6 +174,7 @@ class _Listener:
         self.ip_logins = RateLimiter(per_minute * 10, 60.0)
         self.connections: dict[asyncssh.SSHServerConnection, Activity] = {}
         self.acceptor: Any = None
+        self.traces = TraceBatch(services.trace, services.bridge)
         # Path lookups of every session, right on the asyncio loop.
         self.loop_reads = LoopReader(services.db)
         # A database outage fails every login the same way: one line per
@@ -213,6 +215,7 @@ class _Listener:
             conn.close()
         for conn in list(self.connections):
             await conn.wait_closed()
+        await self.traces.flush()  # the last sessions' events
         self.loop_reads.close()
 
 

@@ -32,6 +32,7 @@ from protocols.sftp.ops import (
 )
 from protocols.sftp.paths import BadPath, Target, normalize, resolve
 from protocols.sftp.statuses import sftp_error, trace_status
+from protocols.sftp.tracing import TraceBatch
 from storage.authz import Action
 from storage.buckets import BucketInfo
 from storage.core import StorageCore
@@ -56,7 +57,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
     """One SFTP session of one account over the object store."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel, services: StorageCore,
-                 loop_reads: LoopReader) -> None:
+                 loop_reads: LoopReader, traces: TraceBatch) -> None:
         super().__init__(chan)
         self.services = services
         self.bridge = services.bridge
@@ -66,6 +67,7 @@ class BucketSFTPServer(asyncssh.SFTPServer):
                               (str(peer[0]) if peer else "",
                                str(chan.get_extra_info("client_version") or "")))
         self.loop_reads = loop_reads
+        self.traces = traces
         self.ending = False
         self.buckets: dict[str, tuple[float, BucketInfo]] = {}  # BUCKET_FRESH_SECONDS
 
@@ -80,8 +82,9 @@ class BucketSFTPServer(asyncssh.SFTPServer):
         *, bytes_in: int = 0, bytes_out: int = 0,
     ) -> None:
         """Publish one live-trace event (a file transfer or a metadata operation:
-        single read/write packets would only flood the trace)."""
-        self.services.trace.publish_threadsafe(TraceEvent(
+        single read/write packets would only flood the trace), in a batch of
+        :mod:`protocols.sftp.tracing`."""
+        self.traces.publish(TraceEvent(
             time=started, node=self.services.settings.node.id, protocol="sftp",
             operation=operation, status=status,
             duration_ms=(time.time() - started) * 1000, account=self.ops.account_id,
