@@ -119,9 +119,12 @@ class Supervisor:
 
     async def _run_once(self, index: int, ready: trio.Event) -> int | None:
         # stdin is a pipe nobody writes to: its end of file tells the
-        # secondary that the primary is gone.
+        # secondary that the primary is gone.  A session of its own: a
+        # terminal's Ctrl-C reaches the primary alone, which forwards one
+        # SIGTERM (a second signal would make the secondary stop at once).
         proc = await trio.lowlevel.open_process(
-            self._argv(index), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._argv(index), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            start_new_session=True)
         self._procs[index] = proc
         try:
             async with trio.open_nursery() as nursery:
