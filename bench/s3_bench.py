@@ -194,14 +194,48 @@ def unique_body(base: bytes, i: int) -> bytes:
     return bytes(body)
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live
+    descendants (a node's worker processes), from /proc; 0 without /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total = {pid}, 0.0
+    while True:
+        grown = {p for p, (parent, _) in stats.items() if parent in tree} - tree
+        if not grown:
+            break
+        tree |= grown
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
 class S3Client:
     """Just enough S3 to benchmark, signing every request."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str) -> None:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str,
+                 pid: int | None = None) -> None:
         parts = urlsplit(endpoint)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.hostport = f"{self.host}:{self.port}"
         self.access_key, self.secret_key, self.region = access_key, secret_key, region
+        # The node's process (when the bench started it): its CPU time per
+        # operation is measured too, a figure other work on the machine
+        # disturbs far less than a rate.
+        self.pid = pid
+        self.cpu_per_op: dict[str, list[float]] = {}
+
+    def node_cpu(self) -> float:
+        """The node's CPU seconds so far (0 when its process is not known)."""
+        return process_tree_cpu(self.pid) if self.pid else 0.0
 
     def headers(self, method: str, path: str, query: str, body: bytes, signed: bool) -> dict:
         extra = {"host": self.hostport}
@@ -290,9 +324,13 @@ async def put_get_run(
     def rate(seconds: float) -> float:
         return n / seconds if size <= 4096 else n * size / MiB / seconds
 
-    put_rate = rate(await run_parallel(client, concurrency, n, put))
-    get_rate = rate(await run_parallel(client, concurrency, n, get))
-    return put_rate, get_rate
+    rates = []
+    for op, fn in (("PUT", put), ("GET", get)):
+        cpu = client.node_cpu()
+        rates.append(rate(await run_parallel(client, concurrency, n, fn)))
+        client.cpu_per_op.setdefault(f"{op} {label}", []).append(
+            (client.node_cpu() - cpu) / n * 1e6)
+    return rates[0], rates[1]
 
 
 async def seed_keys(client: S3Client, bucket: str, prefix: str, n: int) -> None:
@@ -398,6 +436,10 @@ async def bench(client: S3Client, repeat: int, quick: bool,
                 for _ in range(repeat)]
         record(f"PUT {label} (c={c})", [put for put, _ in runs], rate_unit(size))
         record(f"GET {label} (c={c})", [get for _, get in runs], rate_unit(size))
+        if client.pid:
+            print("    node CPU per operation: " + ", ".join(
+                f"{op} {statistics.median(us):.0f} us" for op, us in client.cpu_per_op.items()
+                if op.endswith(label)), flush=True)
     if only is not None:
         return results
 
@@ -434,6 +476,10 @@ async def compare_postgres(clients: dict[str, S3Client], repeat: int, quick: boo
                 f"[{', '.join(f'{r[i]:.0f}' for r in rs)}]" for name, rs in runs.items())
             ratio = medians["postgres"] / medians["sqlite"]
             print(f"{op} {label} (c={c}):  {detail}  postgres/sqlite {ratio:.0%}", flush=True)
+            cpu = {name: statistics.median(c.cpu_per_op[f"{op} {label}"])
+                   for name, c in clients.items()}
+            print("    node CPU per operation: " + ", ".join(
+                f"{name} {us:.0f} us" for name, us in cpu.items()), flush=True)
 
 
 def _psql(admin_url: str, statement: str) -> None:
@@ -463,10 +509,11 @@ def drop_pg_database(admin_url: str, name: str) -> None:
     _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_node(tmp: Path, metadata_url: str | None = None
+def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None = None
                ) -> tuple[subprocess.Popen, str, str, str]:
     """Start a single node in ``tmp`` (SQLite there unless ``metadata_url``
-    names another database); returns (process, endpoint, ak, sk)."""
+    names another database; ``workers`` processes if given, else the node's
+    default); returns (process, endpoint, ak, sk)."""
     tmp.mkdir(parents=True, exist_ok=True)
     metadata_url = metadata_url or f"sqlite://{tmp}/meta.sqlite3"
 
@@ -479,6 +526,7 @@ def start_node(tmp: Path, metadata_url: str | None = None
     config = tmp / "node.toml"
     config.write_text(
         f'[node]\nid = "bench"\ndata_dir = "{tmp}/data"\n'
+        + (f"workers = {workers}\n" if workers is not None else "") +
         f'[listen]\nweb_port = {web}\ns3_port = {s3}\nsftp_port = {port()}\n'
         f'transport_port = {port()}\n[metadata]\nurl = "{metadata_url}"\n'
         f'[storage]\nreplication_factor = 1\nwrite_quorum = 1\n'
@@ -516,6 +564,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer operations per run")
     parser.add_argument("--only", help="comma-separated PUT/GET sizes (4KiB,1MiB,64MiB); "
                         "skips LIST and multipart")
+    parser.add_argument("--workers", type=int,
+                        help="[node] workers of the node(s) started (default: the node's own)")
     parser.add_argument("--postgres", action="store_true",
                         help="start the node on a fresh PostgreSQL database")
     parser.add_argument("--compare-postgres", action="store_true",
@@ -539,9 +589,9 @@ def main() -> None:
             if args.compare_postgres:
                 clients = {}
                 for name, url in (("sqlite", None), ("postgres", pg_url())):
-                    proc, endpoint, ak, sk = start_node(Path(tmp) / name, url)
+                    proc, endpoint, ak, sk = start_node(Path(tmp) / name, url, args.workers)
                     procs.append(proc)
-                    clients[name] = S3Client(endpoint, ak, sk, args.region)
+                    clients[name] = S3Client(endpoint, ak, sk, args.region, proc.pid)
                 print(f"SQLite node vs PostgreSQL node, alternated; medians of {args.repeat} "
                       "runs", flush=True)
                 trio.run(compare_postgres, clients, args.repeat, args.quick, only)
@@ -549,12 +599,12 @@ def main() -> None:
             if args.endpoint:
                 endpoint, ak, sk = args.endpoint, args.access_key, args.secret_key
             else:
-                proc, endpoint, ak, sk = start_node(Path(tmp),
-                                                    pg_url() if args.postgres else None)
+                proc, endpoint, ak, sk = start_node(
+                    Path(tmp), pg_url() if args.postgres else None, args.workers)
                 procs.append(proc)
             print(f"endpoint {endpoint}; medians of {args.repeat} runs", flush=True)
-            trio.run(bench, S3Client(endpoint, ak, sk, args.region), args.repeat, args.quick,
-                     only)
+            client = S3Client(endpoint, ak, sk, args.region, procs[0].pid if procs else None)
+            trio.run(bench, client, args.repeat, args.quick, only)
         finally:
             for proc in procs:
                 proc.terminate()
