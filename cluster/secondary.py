@@ -16,15 +16,16 @@ What belongs to the node rather than the process goes to the primary:
 trace events and request counters, committed events (cluster/worker_link.py)
 and admin API requests (cluster/admin_proxy.py).
 
-It stops on SIGTERM/SIGINT (graceful, like the primary) and when its stdin
-reaches end of file: the primary holds the other end, so that is the
-primary's death, however it died.
+It stops on SIGTERM/SIGINT (graceful, like the primary), and at once when
+its stdin reaches end of file: the primary holds the other end, so that is
+the primary's death, however it died.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import trio
 
@@ -44,19 +45,21 @@ from storage.bridge import AsyncioBridge
 from storage.db import Database
 
 
-async def _watch_parent(shutdown: trio.Event, on_shutdown: object) -> None:
-    """Set ``shutdown`` when stdin (a pipe from the primary) reaches end of file."""
+async def _watch_parent(cancel: Callable[[], None]) -> None:
+    """Stop at once when stdin (a pipe from the primary) reaches end of file.
+
+    The node is gone with its primary, and a restarted primary must find
+    its ports free: in-flight requests are cut as if the whole node had
+    crashed, rather than drained for the grace period.
+    """
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     try:
         while await stdin.receive_some(4096):
             pass  # the primary never writes; any bytes are ignored
     finally:
         await stdin.aclose()
-    if not shutdown.is_set():
-        print("primary process gone: shutting down", file=sys.stderr, flush=True)
-        shutdown.set()
-        if callable(on_shutdown):
-            on_shutdown()
+    print("primary process gone: stopping", file=sys.stderr, flush=True)
+    cancel()
 
 
 async def _refresh_view(services: NodeServices) -> None:
@@ -87,7 +90,7 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope.cancel,
                                services.trace.close)
-            nursery.start_soon(_watch_parent, shutdown, services.trace.close)
+            nursery.start_soon(_watch_parent, nursery.cancel_scope.cancel)
             link = LinkClient(services.trace, services.events, index)
             await nursery.start(link.run, os.path.join(link_dir, LINK_SOCKET))
             if services.view is not None:
