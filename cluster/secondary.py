@@ -23,6 +23,7 @@ the primary's death, however it died.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -43,6 +44,10 @@ from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkClient
 from config import Settings
 from storage.bridge import AsyncioBridge
 from storage.db import Database
+from storage.errors import ServiceUnavailable
+from storage.ratelog import ThrottledLog
+
+log = logging.getLogger("cloudstorage.workers")
 
 
 async def _watch_parent(cancel: Callable[[], None]) -> None:
@@ -68,12 +73,16 @@ async def _refresh_view(services: NodeServices) -> None:
     view = services.view
     if view is None:
         return
+    # The primary's workers report a database outage; other failures are
+    # logged here, a line per cause every few seconds at most.
+    errors = ThrottledLog(log)
     while True:
         try:
             await view.refresh()
-        except Exception as exc:  # an outage: the primary's workers report it
-            print(f"[{services.settings.node.id}] layout refresh failed: "
-                  f"{type(exc).__name__}", file=sys.stderr, flush=True)
+        except ServiceUnavailable:
+            pass
+        except Exception as exc:
+            errors.log(type(exc).__name__, f"layout refresh failed: {type(exc).__name__}: {exc}")
         await trio.sleep(services.settings.cluster.layout_refresh_seconds)
 
 
