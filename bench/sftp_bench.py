@@ -6,18 +6,30 @@ cipher aes128-gcm@openssh.com, key auth, no ssh_config) on this machine:
 * ours: a real node process (``cloudstorage serve``) on free ports;
 * reference: a local ``sshd`` on a free port whose sftp subsystem is
   ``/usr/lib/openssh/sftp-server`` writing into a temp directory
-  (bench/refs.py).
+  (bench/refs.py);
+* with ``--against DIR``, also a node run from another checkout (``git
+  worktree add DIR <rev>``): a change measured against the code before it,
+  in the same run.
 
-Workloads: put and get of one 256 MiB file (MB/s) and of 1,000 small files
-(files/s).  Usage: ``.venv/bin/python bench/sftp_bench.py [--size-mib 256]
-[--small 1000]``.  Needs openssh-client and openssh-server (sshd) installed.
-bench/compare.py runs the same workloads next to the S3 comparison.
+Workloads: put and get of one 256 MiB file (MB/s) and of 1,000 x 4 KiB
+files (files/s).  Every repeat runs each workload on every target back to
+back, rotating which goes first; figures are medians, ratios are medians of
+the per-repeat ratios.  On a shared machine the speeds swing by tens of
+percent from one minute to the next, so each node's CPU seconds per
+workload (its whole process tree, from /proc) are printed too: a steadier
+measure of what a change saves.
+
+Usage: ``.venv/bin/python bench/sftp_bench.py [--size-mib 256] [--small 1000]
+[--repeat 3] [--against DIR]``.  Needs openssh-client and openssh-server
+(sshd) installed.  bench/compare.py runs the same workloads next to the S3
+comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 from refs import Missing, keygen, openssh_sftp  # noqa: E402
 
-from tests.harness import prepare_node  # noqa: E402
+import tests.harness as harness  # noqa: E402
+from tests.harness import NodeProcess, prepare_node  # noqa: E402
 
 CIPHER = "aes128-gcm@openssh.com"
 
@@ -146,11 +159,49 @@ def workloads(client: SftpClient, target: SftpTarget, big: Path,
             "small get files/s": get_small(client, target, small_dir)}
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live
+    descendants (a node's worker processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def start_node(root: Path, checkout: Path | None) -> NodeProcess:
+    """A node on SQLite under ``root``, run from ``checkout`` (default: this one)."""
+    saved = harness.REPO
+    if checkout is not None:
+        harness.REPO = checkout  # the harness runs `python -m cluster.cli` there
+    try:
+        node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}")
+        node.start()
+    finally:
+        harness.REPO = saved
+    return node
+
+
+WORKLOADS = (("put MB/s", put_big, "big"), ("get MB/s", get_big, "big"),
+             ("small put files/s", put_small, "small"),
+             ("small get files/s", get_small, "small"))
+
+
 def main() -> None:
-    """Run both servers and print the comparison."""
+    """Run the servers and print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--against", type=Path, help="another checkout to run a node from")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sftpbench-") as tmp:
@@ -159,25 +210,64 @@ def main() -> None:
         work.mkdir()
         key_pub = keygen(work / "id_ed25519")
         client = SftpClient(work / "id_ed25519", work)
-        big, small_dir = make_inputs(work, args.size_mib, args.small, 1024)
-        node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}")
-        node.start()
+        big, small_dir = make_inputs(work, args.size_mib, args.small, 4096)
+        sources = {"big": big, "small": small_dir}
+        nodes = {"ours": None} | ({"base": args.against.resolve()} if args.against else {})
+        started: dict[str, NodeProcess] = {}
+        speed: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         try:
-            ours = workloads(client, node_target(node.web_url, node.ports["sftp"], key_pub),
-                             big, small_dir)
+            targets = {}
+            for side, checkout in nodes.items():
+                node = started[side] = start_node(root / side, checkout)
+                targets[side] = node_target(node.web_url, node.ports["sftp"], key_pub)
             data = root / "openssh" / "data"
             data.mkdir(parents=True)
             with openssh_sftp(root / "openssh", key_pub, CIPHER) as (port, user):
-                ref = workloads(client, SftpTarget(port, user, str(data)), big, small_dir)
+                targets["openssh"] = SftpTarget(port, user, str(data))
+                order = list(targets)
+                for run in range(args.repeat):
+                    for name, fn, src in WORKLOADS:
+                        shift = run % len(order)
+                        for side in order[shift:] + order[:shift]:
+                            pid = started[side].process.pid if side in started else None
+                            before = tree_cpu(pid) if pid else 0.0
+                            value = fn(client, targets[side], sources[src])
+                            speed.setdefault((name, side), []).append(value)
+                            if pid:
+                                cpu.setdefault((name, side), []).append(tree_cpu(pid) - before)
         except Missing as e:
             raise SystemExit(str(e)) from None
         finally:
-            node.stop()
-    print(f"\nSFTP benchmark ({args.size_mib} MiB file, {args.small} x 1 KiB files, "
-          f"cipher {CIPHER}, OpenSSH sftp client)")
-    print(f"{'workload':<22}{'cloudstorage':>14}{'openssh':>12}{'ratio':>9}")
-    for name in ours:
-        print(f"{name:<22}{ours[name]:>14.1f}{ref[name]:>12.1f}{ours[name] / ref[name]:>8.0%}")
+            for node in started.values():
+                node.stop()
+    report(args, list(targets), speed, cpu)
+
+
+def report(args: argparse.Namespace, sides: list[str],
+           speed: dict[tuple[str, str], list[float]],
+           cpu: dict[tuple[str, str], list[float]]) -> None:
+    """Print medians, ratios (medians of per-repeat ratios) and node CPU."""
+    def ratio(name: str, a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(speed[name, a], speed[name, b],
+                                                       strict=True))
+
+    print(f"\nSFTP benchmark ({args.size_mib} MiB file, {args.small} x 4 KiB files, "
+          f"cipher {CIPHER}, OpenSSH sftp client, medians of {args.repeat})")
+    nodes = [s for s in sides if s != "openssh"]
+    head = f"{'workload':<20}" + "".join(f"{s:>10}" for s in sides) + f"{'ours/ossh':>11}"
+    if "base" in nodes:
+        head += f"{'ours/base':>11}"
+    head += "".join(f"{'cpu s ' + s:>13}" for s in nodes)
+    print(head)
+    for name, _fn, _src in WORKLOADS:
+        line = f"{name:<20}" + "".join(
+            f"{statistics.median(speed[name, s]):>10.1f}" for s in sides)
+        line += f"{ratio(name, 'ours', 'openssh'):>10.0%} "
+        if "base" in nodes:
+            line += f"{ratio(name, 'ours', 'base'):>10.2f} "
+        line += "".join(f"{statistics.median(cpu[name, s]):>13.2f}" for s in nodes)
+        print(line)
 
 
 if __name__ == "__main__":
