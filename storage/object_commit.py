@@ -142,17 +142,16 @@ def commit_steps(
         condition.check(latest)
     if latest is not None:
         row["version_number"] = int(latest["version_number"] or 1) + 1
-    changes = yield from _charge_and_describe(bucket, key, fields, latest, origin)
     yield from refs.reference_steps(chunks)
     row_id = yield (sql.INSERT, _INSERT_VERSION, [row[c] for c in _VERSION_COLUMNS])
-    yield from events.record_steps(changes)
-    if emitted is not None:
-        emitted.extend(changes)
     if fields.get("pending_token"):
         # Only an upload that outlasted a quarter of the GC grace has rows.
         yield from pending.release_steps(fields["pending_token"])
     if any(not r["is_delete_marker"] for r in hidden):
         yield from _prune_steps(bucket, key, retention, created_at)
+    changes = yield from _record_and_charge(bucket, key, fields, latest, origin)
+    if emitted is not None:
+        emitted.extend(changes)
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
         etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
@@ -209,26 +208,36 @@ def _prune_steps(bucket: BucketInfo, key: str, default: versions.Retention, now:
     return len(drop)
 
 
-def _charge_and_describe(bucket: BucketInfo, key: str, fields: dict[str, Any],
-                         latest: Mapping[str, Any] | None, origin: str
-                         ) -> sql.UnitOfWork[list[Event]]:
-    """Charge a new version to the quota; the events the commit records."""
+def _record_and_charge(bucket: BucketInfo, key: str, fields: dict[str, Any],
+                       latest: Mapping[str, Any] | None, origin: str
+                       ) -> sql.UnitOfWork[list[Event]]:
+    """Record the commit's events and charge a new version to the quota.
+
+    The charge comes last: the account's row is the one row every commit of
+    the account updates, so on PostgreSQL, where several commits run at once
+    (:mod:`storage.pg_direct`), each holds its lock only for this statement
+    and the COMMIT.  Refused, it rolls the whole unit back, events included.
+    """
     existed = latest is not None and not latest["is_delete_marker"]
-    changes: list[Event] = []
-    if not fields.get("is_delete_marker"):
-        used, quota = yield from versions.charge_steps(bucket.account_id, fields["size"])
-        changes.append(Event(
-            EventType.OBJECT_UPDATED if existed else EventType.OBJECT_CREATED,
-            bucket.account_id,
-            events.object_data(bucket.name, key, fields["size"], fields["content_type"]),
-            origin=origin))
-        warning = events.quota_crossing(bucket.account_id, used, fields["size"], quota, origin)
-        if warning is not None:
-            changes.append(warning)
-    elif existed:
+    if fields.get("is_delete_marker"):
+        if not existed:
+            return []
         assert latest is not None
         # A delete marker hides the object: to its users it is deleted.
-        changes.append(deleted_event(bucket, key, latest, origin))
+        changes = [deleted_event(bucket, key, latest, origin)]
+        yield from events.record_steps(changes)
+        return changes
+    changes = [Event(
+        EventType.OBJECT_UPDATED if existed else EventType.OBJECT_CREATED,
+        bucket.account_id,
+        events.object_data(bucket.name, key, fields["size"], fields["content_type"]),
+        origin=origin)]
+    yield from events.record_steps(changes)
+    used, quota = yield from versions.charge_steps(bucket.account_id, fields["size"])
+    warning = events.quota_crossing(bucket.account_id, used, fields["size"], quota, origin)
+    if warning is not None:
+        yield from events.record_steps([warning])
+        changes.append(warning)
     return changes
 
 
