@@ -5,10 +5,11 @@ Callers pass :meth:`Database.run` a coroutine function that does one whole unit
 of work (usually one transaction); it runs there and its result comes back to
 trio.  :meth:`Database.read` runs a read-only unit of work written against a
 plain ``fetch(sql, params)``: on SQLite right on the calling thread
-(:mod:`storage.sqlite_reader`), on PostgreSQL through the bridge.
-:meth:`Database.write` runs a write transaction written as steps
-(:data:`storage.sql.UnitOfWork`): on SQLite on the group-committing writer
-thread (:mod:`storage.sqlite_writer`), on PostgreSQL through the bridge.
+(:mod:`storage.sqlite_reader`), on PostgreSQL through the bridge on a raw
+asyncpg connection (:mod:`storage.pg_direct`).  :meth:`Database.write` runs a
+write transaction written as steps (:data:`storage.sql.UnitOfWork`): on
+SQLite on the group-committing writer (:mod:`storage.sqlite_writer`), on
+PostgreSQL group-committed through the bridge (:mod:`storage.pg_direct`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+import asyncpg
+import trio
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
@@ -32,6 +35,7 @@ from tortoise.transactions import in_transaction
 from storage import sql
 from storage.bridge import AsyncioBridge
 from storage.errors import ServiceUnavailable, StorageError
+from storage.pg_direct import PgDirect
 from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
@@ -158,6 +162,7 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
         self._reader: SqliteReader | None = None
         self._writer: SqliteWriter | None = None
+        self._pg: PgDirect | None = None
         if self.dialect == "postgres":
             logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
 
@@ -190,6 +195,17 @@ class Database:
             self._reader.open()
             self._writer = SqliteWriter(str(path))
             self._writer.open()
+        elif self.dialect == "postgres":
+            url = _connection_url(self.url)
+            assert isinstance(url, str)
+            pg = PgDirect(expand_db_url(url)["credentials"])
+            try:
+                await self.bridge.run(pg.open)
+            except Exception as exc:
+                raise DatabaseUnavailable(
+                    f"metadata database {describe(self.url)}: {type(exc).__name__}: {exc}"
+                ) from None
+            self._pg = pg
 
     async def _open_async(self, migrate: bool) -> None:
         config = tortoise_config(self.url)
@@ -214,6 +230,10 @@ class Database:
             # Lets the group in progress finish: a few milliseconds.
             self._writer.close()
             self._writer = None
+        if self._pg is not None:
+            pg, self._pg = self._pg, None
+            with contextlib.suppress(Exception):
+                await self.bridge.publish_context(pg.close)
         # Closing must never mask the error that made us close.
         with contextlib.suppress(Exception):
             await self.bridge.publish_context(Tortoise.close_connections)
@@ -249,6 +269,9 @@ class Database:
                     return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
                 except Busy:
                     pass
+            if self._pg is not None:
+                return await self.bridge.run(
+                    self._pg.read, fn, *args, **kwargs)  # type: ignore[arg-type]
             # (mypy cannot follow a ParamSpec through a second wrapper)
             return await self.bridge.run(
                 _read_with_orm_connection, fn, *args, **kwargs)  # type: ignore[arg-type]
@@ -272,6 +295,14 @@ class Database:
                     return await self._writer.run(fn(*args, **kwargs))
                 except sqlite3.IntegrityError as exc:
                     raise IntegrityError(str(exc)) from exc
+            if self._pg is not None:
+                # Shielded like the SQLite writer: the caller must learn
+                # whether its write committed.
+                with trio.CancelScope(shield=True):
+                    try:
+                        return await self.bridge.run(self._pg.write, fn(*args, **kwargs))
+                    except asyncpg.IntegrityConstraintViolationError as exc:
+                        raise IntegrityError(str(exc)) from exc
             return await self.bridge.run(
                 _write_with_orm_connection, fn, *args, **kwargs)  # type: ignore[arg-type]
         except Exception as exc:
