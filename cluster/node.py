@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +41,7 @@ from cluster import drive_workers, imports, membership
 from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
-from cluster.supervisor import Supervisor
+from cluster.supervisor import Supervisor, make_link_dir
 from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkHub
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
@@ -277,9 +276,8 @@ async def run_node(
     bridge = AsyncioBridge(f"{settings.node.id}-asyncio")
     bridge.start()
     db = Database(settings.metadata.url, bridge)
-    # The Unix sockets of the link to the secondaries: a fresh directory only
-    # this user may enter (a data dir's path may be too long for a socket's).
-    link_dir = tempfile.mkdtemp(prefix=f"cloudstorage-{settings.node.id}-") if workers > 1 else ""
+    # The Unix sockets of the link to the secondaries.
+    link_dir = make_link_dir(settings.node.id) if workers > 1 else ""
     try:
         await db.open()
         services = build_services(settings, bridge, db)

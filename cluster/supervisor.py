@@ -20,13 +20,21 @@ alongside the primary (SO_REUSEPORT) and nothing else.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
+
+from cluster.worker_link import LINK_SOCKET
 
 # How long a secondary may take to print its ready line.
 READY_DEADLINE = 60.0
@@ -36,6 +44,43 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0
 # Beyond the graceful drain, how long a stopping secondary gets before SIGKILL.
 STOP_SLACK = 5.0
+
+
+# A link directory younger than this is never taken for a dead node's: its
+# primary may not have bound its socket yet.
+STALE_LINK_AGE = 60.0
+
+
+def make_link_dir(node_id: str) -> str:
+    """A fresh directory for the Unix sockets between a node's processes,
+    only this user may enter (a data dir's path can be too long for a
+    socket's), after removing those that primaries killed before they could
+    clean up left behind."""
+    prefix = f"cloudstorage-{node_id}-"
+    remove_stale_link_dirs(Path(tempfile.gettempdir()), prefix)
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def remove_stale_link_dirs(parent: Path, prefix: str, *, min_age: float = STALE_LINK_AGE) -> int:
+    """Remove this user's ``parent/prefix*`` link directories whose socket
+    no process listens on any more; returns how many."""
+    removed = 0
+    for path in parent.glob(f"{prefix}*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if info.st_uid != os.getuid() or time.time() - info.st_mtime < min_age:
+            continue
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path / LINK_SOCKET))
+        except OSError:  # refused or absent: its primary is gone
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        finally:
+            sock.close()
+    return removed
 
 
 class WorkerStartError(Exception):

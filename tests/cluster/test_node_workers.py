@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -219,3 +220,30 @@ def test_secondaries_exit_when_the_primary_dies(tmp_path: Path) -> None:
     (secondary,) = children(node.process.pid)
     node.kill()
     poll(lambda: not alive(secondary), "the orphaned secondary to exit")
+
+
+def test_link_dirs_of_dead_primaries_are_removed(tmp_path: Path) -> None:
+    from cluster.supervisor import remove_stale_link_dirs
+
+    # A dead primary's directory: its socket file is left, nobody listens.
+    dead = tmp_path / "cloudstorage-n1-dead"
+    dead.mkdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(dead / "link.sock"))
+    # A live primary's: listening.
+    live = tmp_path / "cloudstorage-n1-live"
+    live.mkdir()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(live / "link.sock"))
+    listening.listen()
+    # A primary that is still starting: no socket yet, but young.
+    young = tmp_path / "cloudstorage-n1-young"
+    young.mkdir()
+    old = time.time() - 3600
+    for path in (dead, live):
+        os.utime(path, (old, old))
+    try:
+        assert remove_stale_link_dirs(tmp_path, "cloudstorage-n1-") == 1
+    finally:
+        listening.close()
+    assert not dead.exists() and live.exists() and young.exists()
