@@ -53,7 +53,15 @@ class TraceBatch:
         if not self._scheduled:
             self._scheduled = True
             fut = self._bridge.call_trio_soon(self._publish_later)
-            fut.add_done_callback(_report)
+            fut.add_done_callback(self._ended)
+
+    def _ended(self, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            # Not published (the node is stopping): the trace is best effort,
+            # but nothing may pile up waiting for a batch that never comes.
+            self._scheduled = False
+            self._pending.clear()
+            _report(fut)
 
     async def _publish_later(self) -> None:
         await trio.sleep(BATCH_SECONDS)
