@@ -42,7 +42,7 @@ from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
 from cluster.supervisor import Supervisor, make_link_dir
-from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkHub
+from cluster.worker_link import LINK_SOCKET, RATE_TABLE, WEB_SOCKET, LinkHub
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
 from protocols.http_server import ServerConfig, open_listen_sockets, serve_http
@@ -237,14 +237,17 @@ def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseEx
     return None
 
 
-def share_rate_limits(services: NodeServices, workers: int) -> None:
-    """Let the rate limiters divide the cluster-wide limits among the worker
-    processes of the nodes this node's membership view sees up
-    (storage/ratelimit.py): each process admits ``limit / (nodes * workers)``,
-    as every node runs this node's number of workers."""
+def share_rate_limits(services: NodeServices, workers: int, link_dir: str = "") -> None:
+    """Let the rate limiters divide the cluster-wide limits among the nodes
+    this node's membership view sees up (storage/ratelimit.py), and, with
+    several worker processes, keep their buckets in the node's table in
+    ``link_dir`` so that the node's share holds across its processes."""
     view = services.view
     if view is not None:
-        ratelimit.NODES.use(lambda: workers * sum(1 for alive in view.up.values() if alive))
+        ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
+    ratelimit.PROCESSES.use(lambda: workers)
+    if workers > 1 and link_dir:
+        ratelimit.SHARED.attach(os.path.join(link_dir, RATE_TABLE))
 
 
 def _secondary_argv(config_path: str | None, link_dir: str) -> Callable[[int], list[str]]:
@@ -281,7 +284,7 @@ async def run_node(
     try:
         await db.open()
         services = build_services(settings, bridge, db)
-        share_rate_limits(services, workers)
+        share_rate_limits(services, workers, link_dir)
         register_image_cache(services)  # the image-transform cache's collector
         imports.register(services)  # v1-pro URL imports, claimed from the database
         drive_workers.register(services)  # v2-drive: trash purge, search indexing
@@ -326,4 +329,5 @@ async def run_node(
             await db.close()
         bridge.stop()
         if link_dir:
+            ratelimit.SHARED.detach()
             shutil.rmtree(link_dir, ignore_errors=True)

@@ -38,6 +38,8 @@ log = logging.getLogger("cloudstorage.workers")
 
 # The link's sockets, in the directory the primary makes for them.
 LINK_SOCKET = "link.sock"
+# The node's shared rate-limit buckets (storage/shared_buckets.py).
+RATE_TABLE = "ratelimit.table"
 WEB_SOCKET = "web.sock"  # the primary's web app (cluster/admin_proxy.py)
 # A secondary's outgoing queue (lines not yet written to the primary): past it
 # trace events are dropped and counted, like a slow trace subscriber's.

@@ -6,7 +6,9 @@ round trips to the shared database on every request (one to enter, one to
 leave) and leak a slot for good whenever a node dies mid-request.  So, as
 :mod:`storage.ratelimit` does for request rates, each node enforces its
 share of the limit: ``ceil(limit / N)``, N being the number of nodes (or
-serving processes) it sees, :data:`storage.ratelimit.NODES`, read on every
+serving processes) it sees, :data:`storage.ratelimit.NODES` times
+:data:`~storage.ratelimit.PROCESSES` (requests in flight are counted by each
+process, unlike request rates), read on every
 acquire so the share follows the cluster as it changes.  Error bound: the
 cluster admits at most ``N * ceil(limit / N)`` (the limit, plus at most N-1)
 requests of a key at once when they are spread over the nodes; a client that
@@ -25,7 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from storage.ratelimit import NODES
+from storage.ratelimit import NODES, PROCESSES
 
 
 class Slot:
@@ -42,7 +44,7 @@ class Slot:
 class ConcurrencyLimiter:
     """Requests in flight per key, each key limited to this node's share."""
 
-    def __init__(self, nodes: Callable[[], int] = NODES) -> None:
+    def __init__(self, nodes: Callable[[], int] = lambda: NODES() * PROCESSES()) -> None:
         self._nodes = nodes
         self._lock = threading.Lock()  # cheap; the limiter may be shared across threads
         self._in_flight: dict[str, int] = {}

@@ -3,32 +3,35 @@
 The documented limits are for the whole cluster, but counting every request
 in the shared database would put a round trip on each one.  So each node
 enforces its share: ``limit / N``, N being the number of nodes it sees up
-times the worker processes of a node (:data:`NODES`, which the composition
-root points at its membership view; 1 until then): each worker process of a
-node (``[node] workers``) keeps its own counters and admits its share.  The
-share is recomputed on every hit, so it re-balances as nodes come and go.
-Error bound: with requests spread over the nodes, the cluster admits at most
-the limit per window plus one burst of the limit, as one node did before; a
-client that uses fewer than N nodes (or, on one keep-alive connection, one
-process of a node) gets proportionally less; while a joining node is not yet
-seen by the others (up to ``cluster.heartbeat_seconds`` +
-``layout_refresh_seconds``) they still divide by N-1.  Failed logins, which
-must be exact, are counted in the database instead
-(:class:`storage.sessions.LoginAttempts`).
+(:data:`NODES`, which the composition root points at its membership view;
+1 until then).  The share is recomputed on every hit, so it re-balances as
+nodes come and go.  Error bound: with requests spread over the nodes, the
+cluster admits at most the limit per window plus one burst of the limit, as
+one node did before; a client that uses fewer than N nodes gets
+proportionally less; while a joining node is not yet seen by the others (up
+to ``cluster.heartbeat_seconds`` + ``layout_refresh_seconds``) they still
+divide by N-1.  Failed logins, which must be exact, are counted in the
+database instead (:class:`storage.sessions.LoginAttempts`).
 
-The table of buckets is bounded: idle buckets (full again) are dropped first
-when it grows past ``max_keys``.
+A node with several worker processes (``[node] workers``) keeps its buckets
+in one table all of them map (:data:`SHARED`, storage/shared_buckets.py), so
+the node's share holds however its connections landed: dividing it among
+the processes instead gave a client on one keep-alive connection
+``1/workers`` of its limit.  A single process keeps them in memory, bounded:
+idle buckets (full again) are dropped first when it grows past ``max_keys``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage import errors
+from storage.shared_buckets import SharedBuckets, key_hash
 
 
 class NodeCount:
@@ -48,9 +51,33 @@ class NodeCount:
             return 1
 
 
-# The process's share count (nodes up x worker processes per node);
-# ``cluster/node.py`` points it at its membership view.
+# The process's count of nodes up; ``cluster/node.py`` points it at its
+# membership view.
 NODES = NodeCount()
+# Worker processes per node, for what each process must still count alone
+# (requests in flight, storage/concurrency.py).
+PROCESSES = NodeCount()
+
+
+class SharedTable:
+    """Where this process keeps its buckets: in memory (None) or in the
+    node's shared table, which the composition root attaches."""
+
+    def __init__(self) -> None:
+        self.table: SharedBuckets | None = None
+
+    def attach(self, path: str) -> None:
+        """Keep every limiter's buckets in the node's table at ``path``."""
+        self.table = SharedBuckets(path)
+
+    def detach(self) -> None:
+        """Back to in-memory buckets."""
+        table, self.table = self.table, None
+        if table is not None:
+            table.close()
+
+
+SHARED = SharedTable()
 
 
 @dataclass
@@ -68,10 +95,17 @@ class RateLimiter:
     HTTP requests are checked on the trio thread.
     """
 
-    def __init__(self, rate: int, per: float, *, max_keys: int = 100_000,
-                 nodes: Callable[[], int] = NODES) -> None:
+    def __init__(self, rate: int, per: float, *, name: str = "", max_keys: int = 100_000,
+                 nodes: Callable[[], int] = NODES, shared: SharedTable = SHARED) -> None:
         self.rate = max(rate, 1)
         self.per = per
+        # The limiter's part of a shared slot's hash: the same in every process
+        # of a node, which builds its limiters from the same code.
+        if not name:
+            caller = sys._getframe(1)
+            name = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+        self.name = name
+        self._shared = shared
         self._nodes = nodes
         self._buckets: dict[str, _Bucket] = {}
         self._max_keys = max_keys
@@ -103,6 +137,10 @@ class RateLimiter:
 
     def hit(self, key: str, cost: float = 1.0) -> float:
         """Spend ``cost`` tokens; returns 0 if allowed, else the seconds to wait."""
+        table = self._shared.table
+        if table is not None:
+            self._rebalance()
+            return table.take(key_hash(self.name, key), cost, self._share, self._fill)
         now = time.monotonic()
         with self._lock:
             self._rebalance()
@@ -121,6 +159,11 @@ class RateLimiter:
 
     def blocked(self, key: str) -> float:
         """Seconds until one token is available (0 if one is), without spending."""
+        table = self._shared.table
+        if table is not None:
+            self._rebalance()
+            return table.take(key_hash(self.name, key), 1.0, self._share, self._fill,
+                              spend=False)
         now = time.monotonic()
         with self._lock:
             self._rebalance()
@@ -129,6 +172,9 @@ class RateLimiter:
 
     def reset(self, key: str) -> None:
         """Forget a key (e.g. after a successful login)."""
+        table = self._shared.table
+        if table is not None:
+            table.forget(key_hash(self.name, key))
         with self._lock:
             self._buckets.pop(key, None)
 

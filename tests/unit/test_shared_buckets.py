@@ -1,0 +1,77 @@
+"""The node's shared token buckets (storage/shared_buckets.py) with real
+processes: the share of a node holds across its worker processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from storage.ratelimit import RateLimiter, SharedTable
+from storage.shared_buckets import PROBES, SLOTS, SharedBuckets, key_hash
+
+
+def _spend(path: str, tries: int, out: multiprocessing.Queue) -> None:
+    table = SharedTable()
+    table.attach(path)
+    limiter = RateLimiter(10, 60.0, name="test", shared=table)
+    out.put(sum(1 for _ in range(tries) if limiter.hit("alice") == 0))
+
+
+def test_processes_share_one_budget(tmp_path: Path) -> None:
+    path = str(tmp_path / "rate.table")
+    SharedBuckets(path).close()  # as the primary makes it before its workers start
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_spend, args=(path, 8, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    admitted = sum(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    # 24 tries at 10 a minute: the burst of 10, plus what refills while they run.
+    assert admitted == 10 or (10 < admitted <= 11)
+
+
+def test_limiters_and_keys_are_separate(tmp_path: Path) -> None:
+    table = SharedTable()
+    table.attach(str(tmp_path / "rate.table"))
+    try:
+        a = RateLimiter(1, 60.0, name="a", shared=table)
+        b = RateLimiter(1, 60.0, name="b", shared=table)
+        assert a.hit("k") == 0 and a.hit("k") > 0  # a's budget of k is spent
+        assert b.hit("k") == 0 and a.hit("other") == 0  # b's, and another key's, are not
+        assert a.blocked("k") > 0 and a.blocked("other") > 0
+        a.reset("k")
+        assert a.blocked("k") == 0 and a.hit("k") == 0
+    finally:
+        table.detach()
+
+
+def test_refill_and_wait(tmp_path: Path) -> None:
+    buckets = SharedBuckets(str(tmp_path / "rate.table"))
+    try:
+        h = key_hash("x", "y")
+        assert buckets.take(h, 2.0, 2.0, 100.0) == 0
+        wait = buckets.take(h, 1.0, 2.0, 100.0)
+        assert 0 < wait <= 0.01
+        deadline = time.monotonic() + 5
+        while buckets.take(h, 1.0, 2.0, 100.0) > 0:
+            assert time.monotonic() < deadline
+    finally:
+        buckets.close()
+
+
+def test_a_crowded_probe_run_takes_over_the_idle_bucket(tmp_path: Path) -> None:
+    buckets = SharedBuckets(str(tmp_path / "rate.table"))
+    try:
+        # PROBES + 1 hashes that all start at slot 5: the first PROBES fill its run.
+        same = [5 + SLOTS * i for i in range(1, PROBES + 2)]
+        for h in same[:PROBES]:
+            assert buckets.take(h, 1.0, 1.0, 0.001) == 0  # spent: full again in ~1000 s
+        buckets.take(same[1], 0.0, 1.0, 1000.0)  # this one refills at once: idle soonest
+        # The newcomer takes over the idle bucket, never a busy one.
+        assert buckets.take(same[PROBES], 1.0, 1.0, 0.001) == 0
+        assert all(buckets.take(h, 1.0, 1.0, 0.001) > 0 for h in [same[0], *same[2:PROBES]])
+    finally:
+        buckets.close()
