@@ -108,10 +108,19 @@ class RateLimiter:
         self._shared = shared
         self._nodes = nodes
         self._buckets: dict[str, _Bucket] = {}
+        self._hashes: dict[str, int] = {}  # key -> its shared slot hash
         self._max_keys = max_keys
         self._lock = threading.Lock()
         self._share = float(self.rate)  # this node's capacity, set per hit
         self._fill = self._share / per  # tokens per second
+
+    def _hash(self, key: str) -> int:
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()  # refills from the busy keys at once
+            h = self._hashes[key] = key_hash(self.name, key)
+        return h
 
     def _rebalance(self) -> None:
         share = max(self.rate / self._nodes(), 1.0)
@@ -140,7 +149,7 @@ class RateLimiter:
         table = self._shared.table
         if table is not None:
             self._rebalance()
-            return table.take(key_hash(self.name, key), cost, self._share, self._fill)
+            return table.take(self._hash(key), cost, self._share, self._fill)
         now = time.monotonic()
         with self._lock:
             self._rebalance()
@@ -162,7 +171,7 @@ class RateLimiter:
         table = self._shared.table
         if table is not None:
             self._rebalance()
-            return table.take(key_hash(self.name, key), 1.0, self._share, self._fill,
+            return table.take(self._hash(key), 1.0, self._share, self._fill,
                               spend=False)
         now = time.monotonic()
         with self._lock:
@@ -174,7 +183,7 @@ class RateLimiter:
         """Forget a key (e.g. after a successful login)."""
         table = self._shared.table
         if table is not None:
-            table.forget(key_hash(self.name, key))
+            table.forget(self._hash(key))
         with self._lock:
             self._buckets.pop(key, None)
 
