@@ -167,8 +167,8 @@ def commit_steps(
 def _demote_and_hide_steps(bucket: BucketInfo, key: str, now: datetime
                            ) -> sql.UnitOfWork[tuple[dict[str, Any] | None,
                                                      list[dict[str, Any]]]]:
-    """Demote ``key``'s latest version and keep its null version as history
-    (:func:`storage.versions.hide_null_steps` in one statement with the demote).
+    """Demote ``key``'s latest version and keep its null version as history,
+    in one statement.
 
     Returns the row that was latest (None for a new key) and the rows turned
     into history.  A returned row still without ``history_at`` is a latest
@@ -185,16 +185,16 @@ def _demote_and_hide_steps(bucket: BucketInfo, key: str, now: datetime
     latest = next((r for r in rows if r["history_at"] is None), hidden[0] if hidden else None)
     markers = [r["id"] for r in hidden if r["is_delete_marker"]]
     if markers:
-        # A delete marker is not history: it goes, released (as hide_null_steps).
+        # A delete marker is not history: it goes, released.
         yield from versions.drop_history_steps(bucket.account_id, markers)
     return latest, hidden
 
 
 def _prune_steps(bucket: BucketInfo, key: str, default: versions.Retention, now: datetime
                  ) -> sql.UnitOfWork[int]:
-    """:func:`storage.versions.prune_key_steps` under the account's retention
-    (``default`` without a policy of its own), in one statement fewer: every
-    overwrite runs this.  Rows removed."""
+    """Apply the account's retention (``default`` without a policy of its
+    own) to the key's history, reading the policy in the same statement as
+    the history: every overwrite runs this.  Rows removed."""
     rows = yield (sql.FETCH, _HISTORY_WITH_POLICY, (bucket.account_id, bucket.id, key))
     if not rows:
         return 0

@@ -39,7 +39,6 @@ from typing import Any
 from storage import errors, refs, sql
 from storage.buckets import BucketInfo
 from storage.db import Database
-from storage.object_types import NULL_VERSION, new_version_id
 
 VERSION_PREFIX = "ver_"
 MAX_VERSIONS_LIMIT = 1000
@@ -90,34 +89,6 @@ def row_of(version_id: str) -> int:
 
 # -- steps run inside the object commit (storage/object_commit.py) ---------------------
 
-#: What :func:`hide_null_steps` returns of each row it turned into history.
-HIDDEN_RETURNING = ("id, is_latest, is_delete_marker, size, chunks, etag, content_type, "
-                    "version_number")
-
-
-def hide_null_steps(bucket: BucketInfo, key: str, now: datetime
-                    ) -> sql.UnitOfWork[list[dict[str, Any]]]:
-    """Keep the key's null version as history instead of deleting it.
-
-    Returns the row(s) changed as they are now (``is_latest`` untouched, so
-    a row still marked latest -- on PostgreSQL a null version committed after
-    the caller's demote took its snapshot -- shows as such).  A delete marker
-    is not history: it is deleted and released.
-    """
-    rows = yield (sql.FETCH,
-                  "UPDATE object_versions SET history_at = ?, version_id = ? "
-                  f'WHERE bucket_id = ? AND "key" = ? AND version_id = ? '
-                  f"RETURNING {HIDDEN_RETURNING}",
-                  (now, new_version_id(), bucket.id, key, NULL_VERSION))
-    for r in rows:
-        if r["is_latest"]:
-            yield (sql.EXECUTE, "UPDATE object_versions SET is_latest = NULL WHERE id = ?",
-                   (r["id"],))
-        if r["is_delete_marker"]:
-            yield from drop_history_steps(bucket.account_id, [r["id"]])
-    return rows
-
-
 def drop_history_steps(account_id: str, ids: Sequence[int]) -> sql.UnitOfWork[int]:
     """Delete these history rows and release what the delete returned; bytes freed."""
     if not ids:
@@ -138,19 +109,6 @@ def policy_steps(account_id: str, default: Retention) -> sql.UnitOfWork[Retentio
     if not rows:
         return default
     return Retention(int(rows[0]["max_versions"]), int(rows[0]["max_age_days"]))
-
-
-def prune_key_steps(bucket: BucketInfo, key: str, retention: Retention, now: datetime
-                    ) -> sql.UnitOfWork[int]:
-    """Apply ``retention`` to the key's history; rows removed."""
-    rows = yield (sql.FETCH,
-                  'SELECT id, history_at FROM object_versions WHERE bucket_id = ? AND "key" = ? '
-                  "AND history_at IS NOT NULL ORDER BY id DESC", (bucket.id, key))
-    cutoff = now - timedelta(days=retention.max_age_days)
-    drop = [r["id"] for i, r in enumerate(rows)
-            if i >= retention.history or as_datetime(r["history_at"]) < cutoff]
-    yield from drop_history_steps(bucket.account_id, drop)
-    return len(drop)
 
 
 def make_room_steps(account_id: str, size: int) -> sql.UnitOfWork[bool]:
