@@ -42,7 +42,7 @@ from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
 from cluster.supervisor import Supervisor, make_link_dir
-from cluster.worker_link import LINK_SOCKET, RATE_TABLE, WEB_SOCKET, LinkHub
+from cluster.worker_link import INFLIGHT_TABLE, LINK_SOCKET, RATE_TABLE, WEB_SOCKET, LinkHub
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
 from protocols.http_server import ServerConfig, open_listen_sockets, serve_http
@@ -51,7 +51,7 @@ from protocols.s3.error_page import s3_error_page
 from protocols.web import strict_h11
 from protocols.web.app import create_web_app
 from storage import admin_queries as queries
-from storage import ratelimit
+from storage import concurrency, ratelimit
 from storage.bridge import AsyncioBridge
 from storage.db import Database
 
@@ -237,17 +237,19 @@ def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseEx
     return None
 
 
-def share_rate_limits(services: NodeServices, workers: int, link_dir: str = "") -> None:
-    """Let the rate limiters divide the cluster-wide limits among the nodes
-    this node's membership view sees up (storage/ratelimit.py), and, with
-    several worker processes, keep their buckets in the node's table in
-    ``link_dir`` so that the node's share holds across its processes."""
+def share_rate_limits(services: NodeServices, workers: int, link_dir: str = "",
+                      index: int = 0) -> None:
+    """Let the rate and concurrency limiters divide the cluster-wide limits
+    among the nodes this node's membership view sees up
+    (storage/ratelimit.py), and, with several worker processes, count in the
+    node's tables in ``link_dir`` (this process being worker ``index``) so
+    that the node's share holds across its processes."""
     view = services.view
     if view is not None:
         ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
-    ratelimit.PROCESSES.use(lambda: workers)
     if workers > 1 and link_dir:
         ratelimit.SHARED.attach(os.path.join(link_dir, RATE_TABLE))
+        concurrency.SHARED.attach(os.path.join(link_dir, INFLIGHT_TABLE), index, workers)
 
 
 def _secondary_argv(config_path: str | None, link_dir: str) -> Callable[[int], list[str]]:
@@ -330,4 +332,5 @@ async def run_node(
         bridge.stop()
         if link_dir:
             ratelimit.SHARED.detach()
+            concurrency.SHARED.detach()
             shutil.rmtree(link_dir, ignore_errors=True)

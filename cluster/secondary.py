@@ -94,7 +94,7 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
     try:
         await db.open()
         services = build_services(settings, bridge, db)
-        share_rate_limits(services, settings.node.worker_count(), link_dir)
+        share_rate_limits(services, settings.node.worker_count(), link_dir, index)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope.cancel,

@@ -40,6 +40,8 @@ log = logging.getLogger("cloudstorage.workers")
 LINK_SOCKET = "link.sock"
 # The node's shared rate-limit buckets (storage/shared_buckets.py).
 RATE_TABLE = "ratelimit.table"
+# Its requests in flight (storage/shared_inflight.py).
+INFLIGHT_TABLE = "inflight.table"
 WEB_SOCKET = "web.sock"  # the primary's web app (cluster/admin_proxy.py)
 # A secondary's outgoing queue (lines not yet written to the primary): past it
 # trace events are dropped and counted, like a slow trace subscriber's.

@@ -6,9 +6,7 @@ round trips to the shared database on every request (one to enter, one to
 leave) and leak a slot for good whenever a node dies mid-request.  So, as
 :mod:`storage.ratelimit` does for request rates, each node enforces its
 share of the limit: ``ceil(limit / N)``, N being the number of nodes (or
-serving processes) it sees, :data:`storage.ratelimit.NODES` times
-:data:`~storage.ratelimit.PROCESSES` (requests in flight are counted by each
-process, unlike request rates), read on every
+serving processes) it sees, :data:`storage.ratelimit.NODES`, read on every
 acquire so the share follows the cluster as it changes.  Error bound: the
 cluster admits at most ``N * ceil(limit / N)`` (the limit, plus at most N-1)
 requests of a key at once when they are spread over the nodes; a client that
@@ -18,6 +16,10 @@ A slot is held until its :class:`Slot` is released -- for a streamed
 response, when the last byte was sent or the client went away -- and a slot
 dropped without being released is released when it is garbage collected,
 so a lost response cannot keep a key's slot forever.
+
+A node with several worker processes counts in one table they all map
+(:data:`SHARED`, storage/shared_inflight.py), so each node's share holds
+whichever process a request lands on; a single process counts in memory.
 """
 
 from __future__ import annotations
@@ -27,14 +29,40 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from storage.ratelimit import NODES, PROCESSES
+from storage.ratelimit import NODES
+from storage.shared_inflight import SharedInflight
+
+
+class SharedCounts:
+    """Where this process counts: in memory (None) or in the node's table,
+    which the composition root attaches."""
+
+    def __init__(self) -> None:
+        self.table: SharedInflight | None = None
+
+    def attach(self, path: str, index: int, processes: int) -> None:
+        """Count in the node's table at ``path`` as process ``index``."""
+        table = SharedInflight(path, index, processes)
+        table.claim()
+        self.table = table
+
+    def detach(self) -> None:
+        """Back to counting in memory."""
+        table, self.table = self.table, None
+        if table is not None:
+            table.close()
+
+
+SHARED = SharedCounts()
 
 
 class Slot:
     """One admitted request of a key; :meth:`release` it once, when done."""
 
-    def __init__(self, limiter: ConcurrencyLimiter, key: str) -> None:
-        self._release = weakref.finalize(self, limiter._leave, key)
+    def __init__(self, limiter: ConcurrencyLimiter, key: str,
+                 table: SharedInflight | None = None) -> None:
+        leave = limiter._leave if table is None else table.release
+        self._release = weakref.finalize(self, leave, key)
 
     def release(self) -> None:
         """Give the slot back (later calls do nothing)."""
@@ -44,8 +72,10 @@ class Slot:
 class ConcurrencyLimiter:
     """Requests in flight per key, each key limited to this node's share."""
 
-    def __init__(self, nodes: Callable[[], int] = lambda: NODES() * PROCESSES()) -> None:
+    def __init__(self, nodes: Callable[[], int] = NODES,
+                 shared: SharedCounts = SHARED) -> None:
         self._nodes = nodes
+        self._shared = shared
         self._lock = threading.Lock()  # cheap; the limiter may be shared across threads
         self._in_flight: dict[str, int] = {}
 
@@ -57,6 +87,9 @@ class ConcurrencyLimiter:
         """A slot of ``key`` if fewer than this node's share of ``limit`` are
         in flight; None when the key is at its limit (nothing is counted)."""
         allowed = self.share(limit)
+        table = self._shared.table
+        if table is not None:
+            return Slot(self, key, table) if table.acquire(key, allowed) else None
         with self._lock:
             now = self._in_flight.get(key, 0)
             if now >= allowed:
@@ -66,6 +99,9 @@ class ConcurrencyLimiter:
 
     def in_flight(self, key: str) -> int:
         """Requests of ``key`` in flight on this node."""
+        table = self._shared.table
+        if table is not None:
+            return table.in_flight(key)
         with self._lock:
             return self._in_flight.get(key, 0)
 

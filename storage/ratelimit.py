@@ -54,9 +54,6 @@ class NodeCount:
 # The process's count of nodes up; ``cluster/node.py`` points it at its
 # membership view.
 NODES = NodeCount()
-# Worker processes per node, for what each process must still count alone
-# (requests in flight, storage/concurrency.py).
-PROCESSES = NodeCount()
 
 
 class SharedTable:

@@ -102,18 +102,21 @@ class SharedBuckets:
     def _find(self, h: int, now: float, capacity: float) -> tuple[int, float, float]:
         """(offset, tokens, stamp) of the slot of ``h``: its own, else a free
         or the soonest-full one, as a full bucket."""
-        victim, victim_full = -1, float("inf")
+        victim, victim_full, free = -1, float("inf"), -1
         unpack, table, start = _SLOT.unpack_from, self._map, h % SLOTS
         for i in range(PROBES):
             offset = ((start + i) % SLOTS) * _SLOT.size
             owner, tokens, stamp, full_at = unpack(table, offset)
             if owner == h:
                 return offset, tokens, stamp
+            # Not the first free slot at once: a forgotten key leaves a hole
+            # before keys placed after it, which must still be found.
             if owner == 0:
-                return offset, capacity, now
-            if full_at < victim_full:
+                if free < 0:
+                    free = offset
+            elif full_at < victim_full:
                 victim, victim_full = offset, full_at
-        return victim, capacity, now
+        return (free if free >= 0 else victim), capacity, now
 
 
 def _probe(h: int) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from storage.ratelimit import RateLimiter, SharedTable
 from storage.shared_buckets import PROBES, SLOTS, SharedBuckets, key_hash
+from storage.shared_inflight import SharedInflight
 
 
 def _spend(path: str, tries: int, out: multiprocessing.Queue) -> None:
@@ -73,5 +74,37 @@ def test_a_crowded_probe_run_takes_over_the_idle_bucket(tmp_path: Path) -> None:
         # The newcomer takes over the idle bucket, never a busy one.
         assert buckets.take(same[PROBES], 1.0, 1.0, 0.001) == 0
         assert all(buckets.take(h, 1.0, 1.0, 0.001) > 0 for h in [same[0], *same[2:PROBES]])
+    finally:
+        buckets.close()
+
+
+def test_in_flight_counts_are_the_nodes(tmp_path: Path) -> None:
+    """Two processes' counters sum to the node's; a process restarted under
+    the same index drops what its predecessor left counted."""
+    path = str(tmp_path / "inflight.table")
+    first, second = SharedInflight(path, 0, 2), SharedInflight(path, 1, 2)
+    try:
+        assert first.acquire("acct", 3) and second.acquire("acct", 3)
+        assert first.acquire("acct", 3) and not second.acquire("acct", 3)
+        assert second.in_flight("acct") == 3 and first.acquire("other", 3)
+        first.release("acct")
+        assert second.acquire("acct", 3)
+        restarted = SharedInflight(path, 0, 2)  # first died holding one of acct
+        restarted.claim()
+        assert restarted.in_flight("acct") == 2 and restarted.in_flight("other") == 0
+        restarted.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_forgotten_bucket_leaves_later_keys_findable(tmp_path: Path) -> None:
+    buckets = SharedBuckets(str(tmp_path / "rate.table"))
+    try:
+        a, b = 7 + SLOTS, 7 + 2 * SLOTS  # b sits after a in one probe run
+        buckets.take(a, 1.0, 1.0, 0.001)
+        buckets.take(b, 1.0, 1.0, 0.001)
+        buckets.forget(a)
+        assert buckets.take(b, 1.0, 1.0, 0.001) > 0  # still b's spent bucket
     finally:
         buckets.close()
