@@ -42,7 +42,14 @@ from cluster.control import NodeControl
 from cluster.image_cache import register as register_image_cache
 from cluster.services import NodeServices, build_services
 from cluster.supervisor import Supervisor, make_link_dir
-from cluster.worker_link import INFLIGHT_TABLE, LINK_SOCKET, RATE_TABLE, WEB_SOCKET, LinkHub
+from cluster.worker_link import (
+    INFLIGHT_TABLE,
+    LINK_SOCKET,
+    LOCKS_DIR,
+    RATE_TABLE,
+    WEB_SOCKET,
+    LinkHub,
+)
 from config import Settings
 from protocols.admin.trace import AccountCache, wrap_apps
 from protocols.http_server import ServerConfig, open_listen_sockets, serve_http
@@ -237,19 +244,21 @@ def find_exception(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseEx
     return None
 
 
-def share_rate_limits(services: NodeServices, workers: int, link_dir: str = "",
+def share_node_state(services: NodeServices, workers: int, link_dir: str = "",
                       index: int = 0) -> None:
     """Let the rate and concurrency limiters divide the cluster-wide limits
     among the nodes this node's membership view sees up
     (storage/ratelimit.py), and, with several worker processes, count in the
     node's tables in ``link_dir`` (this process being worker ``index``) so
-    that the node's share holds across its processes."""
+    that the node's share holds across its processes, and lock on its
+    node-wide locks there."""
     view = services.view
     if view is not None:
         ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
     if workers > 1 and link_dir:
         ratelimit.SHARED.attach(os.path.join(link_dir, RATE_TABLE))
         concurrency.SHARED.attach(os.path.join(link_dir, INFLIGHT_TABLE), index, workers)
+        services.node_locks.attach(os.path.join(link_dir, LOCKS_DIR))
 
 
 def _secondary_argv(config_path: str | None, link_dir: str) -> Callable[[int], list[str]]:
@@ -286,7 +295,7 @@ async def run_node(
     try:
         await db.open()
         services = build_services(settings, bridge, db)
-        share_rate_limits(services, workers, link_dir)
+        share_node_state(services, workers, link_dir)
         register_image_cache(services)  # the image-transform cache's collector
         imports.register(services)  # v1-pro URL imports, claimed from the database
         drive_workers.register(services)  # v2-drive: trash purge, search indexing

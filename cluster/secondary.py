@@ -34,7 +34,7 @@ from cluster.admin_proxy import AdminProxy
 from cluster.node import (
     Listening,
     build_apps,
-    share_rate_limits,
+    share_node_state,
     start_listeners,
     watch_signals,
 )
@@ -94,7 +94,7 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
     try:
         await db.open()
         services = build_services(settings, bridge, db)
-        share_rate_limits(services, settings.node.worker_count(), link_dir, index)
+        share_node_state(services, settings.node.worker_count(), link_dir, index)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope.cancel,

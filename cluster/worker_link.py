@@ -42,6 +42,8 @@ LINK_SOCKET = "link.sock"
 RATE_TABLE = "ratelimit.table"
 # Its requests in flight (storage/shared_inflight.py).
 INFLIGHT_TABLE = "inflight.table"
+# Its cross-process locks (storage/node_locks.py).
+LOCKS_DIR = "locks"
 WEB_SOCKET = "web.sock"  # the primary's web app (cluster/admin_proxy.py)
 # A secondary's outgoing queue (lines not yet written to the primary): past it
 # trace events are dropped and counted, like a slow trace subscriber's.

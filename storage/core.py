@@ -20,6 +20,7 @@ from storage.bridge import AsyncioBridge
 from storage.buckets import BucketService
 from storage.db import Database
 from storage.events import EventBus
+from storage.node_locks import NodeLocks
 from storage.objects import ObjectService
 from storage.sessions import SessionService
 from storage.sftp_users import SftpUserService
@@ -53,3 +54,5 @@ class StorageCore:
     # What keeps this node from serving writes, ``{part: reason}`` (empty when
     # ready): /health asks it.
     unavailable_parts: Callable[[], Awaitable[dict[str, str]]] = _always_ready
+    # Locks across this node's worker processes (no-ops in a node of one).
+    node_locks: NodeLocks = field(default_factory=NodeLocks)

@@ -201,9 +201,6 @@ def create_images_blueprint(services: StorageCore) -> Blueprint:
 
     async def compute(obj: ObjectInfo, bucket_id: int, key: str, params: ImageParams,
                       fmt: str) -> CachedImage:
-        hit = await cache.get(key)
-        if hit is not None:
-            return hit
         if obj.size > MAX_SOURCE_BYTES:
             raise SourceTooLarge(f"the source is {obj.size} bytes, over the limit of "
                                  f"{MAX_SOURCE_BYTES}")
@@ -243,8 +240,13 @@ def create_images_blueprint(services: StorageCore) -> Blueprint:
 
         async def led() -> CachedImage:
             nonlocal state
-            state = "MISS"
-            return await compute(obj, found_bucket.id, ident, params, fmt)
+            # One process of the node computes; the others find its result.
+            async with services.node_locks.hold(f"img:{ident}"):
+                made = await cache.get(ident)
+                if made is not None:
+                    return made
+                state = "MISS"
+                return await compute(obj, found_bucket.id, ident, params, fmt)
 
         try:
             item = await cache.get(ident)
