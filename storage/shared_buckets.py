@@ -26,13 +26,10 @@ request checks one or two limits.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import mmap
-import os
 import struct
-import threading
 import time
+
+from storage.mapped_table import MappedTable, slot_hash
 
 SLOTS = 1 << 16
 PROBES = 8
@@ -42,30 +39,19 @@ SIZE = SLOTS * _SLOT.size
 
 def key_hash(limiter: str, key: str) -> int:
     """The slot hash of ``key`` in ``limiter`` (never 0, which marks a free slot)."""
-    digest = hashlib.blake2b(f"{limiter}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") or 1
+    return slot_hash(limiter, key)
 
 
 class SharedBuckets:
     """The node's token buckets, in the file at ``path`` (made if missing)."""
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)  # zero-filled: every slot free
-            self._map = mmap.mmap(fd, SIZE)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        # flock excludes other processes; threads of this one share the fd.
-        self._lock = threading.Lock()
+        self._table = MappedTable(path, SIZE)
+        self._map = self._table.map
 
     def close(self) -> None:
         """Unmap the table (other processes keep theirs)."""
-        self._map.close()
-        os.close(self._fd)
+        self._table.close()
 
     def take(self, h: int, cost: float, capacity: float, fill: float, *,
              spend: bool = True) -> float:
@@ -73,31 +59,23 @@ class SharedBuckets:
         of hash ``h`` (``capacity`` tokens, ``fill`` per second); 0 if
         admitted, else the seconds until it would be.  ``spend=False`` asks
         without spending."""
-        with self._lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                now = time.monotonic()  # under the lock: stamps only move forward
-                offset, tokens, stamp = self._find(h, now, capacity)
-                tokens = min(capacity, tokens + max(0.0, now - stamp) * fill)
-                wait = 0.0 if tokens >= cost else (cost - tokens) / fill
-                if spend and wait == 0.0:
-                    tokens -= cost
-                full_at = now + (capacity - tokens) / fill
-                _SLOT.pack_into(self._map, offset, h, tokens, now, full_at)
-                return wait
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._table:
+            now = time.monotonic()  # under the lock: stamps only move forward
+            offset, tokens, stamp = self._find(h, now, capacity)
+            tokens = min(capacity, tokens + max(0.0, now - stamp) * fill)
+            wait = 0.0 if tokens >= cost else (cost - tokens) / fill
+            if spend and wait == 0.0:
+                tokens -= cost
+            full_at = now + (capacity - tokens) / fill
+            _SLOT.pack_into(self._map, offset, h, tokens, now, full_at)
+            return wait
 
     def forget(self, h: int) -> None:
         """Free the slot of hash ``h`` (the key starts again with a full bucket)."""
-        with self._lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                for offset in _probe(h):
-                    if _SLOT.unpack_from(self._map, offset)[0] == h:
-                        _SLOT.pack_into(self._map, offset, 0, 0.0, 0.0, 0.0)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._table:
+            for offset in _probe(h):
+                if _SLOT.unpack_from(self._map, offset)[0] == h:
+                    _SLOT.pack_into(self._map, offset, 0, 0.0, 0.0, 0.0)
 
     def _find(self, h: int, now: float, capacity: float) -> tuple[int, float, float]:
         """(offset, tokens, stamp) of the slot of ``h``: its own, else a free

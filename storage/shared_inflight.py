@@ -16,14 +16,9 @@ the node had before it was shared.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import mmap
-import os
 import struct
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from storage.mapped_table import MappedTable, slot_hash
 
 SLOTS = 1 << 14
 PROBES = 8
@@ -32,44 +27,25 @@ SIZE = SLOTS * _SLOT.size
 
 
 def _hash(key: str, index: int) -> int:
-    digest = hashlib.blake2b(f"{index}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") or 1
+    return slot_hash(str(index), key)
 
 
 class SharedInflight:
     """The node's in-flight counts, in the file at ``path`` (made if missing)."""
 
     def __init__(self, path: str, index: int, processes: int) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)
-            self._map = mmap.mmap(fd, SIZE)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self._lock = threading.Lock()
+        self._table = MappedTable(path, SIZE)
+        self._map = self._table.map
         self.index = index
         self.processes = processes
 
     def close(self) -> None:
         """Unmap the table."""
-        self._map.close()
-        os.close(self._fd)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._table.close()
 
     def claim(self) -> None:
         """Clear what a previous process of this index left counted."""
-        with self._locked():
+        with self._table:
             for slot in range(SLOTS):
                 offset = slot * _SLOT.size
                 owner, index, _ = _SLOT.unpack_from(self._map, offset)
@@ -79,7 +55,7 @@ class SharedInflight:
     def acquire(self, key: str, allowed: int) -> bool:
         """Count one more request of ``key`` unless the node's processes
         already have ``allowed`` in flight."""
-        with self._locked():
+        with self._table:
             total = sum(self._find(_hash(key, i))[1] for i in range(self.processes))
             if total >= allowed:
                 return False
@@ -91,7 +67,7 @@ class SharedInflight:
 
     def release(self, key: str) -> None:
         """Count one request of ``key`` less (of this process)."""
-        with self._locked():
+        with self._table:
             h = _hash(key, self.index)
             offset, count = self._find(h)
             if offset < 0 or count == 0:
@@ -103,7 +79,7 @@ class SharedInflight:
 
     def in_flight(self, key: str) -> int:
         """Requests of ``key`` in flight on the node."""
-        with self._locked():
+        with self._table:
             return sum(self._find(_hash(key, i))[1] for i in range(self.processes))
 
     def _find(self, h: int) -> tuple[int, int]:
