@@ -63,7 +63,7 @@ def write_config(
     in the environment overrides it for every node: the whole suite against
     nodes with worker processes.  That run is not the default yet: under the
     full suite's load it has twice seen a web request get no answer for 60 s
-    (not reproduced in 76 reruns of those tests; see the README).
+    (not reproduced in 7 reruns of each of those tests; see the README).
     """
     ports = {name: free_port() for name in ("web", "s3", "sftp", "transport")}
     path.write_text(
