@@ -35,6 +35,7 @@ import posixpath
 from typing import Any
 
 from storage import errors
+from storage.audit import ACTIONS
 from storage.buckets import BucketService
 from storage.drive import Drive, Scope
 from storage.events import TEAM_TYPES, Event
@@ -42,13 +43,12 @@ from storage.webhooks import InvalidWebhook, body_of
 
 log = logging.getLogger(__name__)
 PREFIX = "whd"
-TO_CORE = {"file.created": "object.created", "file.updated": "object.updated",
-           "file.deleted": "object.deleted", "file.shared": "share.created",
-           "folder.created": "object.created", "team.member_added": "team.member_added",
-           "team.member_removed": "team.member_removed"}
-FROM_CORE = {"object.updated": "file.updated", "object.deleted": "file.deleted",
-             "share.created": "file.shared", "team.member_added": "team.member_added",
-             "team.member_removed": "team.member_removed"}
+# The document's webhook events by core type, under the audit log's names
+# (one table of them); object.created is file.created or folder.created.
+FROM_CORE = {core: ACTIONS[core] for core in ("object.updated", "object.deleted",
+                                              "share.created", *sorted(str(t) for t in TEAM_TYPES))}
+TO_CORE = {"file.created": "object.created", "folder.created": "object.created",
+           **{name: core for core, name in FROM_CORE.items()}}
 # The team roles of the model (storage/teams.py) under the document's names.
 ROLE_NAMES = {"admin": "admin", "write": "editor", "read": "viewer"}
 
