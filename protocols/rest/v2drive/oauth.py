@@ -170,9 +170,7 @@ class OAuthEndpoints:
             form = await read_form()
             client, scopes = await self._checked({**form, "response_type": "code",
                                                   "code_challenge_method": "S256"})
-        except OAuthError as exc:
-            return page("Cannot authorize", f"<p>{html.escape(exc.message)}</p>", 400)
-        except _PageError as exc:
+        except (OAuthError, _PageError) as exc:
             return page("Cannot authorize", f"<p>{html.escape(exc.message)}</p>", 400)
         except _Redirect as exc:
             return exc.response()
