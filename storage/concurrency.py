@@ -5,8 +5,8 @@ Business 50).  Counting requests in flight cluster-wide would put two
 round trips to the shared database on every request (one to enter, one to
 leave) and leak a slot for good whenever a node dies mid-request.  So, as
 :mod:`storage.ratelimit` does for request rates, each node enforces its
-share of the limit: ``ceil(limit / N)``, N being the number of nodes (or
-serving processes) it sees, :data:`storage.ratelimit.NODES`, read on every
+share of the limit: ``ceil(limit / N)``, N being the number of nodes it
+sees up, :data:`storage.ratelimit.NODES`, read on every
 acquire so the share follows the cluster as it changes.  Error bound: the
 cluster admits at most ``N * ceil(limit / N)`` (the limit, plus at most N-1)
 requests of a key at once when they are spread over the nodes; a client that
