@@ -48,6 +48,7 @@ from cluster.worker_link import (
     LOCKS_DIR,
     RATE_TABLE,
     WEB_SOCKET,
+    WRITE_SOCKET,
     LinkHub,
 )
 from config import Settings
@@ -61,6 +62,7 @@ from storage import admin_queries as queries
 from storage import concurrency, ratelimit
 from storage.bridge import AsyncioBridge
 from storage.db import Database
+from storage.write_relay import WriteRelayServer
 
 # hypercorn's trio worker reads its sockets 64 KiB at a time (a module constant,
 # not a Config field), so a request body reached the app as 64 KiB messages,
@@ -317,6 +319,9 @@ async def run_node(
             if workers > 1:
                 hub = LinkHub(services.trace, services.events)
                 await nursery.start(hub.serve, os.path.join(link_dir, LINK_SOCKET))
+                if db.dialect == "sqlite":  # the secondaries' hot writes
+                    relay = WriteRelayServer(db.write)
+                    await nursery.start(relay.serve, os.path.join(link_dir, WRITE_SOCKET))
                 listening = Listening(shared=True, web_socket=os.path.join(link_dir, WEB_SOCKET))
             async with trio.open_nursery() as listeners:
                 await start_listeners(listeners, services, shutdown, build_apps(services),

@@ -8,8 +8,9 @@ heartbeat, no transport listener for peers, no maintenance, webhook, import
 or image-cache workers.  It is a client of the blob layer like the primary
 (chunks to the local chunk directory, whose writes are temp file + rename
 with random temp names, and to peers over the transport), keeps its own
-metadata connections (SQLite: its own group-commit writer; the busy timeout
-and BEGIN IMMEDIATE queue the processes' writes) and refreshes its own view
+metadata connections (on SQLite, its object commits go to the primary's
+writer: storage/write_relay.py; its other writes have their own writer,
+queued behind the others by SQLite's lock) and refreshes its own view
 of layout and membership from the database.
 
 What belongs to the node rather than the process goes to the primary:
@@ -40,12 +41,13 @@ from cluster.node import (
 )
 from cluster.services import NodeServices, build_services
 from cluster.supervisor import ready_line
-from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, LinkClient
+from cluster.worker_link import LINK_SOCKET, WEB_SOCKET, WRITE_SOCKET, LinkClient
 from config import Settings
 from storage.bridge import AsyncioBridge
 from storage.db import Database
 from storage.errors import ServiceUnavailable
 from storage.ratelog import ThrottledLog
+from storage.write_relay import WriteRelayClient
 
 log = logging.getLogger("cloudstorage.workers")
 
@@ -102,6 +104,10 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
             nursery.start_soon(_watch_parent, nursery.cancel_scope.cancel)
             link = LinkClient(services.trace, services.events, index)
             await nursery.start(link.run, os.path.join(link_dir, LINK_SOCKET))
+            if db.dialect == "sqlite":
+                relay = WriteRelayClient()
+                await nursery.start(relay.run, os.path.join(link_dir, WRITE_SOCKET))
+                db.relay_writes(relay)
             if services.view is not None:
                 await services.view.refresh()
             nursery.start_soon(_refresh_view, services)

@@ -10,6 +10,8 @@ asyncpg connection (:mod:`storage.pg_direct`).  :meth:`Database.write` runs a
 write transaction written as steps (:data:`storage.sql.UnitOfWork`): on
 SQLite on the group-committing writer (:mod:`storage.sqlite_writer`), on
 PostgreSQL group-committed through the bridge (:mod:`storage.pg_direct`).
+In a node's secondary worker process on SQLite, the hot writes go to the
+primary's writer instead (:mod:`storage.write_relay`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from storage.pg_direct import PgDirect
 from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
+from storage.write_relay import WriteRelayClient, is_relayable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -162,6 +165,7 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
         self._reader: SqliteReader | None = None
         self._writer: SqliteWriter | None = None
+        self._relay: WriteRelayClient | None = None
         self._pg: PgDirect | None = None
         if self.dialect == "postgres":
             logging.getLogger("asyncpg.pool").addFilter(_POOL_LOG_FILTER)
@@ -290,6 +294,8 @@ class Database:
         databases.
         """
         try:
+            if self._relay is not None and self._relay.connected and is_relayable(fn):
+                return await self._relay.write(fn, *args, **kwargs)
             if self._writer is not None:
                 try:
                     return await self._writer.run(fn(*args, **kwargs))
@@ -309,6 +315,11 @@ class Database:
             if (away := self._unavailable(exc)) is None:
                 raise
             raise away from exc
+
+    def relay_writes(self, relay: WriteRelayClient) -> None:
+        """Have another process (this node's primary) run the relayable
+        writes (:mod:`storage.write_relay`) while ``relay`` is connected."""
+        self._relay = relay
 
     def _unavailable(self, exc: Exception) -> ServiceUnavailable | None:
         """A ServiceUnavailable if ``exc`` means the database is away (logged

@@ -26,6 +26,7 @@ from storage.object_types import (
     WriteCondition,
     new_version_id,
 )
+from storage.write_relay import relayable
 
 DEFAULT_RETENTION = versions.Retention()
 
@@ -100,6 +101,7 @@ def _row(bucket: BucketInfo, key: str, version_id: str, fields: dict[str, Any],
     }
 
 
+@relayable
 def commit_steps(
     bucket: BucketInfo,
     key: str,
@@ -308,6 +310,7 @@ async def set_tags_steps(
         raise errors.NoSuchVersion(version_id=version_id)
 
 
+@relayable
 def delete_version_steps(
     bucket: BucketInfo, key: str, version_id: str, condition: WriteCondition | None,
     emitted: list[Event], origin: str,
@@ -343,6 +346,7 @@ def delete_version_steps(
     return DeleteResult(version_id=version_id, delete_marker=bool(gone[0]["is_delete_marker"]))
 
 
+@relayable
 def delete_unversioned_steps(
     bucket: BucketInfo, key: str, condition: WriteCondition | None, emitted: list[Event],
     origin: str,
