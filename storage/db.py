@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
+import outcome
 import trio
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
@@ -315,6 +316,33 @@ class Database:
             if (away := self._unavailable(exc)) is None:
                 raise
             raise away from exc
+
+    async def write_many(
+        self, calls: list[tuple[Callable[..., sql.UnitOfWork[Any]], tuple[Any, ...],
+                                dict[str, Any]]]
+    ) -> list[outcome.Outcome]:
+        """Run each ``fn(*args, **kwargs)`` of ``calls`` as :meth:`write`
+        would, committed together at once on SQLite; their outcomes, in order."""
+        if self._writer is None:
+            return [await outcome.acapture(self.write, fn, *args, **kwargs)
+                    for fn, args, kwargs in calls]
+        try:
+            results = await self._writer.run_many(
+                [fn(*args, **kwargs) for fn, args, kwargs in calls])
+        except Exception as exc:
+            away = self._unavailable(exc)
+            return [outcome.Error(away or exc)] * len(calls)
+        return [self._mapped(result) for result in results]
+
+    def _mapped(self, result: outcome.Outcome) -> outcome.Outcome:
+        """A SQLite unit's outcome with its error as :meth:`write` raises it."""
+        if not isinstance(result, outcome.Error):
+            return result
+        exc = result.error
+        if isinstance(exc, sqlite3.IntegrityError):
+            return outcome.Error(IntegrityError(str(exc)))
+        away = self._unavailable(exc) if isinstance(exc, Exception) else None
+        return result if away is None else outcome.Error(away)
 
     def relay_writes(self, relay: WriteRelayClient) -> None:
         """Have another process (this node's primary) run the relayable

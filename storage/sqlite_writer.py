@@ -201,6 +201,29 @@ class SqliteWriter:
         assert job.result is not None
         return job.result.unwrap()
 
+    async def run_many(self, works: list[UnitOfWork[Any]]) -> list[outcome.Outcome]:
+        """Run ``works`` now, each in its own savepoint of one transaction
+        (with the units already queued); their outcomes, in order.
+
+        Unlike :meth:`run`, the caller does not wait a scheduling round for
+        others to join: ``works`` is already a group (storage/write_relay.py).
+        """
+        if self._inline is None:
+            for work in works:
+                work.close()
+            raise WriterClosed("the SQLite writer is not open")
+        jobs = [_Job(work) for work in works]
+        leading = not self._pending
+        self._pending.extend(jobs)
+        with trio.CancelScope(shield=True):
+            if leading:
+                group, self._pending = self._pending, []
+                await self._commit(group)
+            else:  # the queued units' leader commits these with them
+                for job in jobs:
+                    await job.done.wait()
+        return [job.result for job in jobs if job.result is not None]
+
     async def _commit(self, group: list[_Job]) -> None:
         try:
             try:

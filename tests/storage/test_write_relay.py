@@ -58,15 +58,15 @@ async def relay(db_path, tmp_path) -> AsyncIterator[tuple[WriteRelayClient, list
     writer.open()
     ran: list[Any] = []
 
-    async def write(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        ran.append(fn)
-        return await writer.run(fn(*args, **kwargs))
+    async def write_many(calls: list[Any]) -> list[Any]:
+        ran.extend(fn for fn, _, _ in calls)
+        return await writer.run_many([fn(*args, **kwargs) for fn, args, kwargs in calls])
 
     socket_path = str(tmp_path / "write.sock")
     client = WriteRelayClient()
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(WriteRelayServer(write).serve, socket_path)
+            await nursery.start(WriteRelayServer(write_many).serve, socket_path)
             await nursery.start(client.run, socket_path)
             yield client, ran
             nursery.cancel_scope.cancel()
@@ -123,9 +123,10 @@ async def test_only_marked_units_are_run(relay, db_path):
 async def test_waiting_writes_fail_when_the_link_breaks(tmp_path):
     started, release = trio.Event(), trio.Event()
 
-    async def write(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def write_many(calls: list[Any]) -> list[Any]:
         started.set()
         await release.wait()
+        return []
 
     socket_path = str(tmp_path / "write.sock")
     client = WriteRelayClient()
@@ -144,7 +145,7 @@ async def test_waiting_writes_fail_when_the_link_breaks(tmp_path):
 
         async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             with server_scope:
-                await WriteRelayServer(write).serve(socket_path, task_status=task_status)
+                await WriteRelayServer(write_many).serve(socket_path, task_status=task_status)
 
         await outer.start(serve)
         await outer.start(client.run, socket_path)
