@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pickle
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ _HEADER = struct.Struct(">I")
 # Largest frame accepted: a commit's arguments are a few kilobytes (a 4 KiB
 # object is stored inline, and more is never inline).
 MAX_FRAME = 16 * 1024 * 1024
-# Most frames one write joins.
+# Most requests one group commit of the relay joins.
 WRITE_BATCH = 256
 
 
@@ -73,12 +74,53 @@ class LinkLost(ServiceUnavailable):
     """The link to the node's primary process broke before the answer came."""
 
 
-class _Frames:
-    """Length-prefixed pickles over a trio stream."""
+class _Link:
+    """A connected non-blocking Unix socket carrying length-prefixed pickles.
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
+    Read and written with trio's low-level waits and no checkpoint when the
+    call completes at once (the usual case), as protocols/http_server.py
+    does: every scheduling round a relayed commit waits for is a round its
+    client waits too.  Frames sent by several tasks go out whole and in
+    order: one task at a time writes, the others append to its buffer.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
         self._buf = bytearray()
+        self._out = bytearray()
+        self._sending = False
+
+    async def send(self, frame: bytes) -> None:
+        """Send ``frame`` (or leave it to the task already sending)."""
+        self._out += frame
+        if self._sending:
+            return
+        self._sending = True
+        try:
+            while self._out:
+                try:
+                    sent = self.sock.send(self._out)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.sock)
+                    continue
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"write relay: {exc}") from exc
+                del self._out[:sent]
+        finally:
+            self._sending = False
+
+    async def _receive_some(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(262144)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.sock)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"write relay: {exc}") from exc
+
+    def close(self) -> None:
+        self.sock.close()
 
     async def read(self) -> Any:
         """The next object; None at end of stream."""
@@ -94,7 +136,7 @@ class _Frames:
                 batch.append(value)
             if batch:
                 return batch
-            chunk = await self.stream.receive_some(262144)
+            chunk = await self._receive_some()
             if not chunk:
                 return []
             self._buf += chunk
@@ -119,19 +161,6 @@ _NOTHING = object()
 def _frame(value: Any) -> bytes:
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
-
-
-async def _send_batches(stream: trio.abc.Stream,
-                        receive: trio.MemoryReceiveChannel[bytes]) -> None:
-    """Write queued frames, joining those that queued meanwhile."""
-    async for first in receive:
-        batch = [first]
-        while len(batch) < WRITE_BATCH:
-            try:
-                batch.append(receive.receive_nowait())
-            except trio.WouldBlock:
-                break
-        await stream.send_all(b"".join(batch))
 
 
 def _resolve(module: str, qualname: str) -> Callable[..., Any]:
@@ -163,22 +192,31 @@ class WriteRelayServer:
 
     async def serve(self, path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the Unix socket ``path`` until cancelled."""
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await sock.bind(path)
-        sock.listen(16)
-        task_status.started()
-        await trio.serve_listeners(self._handle, [trio.SocketListener(sock)])
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        frames = _Frames(stream)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            while requests := await frames.read_batch(WRITE_BATCH):
-                await stream.send_all(b"".join(await self._run(requests)))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError,
-                pickle.UnpicklingError) as exc:
+            listener.bind(path)
+            listener.listen(16)
+            listener.setblocking(False)
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                while True:
+                    await trio.lowlevel.wait_readable(listener)
+                    try:
+                        conn, _ = listener.accept()
+                    except BlockingIOError:
+                        continue
+                    nursery.start_soon(self._handle, _Link(conn))
+        finally:
+            listener.close()
+
+    async def _handle(self, link: _Link) -> None:
+        try:
+            while requests := await link.read_batch(WRITE_BATCH):
+                await link.send(b"".join(await self._run(requests)))
+        except (trio.BrokenResourceError, ValueError, pickle.UnpicklingError) as exc:
             log.warning("write relay link closed: %s", exc)
         finally:
-            await trio.aclose_forcefully(stream)
+            link.close()
 
     async def _run(self, requests: list[tuple[Any, ...]]) -> list[bytes]:
         calls, answers = [], []
@@ -212,34 +250,35 @@ class WriteRelayClient:
     def __init__(self) -> None:
         self._next = 0
         self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
-        self._send: trio.MemorySendChannel[bytes] | None = None
+        self._link: _Link | None = None
 
     @property
     def connected(self) -> bool:
         """Whether writes go to the primary now."""
-        return self._send is not None
+        return self._link is not None
 
     async def run(self, path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect to the primary's relay at ``path`` and serve until cancelled."""
-        stream = await trio.open_unix_socket(path)
-        send, receive = trio.open_memory_channel[bytes](1024)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_send_batches, stream, receive)
-                self._send = send
-                task_status.started()
-                await self._receive(_Frames(stream))
-                nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError,
-                pickle.UnpicklingError) as exc:
+            await sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        link = _Link(socket.socket(fileno=sock.detach()))
+        try:
+            self._link = link
+            task_status.started()
+            await self._receive(link)
+        except (trio.BrokenResourceError, ValueError, pickle.UnpicklingError) as exc:
             log.warning("write relay to the primary lost: %s", exc)
         finally:
-            self._send = None
+            self._link = None
             self._fail_waiting()
-            await trio.aclose_forcefully(stream)
+            link.close()
 
-    async def _receive(self, frames: _Frames) -> None:
-        while (answer := await frames.read()) is not None:
+    async def _receive(self, link: _Link) -> None:
+        while (answer := await link.read()) is not None:
             ident, ok, value, outs = answer
             waiter = self._waiting.pop(ident, None)
             if waiter is None:
@@ -263,7 +302,8 @@ class WriteRelayClient:
         must learn whether its write committed.  List arguments get the
         contents the unit left in them.
         """
-        if self._send is None:
+        link = self._link
+        if link is None:
             raise LinkLost("The node's primary process is not reachable; please retry.",
                            cause="database", detail="write relay not connected")
         self._next += 1
@@ -273,8 +313,8 @@ class WriteRelayClient:
         self._waiting[ident] = (done, slot)
         with trio.CancelScope(shield=True):
             try:
-                await self._send.send(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await link.send(frame)
+            except trio.BrokenResourceError:
                 self._waiting.pop(ident, None)
                 raise LinkLost("The node's primary process went away; please retry.",
                                cause="database", detail="write relay closed") from None
