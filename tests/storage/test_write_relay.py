@@ -4,7 +4,6 @@ real SQLite group-commit writer."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import trio
 from storage import errors, sql
 from storage.sqlite_writer import SqliteWriter
 from storage.write_relay import LinkLost, WriteRelayClient, WriteRelayServer, relayable
+from tests.storage.test_sqlite_writer import _rows, _schema
 
 pytestmark = pytest.mark.trio
 
@@ -36,17 +36,10 @@ def unmarked_steps(key: str) -> sql.UnitOfWork[None]:
     yield (sql.EXECUTE, "INSERT INTO t (k, v) VALUES (?, 0)", (key,))
 
 
-def _rows(path: str) -> dict[str, int]:
-    with sqlite3.connect(path) as conn:
-        return dict(conn.execute("SELECT k, v FROM t").fetchall())
-
-
 @pytest.fixture
 def db_path(tmp_path):
     path = str(tmp_path / "meta.sqlite3")
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    _schema(path).close()  # table t (k, v, parent)
     return path
 
 
