@@ -11,8 +11,11 @@ Relayed, a PUT costs 430-465 us (the pickles and the socket), and the
 node took 2,650-2,750 PUTs/s instead of 1,700-2,400 (bench/s3_bench.py's
 load generator on the same two cores).  That is no more than one process
 takes: the primary, which also serves its share of the connections, runs
-at 98% of a core while the secondary waits on it at 28%.  Small writes
-scale with processes only once the primary serves fewer clients.
+at 98% of a core while the secondary waits on it at 28%.  A primary
+serving no S3 client at all (an experiment, two serving secondaries) did
+no better, 2,400-2,650 PUTs/s with no process saturated: with 16
+connections a relayed PUT waits on the scheduling rounds of two busy
+event loops, so small writes are bound by that latency, not by CPU.
 
 So a secondary sends its object commits and deletes to the primary, whose
 group-commit writer (storage/sqlite_writer.py) runs them with its own, joining
