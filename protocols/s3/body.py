@@ -93,6 +93,9 @@ class BodyReader:
             self._computed[compute] = cks.make_checksummer(compute)
         self.checksums: dict[str, str] = {}
         self.received = 0
+        # The hex SHA-256 of the whole payload once the iteration checked it
+        # against the signed one (None before, and for other payload modes).
+        self.verified_sha256: str | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -135,6 +138,7 @@ class BodyReader:
             trailers = decoder.trailers
         if sha is not None:
             check_payload_sha256(self.payload_hash, sha.hexdigest())
+            self.verified_sha256 = self.payload_hash.lower()
         for alg, (summer, expected) in self._summers.items():
             value = expected if expected is not None else trailers.get(f"x-amz-checksum-{alg}")
             if value is None:

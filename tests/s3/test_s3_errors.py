@@ -181,6 +181,25 @@ def test_checksum_and_digest_mismatches_store_nothing(raw, s3, bucket):
         assert_absent(s3, bucket, f"bad{i}")
 
 
+def test_a_signed_one_chunk_body_is_stored_under_its_verified_hash(raw, node, s3, bucket):
+    # One chunk past the inline limit: its id is the signed payload hash,
+    # taken only once the body was checked against it.
+    data = os.urandom(300_000)
+    status, _, _ = raw.request("PUT", f"/{bucket}/one-chunk", body=data)
+    assert status == 200
+    files = list(node.data_dir.rglob(sha256_hex(data)))
+    assert len(files) == 1 and files[0].read_bytes() == data
+    assert s3.get_object(Bucket=bucket, Key="one-chunk")["Body"].read() == data
+    # A body that is not what it claims leaves nothing under the claimed id,
+    # which other objects with those bytes would otherwise share.
+    claimed = sha256_hex(b"claimed")
+    status, _, body = raw.request("PUT", f"/{bucket}/liar", body=os.urandom(300_000),
+                                  payload_hash=claimed)
+    assert status == 400 and parse_error(body)["Code"] == "XAmzContentSHA256Mismatch"
+    assert not list(node.data_dir.rglob(claimed))
+    assert_absent(s3, bucket, "liar")
+
+
 def test_aws_chunked_signed_and_trailer(raw, s3, bucket):
     data = os.urandom(200_000)
     # Signed chunks, verified one by one (Content-Length is left unsigned: it

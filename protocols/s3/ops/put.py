@@ -41,6 +41,7 @@ async def put_object(ctx: Ctx) -> Response:
         bucket, req.key, reader, content_type=content_type, user_metadata=meta,
         headers=stored, checksums=reader.checksums, content_md5=md5,
         expected_size=reader.size, tags=tags, condition=condition,
+        body_sha256=lambda: reader.verified_sha256,
     )
     headers = [("etag", s3xml.quote_etag(info.etag)), *written_version_headers(info)]
     headers += [(f"x-amz-checksum-{alg}", v) for alg, v in reader.checksums.items()]
