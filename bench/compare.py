@@ -16,7 +16,8 @@ SigV4 on trio, requests signed before the clock starts):
   one node (SQLite metadata, rf=1, rate limits off) against
   ``rclone serve s3`` on a temp dir (bench/refs.py) -- PUT/GET 4 KiB c=16,
   PUT/GET 1 MiB c=8, PUT/GET 64 MiB c=2, LIST 10,000 keys, multipart 256 MiB;
-  then a 3-node cluster (rf=3, w=2, same machine) against that single node:
+  then a 3-node cluster (rf=3, w=2, same machine, each node with the same
+  worker processes) against that single node:
   PUT/GET 1 MiB c=8.
 SFTP (OpenSSH ``sftp`` in batch mode, aes128-gcm@openssh.com, key auth):
   the same node against OpenSSH's ``sftp-server`` under a throwaway sshd --
@@ -316,15 +317,17 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
         run_workers(root, node, args)
     specs = [(f"node{i}", f"dc{i}") for i in (1, 2, 3)]
     cluster_root = root / "cluster"
+    # Each node as the single one is: the ratio is about replication, not
+    # about how many processes a node runs.
     with started(start_nodes(cluster_root, f"sqlite://{cluster_root / 'meta.sqlite3'}",
-                             specs, node_extra(3, 3, 2))) as nodes:
+                             specs, node_extra(3, 3, 2), workers=args.workers)) as nodes:
         print(f"S3: 3-node cluster via {nodes[0].s3_url}", flush=True)
         rows = trio.run(cluster_compare, client_of(node), client_of(nodes[0]),
                         sizes.cluster_objects, args.repeat)
     print_table(
         "S3: 3-node cluster vs one node", rows,
-        ["this server: 3 node processes on this machine (rf=3, w=2, one disk, shared "
-         "SQLite metadata), every request to node1",
+        [f"this server: 3 nodes on this machine ({workers_of(args)} worker processes "
+         "each, rf=3, w=2, one disk, shared SQLite metadata), every request to node1",
          "reference: the single node of the table above (rf=1)",
          "client: as above"],
         "one node",

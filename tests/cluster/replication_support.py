@@ -44,13 +44,14 @@ gc_interval = {interval}
 
 
 def start_nodes(
-    root: Path, db_url: str, specs: list[tuple[str, str]], extra: str
+    root: Path, db_url: str, specs: list[tuple[str, str]], extra: str, *, workers: int = 1,
 ) -> list[NodeProcess]:
-    """Prepare and start one process per (node id, zone); all share DB and secret."""
+    """Prepare and start one node per (node id, zone), of ``workers``
+    processes each; all share DB and secret."""
     nodes = []
     for node_id, zone in specs:
         node = prepare_node(root / node_id, db_url, node_id, secret_file=root / "cluster.secret",
-                            zone=zone, extra=extra)
+                            zone=zone, extra=extra, workers=workers)
         nodes.append(node)
     for node in nodes:
         node.start()
