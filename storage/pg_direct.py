@@ -168,6 +168,10 @@ class PgDirect:
         except asyncpg.PostgresError:
             healthy = True  # the server refused a statement: the connection is fine
             raise
+        except asyncpg.InterfaceError as exc:
+            if conn.is_closed():  # lost under the read: the database is away
+                raise ConnectionResetError("the PostgreSQL connection was closed") from exc
+            raise
         finally:
             self._readers.release(conn, healthy)
 
@@ -283,8 +287,11 @@ class _Readers:
         next one released."""
         if self._closed:
             raise ConnectionError("the PostgreSQL connections are closed")
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._open -= 1  # the server closed it while it was idle
         if self._open < READ_CONNECTIONS:
             self._open += 1
             try:
