@@ -105,3 +105,24 @@ def running_node(tmp_path: Path) -> Iterator[NodeProcess]:
     """A real ``cloudstorage serve`` process on free ports, SQLite metadata."""
     with started_node(tmp_path) as node:
         yield node
+
+
+# How much of each node's log a failure report shows.
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test's report ends with the log tail of every node it started
+    (a timeout's cause is in the node's log, not in the client's traceback)."""
+    from tests import harness
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for node in harness.STARTED:
+            tail = node.read_log().splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"node {node.node_id} log ({node.log})", "\n".join(tail)))
+    if report.when == "teardown":  # a module's node stays listed while it runs
+        harness.STARTED[:] = [n for n in harness.STARTED
+                              if n.process is not None and n.process.poll() is None]

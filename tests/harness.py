@@ -113,6 +113,12 @@ def parse_credentials(output: str) -> tuple[str, str]:
     return ak.group(1), sk.group(1)
 
 
+# Nodes started during the current test, whose logs a failure report shows
+# (tests/conftest.py): a node's log is kept in the test's temp dir, which
+# pytest removes a few runs later.
+STARTED: list[NodeProcess] = []
+
+
 @dataclass
 class NodeProcess:
     """A running ``cloudstorage serve`` process."""
@@ -149,6 +155,7 @@ class NodeProcess:
         assert self.log is not None
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         logf = open(self.log, "a")  # noqa: SIM115 - handed to the child
+        STARTED.append(self)
         self.process = subprocess.Popen(
             [*CLI, "serve", "--config", str(self.config)], cwd=REPO, stdout=logf,
             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
