@@ -21,10 +21,12 @@ hypercorn answers 400 (or the parser's 501/505) and closes the connection.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import h11
 import hypercorn.protocol
+from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
 
 from protocols.http1 import ProtocolError, ServerConnection
@@ -55,12 +57,31 @@ class StrictConnection(h11.Connection):
 
 
 class StrictH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol over a :class:`StrictConnection`."""
+    """hypercorn's HTTP/1.1 protocol over a :class:`StrictConnection`, which
+    also closes a connection whose request was answered before its body came.
+
+    An app may answer without reading the body (a ``before_request`` hook
+    refusing the request).  When the body then arrived after the answer,
+    hypercorn kept the connection open without serving it: the client's next
+    request on it waited until the client timed out (seen as 60-second web
+    timeouts in the test suite, under load, where a body can trail its head).
+    Such an answer now says ``Connection: close`` and the connection ends
+    with it, as servers do for a body they will not read.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connection = StrictConnection(
             h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size)
+
+    async def stream_send(self, event: Any) -> None:
+        """hypercorn's, with ``Connection: close`` on a final response that
+        starts while the request's body is still arriving."""
+        if (isinstance(event, Response) and event.status_code >= 200
+                and self.connection.their_state is h11.SEND_BODY):
+            headers = [(k, v) for k, v in event.headers if k.lower() != b"connection"]
+            event = replace(event, headers=[*headers, (b"connection", b"close")])
+        await super().stream_send(event)
 
 
 def install() -> None:

@@ -210,6 +210,31 @@ def test_a_second_request_on_the_connection_is_vetted_too(edge_node: NodeProcess
     assert rest is not None and answer.count(b"HTTP/1.1 ") == 2 and closed, answer
 
 
+def test_an_answer_before_the_body_closes_the_connection(edge_node: NodeProcess) -> None:
+    # Refused by a before_request hook (billing is not configured) as soon as
+    # the head arrived: the body, sent later, must not leave the connection
+    # open and deaf.  hypercorn kept it open, and the client's next request
+    # on it waited forever (the suite's 60-second web timeouts).
+    body = b'{"planName": "1tb"}'
+    head = (b"POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection(("127.0.0.1", edge_node.ports["web"]), timeout=10) as s:
+        s.sendall(head)
+        answer = b""
+        while not _complete(answer):
+            piece = s.recv(65536)
+            assert piece, answer
+            answer += piece
+        status, error = _status_and_json(answer)
+        assert status == 503 and error["error"] == "BillingNotConfigured"
+        assert b"\r\nconnection: close\r\n" in answer.partition(b"\r\n\r\n")[0].lower() + b"\r\n"
+        s.sendall(body + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        rest = b""
+        while piece := s.recv(65536):  # closed by the server, not left hanging
+            rest += piece
+        assert b"HTTP/1.1" not in rest  # the request after it was not taken
+
+
 def test_plain_requests_still_pass(edge_node: NodeProcess) -> None:
     # Repeated equal Content-Length fields and a chunked body remain fine.
     body = b'{"email":"nobody@example.com","password":"x"}'
