@@ -26,7 +26,8 @@ from typing import Any
 
 import h11
 import hypercorn.protocol
-from hypercorn.protocol.events import Response
+from hypercorn.events import Closed
+from hypercorn.protocol.events import EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 
 from protocols.http1 import ProtocolError, ServerConnection
@@ -65,8 +66,10 @@ class StrictH11Protocol(H11Protocol):
     hypercorn kept the connection open without serving it: the client's next
     request on it waited until the client timed out (seen as 60-second web
     timeouts in the test suite, under load, where a body can trail its head).
-    Such an answer now says ``Connection: close`` and the connection ends
-    with it, as servers do for a body they will not read.
+    Such an answer now says ``Connection: close`` and the connection is
+    closed as soon as the answer is out (hypercorn would wait for the app's
+    stream to end, which may wait for that body), as servers do for a body
+    they will not read.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -82,6 +85,10 @@ class StrictH11Protocol(H11Protocol):
             headers = [(k, v) for k, v in event.headers if k.lower() != b"connection"]
             event = replace(event, headers=[*headers, (b"connection", b"close")])
         await super().stream_send(event)
+        if isinstance(event, EndBody) and self.connection.our_state is h11.MUST_CLOSE:
+            # hypercorn would close only once the app's stream ends, which
+            # may wait for the body that is still on its way.
+            await self.send(Closed())
 
 
 def install() -> None:
