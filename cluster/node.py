@@ -62,6 +62,8 @@ from storage import admin_queries as queries
 from storage import concurrency, ratelimit
 from storage.bridge import AsyncioBridge
 from storage.db import Database
+from storage.shared_buckets import SharedBuckets
+from storage.shared_inflight import SharedInflight
 from storage.write_relay import WriteRelayServer
 
 # hypercorn's trio worker reads its sockets 64 KiB at a time (a module constant,
@@ -258,8 +260,10 @@ def share_node_state(services: NodeServices, workers: int, link_dir: str = "",
     if view is not None:
         ratelimit.NODES.use(lambda: sum(1 for alive in view.up.values() if alive))
     if workers > 1 and link_dir:
-        ratelimit.SHARED.attach(os.path.join(link_dir, RATE_TABLE))
-        concurrency.SHARED.attach(os.path.join(link_dir, INFLIGHT_TABLE), index, workers)
+        ratelimit.SHARED.attach(SharedBuckets(os.path.join(link_dir, RATE_TABLE)))
+        inflight = SharedInflight(os.path.join(link_dir, INFLIGHT_TABLE), index, workers)
+        inflight.claim()  # what a crashed process of this index left counted
+        concurrency.SHARED.attach(inflight)
         services.node_locks.attach(os.path.join(link_dir, LOCKS_DIR))
 
 

@@ -29,31 +29,13 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from storage.mapped_table import Attachment
 from storage.ratelimit import NODES
 from storage.shared_inflight import SharedInflight
 
-
-class SharedCounts:
-    """Where this process counts: in memory (None) or in the node's table,
-    which the composition root attaches."""
-
-    def __init__(self) -> None:
-        self.table: SharedInflight | None = None
-
-    def attach(self, path: str, index: int, processes: int) -> None:
-        """Count in the node's table at ``path`` as process ``index``."""
-        table = SharedInflight(path, index, processes)
-        table.claim()
-        self.table = table
-
-    def detach(self) -> None:
-        """Back to counting in memory."""
-        table, self.table = self.table, None
-        if table is not None:
-            table.close()
-
-
-SHARED = SharedCounts()
+# Where this process counts: in memory, or in the node's shared table once
+# the composition root attaches one.
+SHARED: Attachment[SharedInflight] = Attachment()
 
 
 class Slot:
@@ -73,7 +55,7 @@ class ConcurrencyLimiter:
     """Requests in flight per key, each key limited to this node's share."""
 
     def __init__(self, nodes: Callable[[], int] = NODES,
-                 shared: SharedCounts = SHARED) -> None:
+                 shared: Attachment[SharedInflight] = SHARED) -> None:
         self._nodes = nodes
         self._shared = shared
         self._lock = threading.Lock()  # cheap; the limiter may be shared across threads

@@ -9,12 +9,40 @@ import hashlib
 import mmap
 import os
 import threading
+from typing import Generic, Protocol, TypeVar
 
 
 def slot_hash(*parts: str) -> int:
     """A 64-bit slot hash of ``parts`` (never 0, which marks a free slot)."""
     digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") or 1
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class Attachment(Generic[C]):
+    """Where a limiter of this process counts: in memory (``table`` None) or
+    in one of its node's shared tables, which the composition root attaches
+    (storage/ratelimit.py, storage/concurrency.py)."""
+
+    def __init__(self) -> None:
+        self.table: C | None = None
+
+    def attach(self, table: C) -> None:
+        """Count in ``table`` from now on."""
+        self.detach()
+        self.table = table
+
+    def detach(self) -> None:
+        """Back to counting in memory (the table is closed)."""
+        table, self.table = self.table, None
+        if table is not None:
+            table.close()
 
 
 class MappedTable:

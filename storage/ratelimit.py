@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage import errors
+from storage.mapped_table import Attachment
 from storage.shared_buckets import SharedBuckets, key_hash
 
 
@@ -56,25 +57,9 @@ class NodeCount:
 NODES = NodeCount()
 
 
-class SharedTable:
-    """Where this process keeps its buckets: in memory (None) or in the
-    node's shared table, which the composition root attaches."""
-
-    def __init__(self) -> None:
-        self.table: SharedBuckets | None = None
-
-    def attach(self, path: str) -> None:
-        """Keep every limiter's buckets in the node's table at ``path``."""
-        self.table = SharedBuckets(path)
-
-    def detach(self) -> None:
-        """Back to in-memory buckets."""
-        table, self.table = self.table, None
-        if table is not None:
-            table.close()
-
-
-SHARED = SharedTable()
+# Where this process keeps its buckets: in memory, or in the node's shared
+# table once the composition root attaches one.
+SHARED: Attachment[SharedBuckets] = Attachment()
 
 
 @dataclass
@@ -93,7 +78,8 @@ class RateLimiter:
     """
 
     def __init__(self, rate: int, per: float, *, name: str = "", max_keys: int = 100_000,
-                 nodes: Callable[[], int] = NODES, shared: SharedTable = SHARED) -> None:
+                 nodes: Callable[[], int] = NODES,
+                 shared: Attachment[SharedBuckets] = SHARED) -> None:
         self.rate = max(rate, 1)
         self.per = per
         # The limiter's part of a shared slot's hash: the same in every process

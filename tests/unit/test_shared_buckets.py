@@ -7,14 +7,15 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from storage.ratelimit import RateLimiter, SharedTable
+from storage.mapped_table import Attachment
+from storage.ratelimit import RateLimiter
 from storage.shared_buckets import PROBES, SLOTS, SharedBuckets, key_hash
 from storage.shared_inflight import SharedInflight
 
 
 def _spend(path: str, tries: int, out: multiprocessing.Queue) -> None:
-    table = SharedTable()
-    table.attach(path)
+    table: Attachment[SharedBuckets] = Attachment()
+    table.attach(SharedBuckets(path))
     limiter = RateLimiter(10, 60.0, name="test", shared=table)
     out.put(sum(1 for _ in range(tries) if limiter.hit("alice") == 0))
 
@@ -35,8 +36,8 @@ def test_processes_share_one_budget(tmp_path: Path) -> None:
 
 
 def test_limiters_and_keys_are_separate(tmp_path: Path) -> None:
-    table = SharedTable()
-    table.attach(str(tmp_path / "rate.table"))
+    table: Attachment[SharedBuckets] = Attachment()
+    table.attach(SharedBuckets(str(tmp_path / "rate.table")))
     try:
         a = RateLimiter(1, 60.0, name="a", shared=table)
         b = RateLimiter(1, 60.0, name="b", shared=table)
