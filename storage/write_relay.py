@@ -50,7 +50,6 @@ from storage.errors import ServiceUnavailable
 
 log = logging.getLogger("cloudstorage.db")
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RELAYABLE = "__relayable__"
