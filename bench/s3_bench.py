@@ -6,6 +6,9 @@
     .venv/bin/python bench/s3_bench.py --postgres      # its node on a fresh PostgreSQL db
     .venv/bin/python bench/s3_bench.py --compare-postgres --only 4KiB
         # a SQLite node and a PostgreSQL node, alternated run by run, with ratios
+    .venv/bin/python bench/s3_bench.py --against /tmp/base --only 4KiB
+        # this checkout's node and one run from another checkout (``git
+        # worktree add /tmp/base <rev>``), alternated, with ratios
 
 ``--postgres`` / ``--compare-postgres`` create a database of their own on the
 server of ``--pg-admin-url`` (default: the local trust-auth server the tests
@@ -37,7 +40,6 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 import trio
 
 from protocols.s3.sigv4 import UNSIGNED_PAYLOAD, sign_request
@@ -455,12 +457,13 @@ async def bench(client: S3Client, repeat: int, quick: bool,
     return results
 
 
-async def compare_postgres(clients: dict[str, S3Client], repeat: int, quick: bool,
-                           only: list[str] | None) -> None:
-    """The PUT/GET runs on a SQLite node and a PostgreSQL node, alternated
-    run by run (so both see the same machine load), then both medians and
-    PostgreSQL's share of SQLite's figure."""
+async def compare_nodes(clients: dict[str, S3Client], repeat: int, quick: bool,
+                        only: list[str] | None) -> None:
+    """The PUT/GET runs on two nodes, alternated run by run (so both see
+    the same machine load), then both medians and the second node's figure
+    as a share of the first's."""
     buckets = {name: await make_bucket(c) for name, c in clients.items()}
+    first, second = clients
     for label, size, c, n in s3_plan(quick, only):
         base = os.urandom(size)
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
@@ -474,8 +477,8 @@ async def compare_postgres(clients: dict[str, S3Client], repeat: int, quick: boo
             detail = "  ".join(
                 f"{name} {medians[name]:9.1f} {unit} "
                 f"[{', '.join(f'{r[i]:.0f}' for r in rs)}]" for name, rs in runs.items())
-            ratio = medians["postgres"] / medians["sqlite"]
-            print(f"{op} {label} (c={c}):  {detail}  postgres/sqlite {ratio:.0%}", flush=True)
+            ratio = medians[second] / medians[first]
+            print(f"{op} {label} (c={c}):  {detail}  {second}/{first} {ratio:.0%}", flush=True)
             cpu = {name: statistics.median(c.cpu_per_op[f"{op} {label}"])
                    for name, c in clients.items()}
             print("    node CPU per operation: " + ", ".join(
@@ -509,11 +512,12 @@ def drop_pg_database(admin_url: str, name: str) -> None:
     _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None = None
-               ) -> tuple[subprocess.Popen, str, str, str]:
+def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None = None,
+               checkout: Path | None = None) -> tuple[subprocess.Popen, str, str, str]:
     """Start a single node in ``tmp`` (SQLite there unless ``metadata_url``
     names another database; ``workers`` processes if given, else the node's
-    default); returns (process, endpoint, ak, sk)."""
+    default; the code of ``checkout`` if given, else this one's); returns
+    (process, endpoint, ak, sk)."""
     tmp.mkdir(parents=True, exist_ok=True)
     metadata_url = metadata_url or f"sqlite://{tmp}/meta.sqlite3"
 
@@ -523,6 +527,12 @@ def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None =
             return s.getsockname()[1]
 
     s3, web = port(), port()
+    cli = [sys.executable, "-m", "cluster.cli"]
+    # `python -m` puts the working directory first on sys.path: run there.
+    cwd = (checkout or Path(__file__).resolve().parent.parent).resolve()
+    env = dict(os.environ, PYTHONPATH=str(cwd))
+    if not (cwd / "cluster" / "supervisor.py").exists():
+        workers = None  # a checkout from before [node] workers: one process
     config = tmp / "node.toml"
     config.write_text(
         f'[node]\nid = "bench"\ndata_dir = "{tmp}/data"\n'
@@ -534,22 +544,21 @@ def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None =
         # One benchmark key does the work of many clients: lift its rate limits.
         's3_writes_per_second = 0\ns3_reads_per_second = 0\ns3_lists_per_second = 0\n'
     )
-    cli = [sys.executable, "-m", "cluster.cli"]
     out = subprocess.run([*cli, "init", "-c", str(config)], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=cwd, env=env).stdout
     ak = out.split("AWS_ACCESS_KEY_ID=")[1].split()[0]
     sk = out.split("AWS_SECRET_ACCESS_KEY=")[1].split()[0]
-    proc = subprocess.Popen([*cli, "serve", "-c", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tmp / "node.log"
+    with log.open("wb") as out_file:
+        proc = subprocess.Popen([*cli, "serve", "-c", str(config)], stdout=out_file,
+                                stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    # The node prints its ready line once every worker process serves: a
+    # run started before that would measure the first process alone.
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{web}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
+    while b"[bench] ready" not in log.read_bytes():
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the benchmark node did not start")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"the benchmark node did not start; its log ends:\n{tail}")
         time.sleep(0.1)
     return proc, f"http://127.0.0.1:{s3}", ak, sk
 
@@ -570,6 +579,9 @@ def main() -> None:
                         help="start the node on a fresh PostgreSQL database")
     parser.add_argument("--compare-postgres", action="store_true",
                         help="a SQLite node and a PostgreSQL node, alternated, with ratios")
+    parser.add_argument("--against", type=Path,
+                        help="another checkout: a node of its code and one of this, "
+                        "alternated, with ratios")
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "CLOUDSTORAGE_TEST_PG", "postgres://postgres@127.0.0.1:5432/test"),
                         help="the PostgreSQL server (and a database to connect to) in which "
@@ -586,15 +598,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            if args.compare_postgres:
+            if args.compare_postgres or args.against:
+                if args.against:
+                    nodes = {"base": (None, args.against), "this": (None, None)}
+                else:
+                    nodes = {"sqlite": (None, None), "postgres": (pg_url(), None)}
                 clients = {}
-                for name, url in (("sqlite", None), ("postgres", pg_url())):
-                    proc, endpoint, ak, sk = start_node(Path(tmp) / name, url, args.workers)
+                for name, (url, checkout) in nodes.items():
+                    proc, endpoint, ak, sk = start_node(Path(tmp) / name, url, args.workers,
+                                                        checkout)
                     procs.append(proc)
                     clients[name] = S3Client(endpoint, ak, sk, args.region, proc.pid)
-                print(f"SQLite node vs PostgreSQL node, alternated; medians of {args.repeat} "
+                print(f"{' vs '.join(nodes)} node, alternated; medians of {args.repeat} "
                       "runs", flush=True)
-                trio.run(compare_postgres, clients, args.repeat, args.quick, only)
+                trio.run(compare_nodes, clients, args.repeat, args.quick, only)
                 return
             if args.endpoint:
                 endpoint, ak, sk = args.endpoint, args.access_key, args.secret_key
