@@ -12,15 +12,19 @@ Authentication: every request carries
     X-CS-Date:   unix seconds
     X-CS-Sha256: hex SHA-256 of the body (of b"" when there is none)
     X-CS-Nonce:  random, unique per request
-    Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256\\nNONCE)>
+    X-CS-Body-Mac: hex GMAC (AES-256-GCM) tag of the body (requests with a body), under
+                 the one-time key HMAC-SHA256(K, "body mac"\\nMETHOD\\nTARGET\\nDATE\\nNODE\\nNONCE)
+    Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256
+                             \\nNONCE[\\nBODY-MAC])> (one line)
 
 with ``K = HKDF(cluster secret, "transport v1")`` (storage.crypto.derive_key).  The
 signature is checked (constant time, +-5 minutes of clock skew) *before* the
 body is read, so an unauthenticated peer gets a bare 401 and the connection
 is closed.  A DELETE's nonce is remembered for the skew window, so a captured
 DELETE cannot be replayed (PUTs are content-addressed and idempotent, reads
-reveal nothing a captured response did not).  The body is then hashed and
-must match the signed hash; a chunk PUT must in addition hash to its own id.
+reveal nothing a captured response did not).  The body must then match its
+signed MAC (a body without one: its signed SHA-256), and a chunk PUT's signed
+hash must be its id; why a MAC and not SHA-256 is in ``wire.body_mac``.
 
 Endpoints (all under ``/v1``):
 
@@ -46,6 +50,7 @@ from cluster.transport.wire import (
     PeerDiskFull,
     PeerUnreachable,
     TransportError,
+    body_mac,
     sign,
     transport_key,
 )
@@ -65,6 +70,7 @@ __all__ = [
     "TransportClient",
     "TransportError",
     "TransportServer",
+    "body_mac",
     "sign",
     "transport_key",
 ]

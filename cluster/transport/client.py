@@ -19,6 +19,7 @@ from cluster.transport.wire import (
     PeerDiskFull,
     PeerUnreachable,
     TransportError,
+    body_mac,
     header_value,
     next_event,
     read_body,
@@ -179,9 +180,13 @@ class TransportClient:
             ("host", addr), ("content-length", str(len(body))),
             ("x-cs-node", self.node_id), ("x-cs-date", date), ("x-cs-sha256", body_sha),
             ("x-cs-nonce", nonce),
-            ("authorization", "CS-HMAC " + sign(self._key, method, target, date,
-                                                self.node_id, body_sha, nonce)),
         ]
+        mac = ""
+        if body:
+            mac = body_mac(self._key, method, target, date, self.node_id, nonce, body)
+            headers.append(("x-cs-body-mac", mac))
+        headers.append(("authorization", "CS-HMAC " + sign(
+            self._key, method, target, date, self.node_id, body_sha, nonce, mac)))
         c = conn.h11
         await conn.stream.send_all(c.send(h11.Request(method=method, target=target,
                                                       headers=headers)))

@@ -13,6 +13,8 @@ from typing import Any
 
 import h11
 import trio
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto import derive_key
 
@@ -49,11 +51,69 @@ def transport_key(secret: bytes) -> bytes:
 
 
 def sign(
-    key: bytes, method: str, target: str, date: str, node: str, body_sha: str, nonce: str
+    key: bytes, method: str, target: str, date: str, node: str, body_sha: str, nonce: str,
+    body_mac: str = "",
 ) -> str:
-    """The request signature (hex)."""
-    msg = f"{method}\n{target}\n{date}\n{node}\n{body_sha}\n{nonce}".encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    """The request signature (hex); ``body_mac`` (see :func:`body_mac`) is
+    signed too when the request carries one."""
+    msg = f"{method}\n{target}\n{date}\n{node}\n{body_sha}\n{nonce}"
+    if body_mac:
+        msg += f"\n{body_mac}"
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
+
+
+def _body_mac_key(key: bytes, method: str, target: str, date: str, node: str,
+                  nonce: str) -> AESGCM:
+    # A key used for one message only (so GCM's fixed nonce below is never
+    # reused under it): the request's random 96-bit nonce makes it unique,
+    # and only holders of ``key`` can compute it.  The "body mac" prefix
+    # keeps it apart from signatures, whose messages start with the method.
+    msg = f"body mac\n{method}\n{target}\n{date}\n{node}\n{nonce}".encode()
+    return AESGCM(hmac.new(key, msg, hashlib.sha256).digest())
+
+
+_GCM_NONCE = bytes(12)
+
+
+def body_mac(
+    key: bytes, method: str, target: str, date: str, node: str, nonce: str,
+    body: bytes | bytearray | memoryview,
+) -> str:
+    """The body's authentication tag (hex GMAC: AES-256-GCM over no
+    plaintext, the body as associated data, under a one-time key).
+
+    Why not SHA-256, which a chunk's id already is: the receiver of a chunk
+    used to re-hash every body to check it against the signed hash, and that
+    hash was the biggest CPU cost of a replica (0.65 ms per MiB; a 3-node
+    PUT 1 MiB paid it on both replicas).  Measured here per MiB not in cache
+    (as a body fresh off the socket is): SHA-256 0.65 ms, Poly1305 0.18 ms,
+    GMAC 0.105 ms, CRC32C 0.08 ms.  The tag is as strong a check in transit:
+    a cryptographic MAC under a key only cluster members can derive, bound
+    by the request's HMAC to its method, target, date, node and nonce, so
+    neither a flipped bit nor an on-path attacker gets other bytes accepted
+    (a CRC32C would catch the flipped bit but not the attacker: CRCs are
+    forgeable).  What the receiver no longer checks itself is that the
+    bytes hash to the id the (authenticated) sender claims; the sender
+    computed that id from the same bytes, its own disk trusts it the same
+    way, and every read and every scrub still verifies SHA-256 and repairs a
+    bad copy.
+    """
+    tag = _body_mac_key(key, method, target, date, node, nonce).encrypt(
+        _GCM_NONCE, b"", body)
+    return tag.hex()
+
+
+def body_mac_ok(
+    key: bytes, method: str, target: str, date: str, node: str, nonce: str,
+    body: bytes | bytearray | memoryview, tag_hex: str,
+) -> bool:
+    """Whether ``tag_hex`` is ``body``'s :func:`body_mac` (constant time)."""
+    try:
+        tag = bytes.fromhex(tag_hex)
+        _body_mac_key(key, method, target, date, node, nonce).decrypt(_GCM_NONCE, tag, body)
+    except (ValueError, InvalidTag):
+        return False
+    return True
 
 
 class NonceLedger:

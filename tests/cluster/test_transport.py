@@ -3,6 +3,8 @@ authentication, validation."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -109,4 +111,89 @@ async def test_a_captured_delete_cannot_be_replayed(tmp_path: Path) -> None:
         await local.put_chunk(cid, data)  # written again later
         assert await trio.to_thread.run_sync(delete) == 401  # the replay
         assert await local.has_chunk(cid)
+        nursery.cancel_scope.cancel()
+
+
+async def _flipping_proxy(
+    nursery: trio.Nursery, upstream: str, offset: int
+) -> str:
+    """A forwarder to ``upstream`` that flips one bit of the byte at
+    ``offset`` of what the client sends: a transfer corrupted in transit."""
+    host, _, port = upstream.rpartition(":")
+
+    async def pump(src: trio.SocketStream, dst: trio.SocketStream, flip_at: int) -> None:
+        seen = 0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await src.receive_some(65536):
+                if seen <= flip_at < seen + len(data):
+                    data = bytearray(data)
+                    data[flip_at - seen] ^= 0x01
+                seen += len(data)
+                await dst.send_all(data)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await dst.aclose()
+
+    async def handle(client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream(host, int(port))
+        async with trio.open_nursery() as inner:
+            inner.start_soon(pump, client, server, offset)
+            inner.start_soon(pump, server, client, -1)
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    return f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+@pytest.mark.trio
+async def test_a_chunk_corrupted_in_transit_is_refused(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        addr, local = await _serve(nursery, tmp_path)
+        data = os.urandom(1024 * 1024)
+        cid = hashlib.sha256(data).hexdigest()
+        # Well past the request head: a bit of the body's middle flips.
+        proxy = await _flipping_proxy(nursery, addr, 600_000)
+        client = TransportClient("n2", SECRET)
+        with pytest.raises(TransportError, match="400"):
+            await client.put_chunk(proxy, cid, data)
+        assert not await local.has_chunk(cid)
+        await client.put_chunk(addr, cid, data)  # the same request, intact
+        assert await local.get_chunk(cid) == data
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_the_body_mac_is_checked_and_signed(tmp_path: Path) -> None:
+    import time
+
+    from cluster.transport import body_mac, sign, transport_key
+
+    async with trio.open_nursery() as nursery:
+        addr, local = await _serve(nursery, tmp_path)
+        data = os.urandom(200_000)
+        cid = hashlib.sha256(data).hexdigest()
+        key = transport_key(SECRET)
+        target = f"/v1/chunks/{cid}"
+
+        def put(mac_of: bytes, *, tamper: bool = False) -> int:
+            date, nonce = str(int(time.time())), os.urandom(12).hex()
+            mac = body_mac(key, "PUT", target, date, "n2", nonce, mac_of)
+            headers = {
+                "x-cs-node": "n2", "x-cs-date": date, "x-cs-sha256": cid, "x-cs-nonce": nonce,
+                "x-cs-body-mac": mac,
+                "authorization": "CS-HMAC " + sign(key, "PUT", target, date, "n2", cid,
+                                                   nonce, mac),
+            }
+            if tamper:  # an on-path rewrite of the tag after signing
+                headers["x-cs-body-mac"] = body_mac(key, "PUT", target, date, "n2", nonce,
+                                                    data[::-1])
+            return httpx.put(f"http://{addr}{target}", content=data, headers=headers,
+                             timeout=5).status_code
+
+        # Signed, with the right SHA-256 but a tag of other bytes: refused.
+        assert await trio.to_thread.run_sync(put, data[:-1] + b"\0") == 400
+        # A tag changed after signing: the signature no longer holds.
+        assert await trio.to_thread.run_sync(lambda: put(data, tamper=True)) == 401
+        assert not await local.has_chunk(cid)
+        assert await trio.to_thread.run_sync(put, data) == 204
+        assert await local.get_chunk(cid) == data
         nursery.cancel_scope.cancel()
