@@ -15,6 +15,7 @@ import trio
 
 from cluster.transport.wire import (
     DISK_FULL,
+    HEAD_RECV,
     POOL_IDLE_SECONDS,
     PeerDiskFull,
     PeerUnreachable,
@@ -195,7 +196,7 @@ class TransportClient:
                 await conn.stream.send_all(piece)
         await conn.stream.send_all(c.send(h11.EndOfMessage()) or b"")
         while True:
-            event = await next_event(conn.stream, c)
+            event = await next_event(conn.stream, c, HEAD_RECV)
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.Response):

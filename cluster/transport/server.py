@@ -16,6 +16,7 @@ import trio
 from cluster.transport.wire import (
     CLOCK_SKEW,
     DISK_FULL,
+    HEAD_RECV,
     IDLE_TIMEOUT,
     MAX_BODY,
     NonceLedger,
@@ -85,7 +86,7 @@ class TransportServer:
         try:
             while True:
                 with trio.move_on_after(self.idle_timeout) as idle:
-                    event = await next_event(stream, conn)
+                    event = await next_event(stream, conn, HEAD_RECV)
                 if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
                     return
                 if not isinstance(event, h11.Request):

@@ -20,6 +20,12 @@ from storage.crypto import derive_key
 
 RECV_SIZE = 4 * 1024 * 1024
 MAX_BODY = 64 * 1024 * 1024 + 1024
+# Reads of a message's head: a head is at most 16 KiB (h11's limit here),
+# and whatever body comes along with it goes through h11's buffer (three
+# copies), while the rest of a known-length body is received straight into
+# its buffer (read_body_raw).  Read with RECV_SIZE, a replica's head read
+# took most of a 1 MiB chunk that way.
+HEAD_RECV = 64 * 1024
 CLOCK_SKEW = 300.0
 # The server closes a keep-alive connection idle this long.
 IDLE_TIMEOUT = 75.0
@@ -137,12 +143,15 @@ class NonceLedger:
 
 
 
-async def next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
-    """The next h11 event, reading from the socket in big pieces when needed."""
+async def next_event(
+    stream: trio.abc.Stream, conn: h11.Connection, size: int = RECV_SIZE
+) -> Any:
+    """The next h11 event, reading from the socket in pieces of up to
+    ``size`` bytes when needed (big ones by default: see HEAD_RECV)."""
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            data = await stream.receive_some(RECV_SIZE)
+            data = await stream.receive_some(size)
             conn.receive_data(data)  # b"" tells h11 the peer closed
             continue
         return event
