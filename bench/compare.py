@@ -1,6 +1,6 @@
 """This cluster against the reference servers, same run, same clients: ratios.
 
-    .venv/bin/python bench/compare.py [--quick] [--repeat N] [--only s3|sftp]
+    .venv/bin/python bench/compare.py [--quick] [--repeat N] [--only s3|sftp|cluster]
                                       [--workers N] [--vs-one-worker]
 
 Prints one Markdown table per protocol: workload | this server | reference |
@@ -18,7 +18,7 @@ SigV4 on trio, requests signed before the clock starts):
   PUT/GET 1 MiB c=8, PUT/GET 64 MiB c=2, LIST 10,000 keys, multipart 256 MiB;
   then a 3-node cluster (rf=3, w=2, same machine, each node with the same
   worker processes) against that single node:
-  PUT/GET 1 MiB c=8.
+  PUT/GET 1 MiB c=8 (``--only cluster``: this table alone, no rclone needed).
 SFTP (OpenSSH ``sftp`` in batch mode, aes128-gcm@openssh.com, key auth):
   the same node against OpenSSH's ``sftp-server`` under a throwaway sshd --
   256 MiB put and get, 1,000 x 4 KiB puts and gets.
@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import os
 import platform
 import secrets
@@ -246,9 +247,14 @@ async def wait_writable(client: S3Client, deadline: float = 60) -> None:
         await conn.aclose()
 
 
-async def cluster_compare(single: S3Client, cluster: S3Client, n: int, repeat: int) -> Rows:
-    """PUT/GET 1 MiB c=8 on the 3-node cluster and on the single node."""
+async def cluster_compare(
+    single: S3Client, cluster: S3Client, n: int, repeat: int, *, single_bucket: bool = False
+) -> Rows:
+    """PUT/GET 1 MiB c=8 on the 3-node cluster and on the single node
+    (``single_bucket``: create its bucket, which the S3 table did not)."""
     targets = {"ours": cluster, "ref": single}
+    if single_bucket:
+        await create_bucket(single)
     await create_bucket(cluster)
     await wait_writable(cluster)
     rows = Rows()
@@ -315,6 +321,12 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
     )
     if args.vs_one_worker:
         run_workers(root, node, args)
+    run_cluster(root, node, args)
+
+
+def run_cluster(root: Path, node: NodeProcess, args: argparse.Namespace) -> None:
+    """The table of the 3-node cluster against the single node."""
+    sizes = S3Sizes.of(args.quick)
     specs = [(f"node{i}", f"dc{i}") for i in (1, 2, 3)]
     cluster_root = root / "cluster"
     # Each node as the single one is: the ratio is about replication, not
@@ -322,13 +334,14 @@ def run_s3(root: Path, node: NodeProcess, rclone: Rclone, args: argparse.Namespa
     with started(start_nodes(cluster_root, f"sqlite://{cluster_root / 'meta.sqlite3'}",
                              specs, node_extra(3, 3, 2), workers=args.workers)) as nodes:
         print(f"S3: 3-node cluster via {nodes[0].s3_url}", flush=True)
-        rows = trio.run(cluster_compare, client_of(node), client_of(nodes[0]),
-                        sizes.cluster_objects, args.repeat)
+        rows = trio.run(functools.partial(
+            cluster_compare, client_of(node), client_of(nodes[0]), sizes.cluster_objects,
+            args.repeat, single_bucket=args.only == "cluster"))
     print_table(
         "S3: 3-node cluster vs one node", rows,
         [f"this server: 3 nodes on this machine ({workers_of(args)} worker processes "
          "each, rf=3, w=2, one disk, shared SQLite metadata), every request to node1",
-         "reference: the single node of the table above (rf=1)",
+         "reference: the single node (rf=1, the same worker processes)",
          "client: as above"],
         "one node",
     )
@@ -459,7 +472,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes and counts")
     ap.add_argument("--repeat", type=int, default=1, help="median of N runs (default 1)")
-    ap.add_argument("--only", choices=("s3", "sftp"), help="one protocol only")
+    ap.add_argument("--only", choices=("s3", "sftp", "cluster"),
+                    help="one protocol only, or only the 3-node cluster's table (no rclone)")
     ap.add_argument("--workers", type=int, default=0,
                     help="the node's [node] workers (default 0: one process per core, "
                          "as a node runs by default)")
@@ -469,7 +483,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
-    rclone = prerequisites(args.only)
+    rclone = None if args.only == "cluster" else prerequisites(args.only)
     if rclone is not None:
         print(f"rclone: {rclone.path} ({rclone.version})", flush=True)
     with tempfile.TemporaryDirectory(prefix="compare-bench-") as tmp:
@@ -481,6 +495,8 @@ def main() -> None:
             try:
                 if rclone is not None:
                     run_s3(root, node, rclone, args)
+                if args.only == "cluster":
+                    run_cluster(root, node, args)
                 if args.only in (None, "sftp"):
                     run_sftp(root, node, args)
             except Missing as e:
