@@ -15,14 +15,20 @@ Workloads: put and get of one 256 MiB file (MB/s) and of 1,000 x 4 KiB
 files (files/s).  Every repeat runs each workload on every target back to
 back, rotating which goes first; figures are medians, ratios are medians of
 the per-repeat ratios.  On a shared machine the speeds swing by tens of
-percent from one minute to the next, so each node's CPU seconds per
-workload (its whole process tree, from /proc) are printed too: a steadier
-measure of what a change saves.
+percent from one minute to the next, so each server's CPU seconds per
+workload are printed too: a steadier measure of what a change saves.  A
+node's is its whole process tree's, from /proc; OpenSSH's is its sshd's,
+with the per-connection processes it forked and reaped (sshd, sftp-server).
+
+``--workers N`` runs the nodes with N processes as bench/compare.py does
+(one per core): the kernel hands each sftp batch (one connection) to one of
+them, and on a secondary every commit is relayed to the primary, so with
+``--verbose`` every run says which process served it.
 
 Usage: ``.venv/bin/python bench/sftp_bench.py [--size-mib 256] [--small 1000]
-[--repeat 3] [--against DIR]``.  Needs openssh-client and openssh-server
-(sshd) installed.  bench/compare.py runs the same workloads next to the S3
-comparison.
+[--repeat 3] [--against DIR] [--workers N] [--verbose]``.  Needs
+openssh-client and openssh-server (sshd) installed.  bench/compare.py runs
+the same workloads next to the S3 comparison.
 """
 
 from __future__ import annotations
@@ -162,28 +168,67 @@ def workloads(client: SftpClient, target: SftpTarget, big: Path,
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its live
     descendants (a node's worker processes)."""
+    return sum(process_cpu(pid).values())
+
+
+def process_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and by each of its
+    live descendants, by process id."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[int, float] = {}
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            found[p] = (int(fields[11]) + int(fields[12])) / tick
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
             continue  # gone meanwhile
-    return total
+    return found
 
 
-def start_node(root: Path, checkout: Path | None) -> NodeProcess:
-    """A node on SQLite under ``root``, run from ``checkout`` (default: this one)."""
+def sshd_cpu(pid: int) -> float:
+    """CPU seconds used so far by a throwaway sshd: itself, the per-connection
+    processes it forked and reaped (sshd, sftp-server), and those still alive."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / tick
+    return reaped + tree_cpu(pid)
+
+
+def find_sshd(config: Path) -> int | None:
+    """The process id of the sshd started with ``config``, if found."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(config).encode() in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def busiest(pid: int, before: dict[int, float]) -> str:
+    """Which of a node's processes did the work since ``before``: with
+    several worker processes the kernel hands each connection (each sftp
+    batch) to one of them, and a secondary relays its commits to the primary."""
+    after = process_cpu(pid)
+    used = {p: t - before.get(p, 0.0) for p, t in after.items()}
+    top = max(used, key=lambda p: used[p])
+    return "primary" if top == pid else "secondary"
+
+
+def start_node(root: Path, checkout: Path | None, workers: int = 1) -> NodeProcess:
+    """A node on SQLite under ``root``, run from ``checkout`` (default: this
+    one), with ``workers`` processes."""
     saved = harness.REPO
     if checkout is not None:
         harness.REPO = checkout  # the harness runs `python -m cluster.cli` there
     try:
-        node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}")
+        node = prepare_node(root / "node1", f"sqlite://{root / 'meta.sqlite3'}",
+                            workers=workers)
         node.start()
     finally:
         harness.REPO = saved
@@ -202,6 +247,10 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--against", type=Path, help="another checkout to run a node from")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="the nodes' [node] workers (bench/compare.py runs one per core)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="print every run's figure and which node process served it")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sftpbench-") as tmp:
@@ -219,23 +268,35 @@ def main() -> None:
         try:
             targets = {}
             for side, checkout in nodes.items():
-                node = started[side] = start_node(root / side, checkout)
+                node = started[side] = start_node(root / side, checkout, args.workers)
                 targets[side] = node_target(node.web_url, node.ports["sftp"], key_pub)
             data = root / "openssh" / "data"
             data.mkdir(parents=True)
             with openssh_sftp(root / "openssh", key_pub, CIPHER) as (port, user):
                 targets["openssh"] = SftpTarget(port, user, str(data))
+                sshd = find_sshd(root / "openssh" / "sshd_config")
                 order = list(targets)
                 for run in range(args.repeat):
                     for name, fn, src in WORKLOADS:
                         shift = run % len(order)
                         for side in order[shift:] + order[:shift]:
                             pid = started[side].process.pid if side in started else None
-                            before = tree_cpu(pid) if pid else 0.0
+                            before = process_cpu(pid) if pid else {}
+                            ssh_before = sshd_cpu(sshd) if sshd and not pid else 0.0
                             value = fn(client, targets[side], sources[src])
                             speed.setdefault((name, side), []).append(value)
+                            served = ""
+                            if sshd and not pid:
+                                time.sleep(0.2)  # let sshd reap the session's processes
+                                cpu.setdefault((name, side), []).append(
+                                    sshd_cpu(sshd) - ssh_before)
                             if pid:
-                                cpu.setdefault((name, side), []).append(tree_cpu(pid) - before)
+                                cpu.setdefault((name, side), []).append(
+                                    tree_cpu(pid) - sum(before.values()))
+                                served = busiest(pid, before)
+                            if args.verbose:
+                                print(f"run {run + 1} {name:<20} {side:<8} {value:>8.1f} "
+                                      f"{served}", flush=True)
         except Missing as e:
             raise SystemExit(str(e)) from None
         finally:
@@ -255,10 +316,11 @@ def report(args: argparse.Namespace, sides: list[str],
     print(f"\nSFTP benchmark ({args.size_mib} MiB file, {args.small} x 4 KiB files, "
           f"cipher {CIPHER}, OpenSSH sftp client, medians of {args.repeat})")
     nodes = [s for s in sides if s != "openssh"]
+    measured = [s for s in sides if (WORKLOADS[0][0], s) in cpu]
     head = f"{'workload':<20}" + "".join(f"{s:>10}" for s in sides) + f"{'ours/ossh':>11}"
     if "base" in nodes:
         head += f"{'ours/base':>11}"
-    head += "".join(f"{'cpu s ' + s:>13}" for s in nodes)
+    head += "".join(f"{'cpu s ' + s:>14}" for s in measured)
     print(head)
     for name, _fn, _src in WORKLOADS:
         line = f"{name:<20}" + "".join(
@@ -266,7 +328,7 @@ def report(args: argparse.Namespace, sides: list[str],
         line += f"{ratio(name, 'ours', 'openssh'):>10.0%} "
         if "base" in nodes:
             line += f"{ratio(name, 'ours', 'base'):>10.2f} "
-        line += "".join(f"{statistics.median(cpu[name, s]):>13.2f}" for s in nodes)
+        line += "".join(f"{statistics.median(cpu[name, s]):>14.2f}" for s in measured)
         print(line)
 
 
