@@ -30,7 +30,7 @@ from protocols.sftp import commands
 from protocols.sftp.cork import cork
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
-from protocols.sftp.session import Activity, SSHSession
+from protocols.sftp.session import Activity, SSHSession, quiet_packet_logs
 from protocols.sftp.statuses import sftp_error
 from protocols.sftp.tracing import TraceBatch
 from storage.core import StorageCore
@@ -89,6 +89,7 @@ class _SSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         cork(conn)  # replies written in one loop pass go out in one send
+        quiet_packet_logs(conn)  # no per-packet debug formatting
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
         self.node.connections[conn] = self.activity
