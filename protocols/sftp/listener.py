@@ -26,7 +26,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from protocols.sftp import commands
+from protocols.sftp import commands, inbuf
 from protocols.sftp.cork import cork
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
@@ -89,6 +89,7 @@ class _SSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         cork(conn)  # replies written in one loop pass go out in one send
+        inbuf.install(conn)  # parsed packets leave the input buffer without a copy
         quiet_packet_logs(conn)  # no per-packet debug formatting
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
