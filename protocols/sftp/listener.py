@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from protocols.sftp import commands, inbuf
 from protocols.sftp.cork import cork
+from protocols.sftp.gcm import reuse_gcm_ciphers
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
 from protocols.sftp.session import Activity, SSHSession, quiet_packet_logs
@@ -89,7 +90,9 @@ class _SSHServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         cork(conn)  # replies written in one loop pass go out in one send
-        inbuf.install(conn)  # parsed packets leave the input buffer without a copy
+        # Parsed packets leave the input buffer without a copy; AES-GCM keys
+        # keep one cipher object.
+        inbuf.install(conn, reuse_gcm_ciphers)
         quiet_packet_logs(conn)  # no per-packet debug formatting
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
