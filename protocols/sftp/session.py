@@ -202,7 +202,9 @@ class SSHSession(SSHServerStreamSession[bytes]):
         stdin = asyncssh.SSHReader[bytes](self, chan)
         stdout = asyncssh.SSHWriter[bytes](self, chan)
         if chan.get_subsystem() == "sftp":
-            quiet_packet_logs(chan)
+            # asyncssh hands sessions a line-editor wrapper; the packets are
+            # the wrapped channel's.
+            quiet_packet_logs(getattr(chan, "_orig_chan", chan))
             server = self._init_sftp_server()
             handler = CompatSFTPHandler(server, stdin, stdout, self._activity)  # type: ignore[arg-type]
             stdin.logger.info("Starting SFTP server")
