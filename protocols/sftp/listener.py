@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from protocols.sftp import commands, inbuf
 from protocols.sftp.cork import cork
 from protocols.sftp.gcm import reuse_gcm_ciphers
+from protocols.sftp.keepalive import lazy_keepalive
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
 from protocols.sftp.session import Activity, SSHSession, quiet_packet_logs
@@ -94,6 +95,7 @@ class _SSHServer(asyncssh.SSHServer):
         # keep one cipher object.
         inbuf.install(conn, reuse_gcm_ciphers)
         quiet_packet_logs(conn)  # no per-packet debug formatting
+        lazy_keepalive(conn)  # no timer rescheduled on every read
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
         self.node.connections[conn] = self.activity
