@@ -61,13 +61,17 @@ def test_kept_gcm_cipher_matches_asyncssh_packet_for_packet() -> None:
 
 def test_input_buffer_slices_as_bytes_do() -> None:
     data = os.urandom(300)
-    buf, ref = InputBuffer(data), data
+    buf, ref = InputBuffer([data[:7], data[7:200], data[200:]]), data
     for cut in (16, 100, 0, 150):
         assert len(buf) == len(ref) and bool(buf) == bool(ref)
         assert buf[:cut] == ref[:cut] and buf[3:cut] == ref[3:cut]
         assert buf.find(ref[40:44]) == ref.find(ref[40:44])
         buf, ref = buf[cut:], ref[cut:]
-    more = os.urandom(50)
-    buf, ref = buf + more, ref + more
-    assert buf.tobytes() == ref
+    for more in (os.urandom(50), os.urandom(9)):
+        buf, ref = buf + more, ref + more
+        assert buf.tobytes() == ref
+        for lo, hi in ((0, len(ref)), (1, 30), (20, 55), (len(ref) - 3, len(ref))):
+            assert buf[lo:hi] == ref[lo:hi]
+        assert buf[5:].tobytes() == ref[5:]
     assert buf[len(ref):].tobytes() == b"" and not buf[len(ref):]
+    assert (buf[len(ref):] + b"xy").tobytes() == b"xy"
