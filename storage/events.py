@@ -187,7 +187,9 @@ def record_steps(events: list[Event]) -> sql.UnitOfWork[None]:
              *client_of(e.origin))
             for e in events]
     if len(rows) == 1:
-        yield (sql.EXECUTE, _INSERT, rows[0])
+        # Nothing reads the outbox row in the same unit: on PostgreSQL it
+        # rides with the unit's next statement (a PutObject's charge).
+        yield (sql.DEFER, _INSERT, rows[0])
     else:
         yield (sql.MANY, _INSERT, rows)
 

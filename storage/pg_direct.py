@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import asyncpg
 import outcome
 
-from storage.sql import FETCH, INSERT, MANY, UnitOfWork
+from storage.sql import DEFER, FETCH, INSERT, MANY, UnitOfWork
 
 T = TypeVar("T")
 
@@ -81,14 +81,53 @@ def _rowcount(status: str) -> int:
         return 0
 
 
+def _folded(deferred: list[tuple[str, Sequence[Any]]], statement: str,
+            params: Sequence[Any]) -> tuple[str, list[Any]] | None:
+    """``statement`` with the deferred writes before it as data-modifying
+    CTEs (one statement, one round trip), or None where PostgreSQL would
+    refuse that: a WITH inside a CTE may not modify data."""
+    if any(d.lstrip()[:5].upper() == "WITH " for d, _ in deferred):
+        return None
+    ctes = ", ".join(f"_deferred{i} AS ({d})" for i, (d, _) in enumerate(deferred))
+    head = statement.lstrip()
+    if head[:5].upper() == "WITH ":
+        if head[5:].lstrip()[:10].upper() == "RECURSIVE ":
+            return None
+        folded = f"WITH {ctes}, {head[5:]}"
+    else:
+        folded = f"WITH {ctes} {head}"
+    return folded, [p for _, ps in deferred for p in ps] + list(params)
+
+
 async def drive(conn: asyncpg.Connection, work: UnitOfWork[T]) -> T:
-    """Run a unit of work's steps on an asyncpg connection; its result."""
+    """Run a unit of work's steps on an asyncpg connection; its result.
+
+    A DEFER step waits and goes with the unit's next statement, as a
+    data-modifying CTE of it (PostgreSQL runs such a CTE to completion
+    whether or not the statement reads it), or alone before the unit ends:
+    a PutObject's event row rides with its charge, one round trip of five.
+    """
     result: Any = None
+    deferred: list[tuple[str, Sequence[Any]]] = []
     while True:
         try:
             kind, statement, params = work.send(result)
         except StopIteration as stop:
+            for d, ps in deferred:
+                await conn.execute(numbered(d), *ps)
             return stop.value
+        if kind == DEFER:
+            deferred.append((statement, params))
+            result = None
+            continue
+        if deferred:
+            folded = _folded(deferred, statement, params) if kind != MANY else None
+            if folded is None:
+                for d, ps in deferred:
+                    await conn.execute(numbered(d), *ps)
+            else:
+                statement, params = folded
+            deferred.clear()
         if kind == FETCH:
             result = [dict(r) for r in await conn.fetch(numbered(statement), *params)]
         elif kind == MANY:

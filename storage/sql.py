@@ -30,6 +30,12 @@ T = TypeVar("T")
 #: SQLite's ``lastrowid`` rather than a ``RETURNING`` clause, which costs
 #: SQLite about 6 us more per statement (measured on sqlite3 3.40).
 EXECUTE, FETCH, MANY, INSERT = "execute", "fetch", "many", "insert"
+#: DEFER is an EXECUTE whose result the unit ignores and whose rows the
+#: unit's *next* statement neither reads nor writes: PostgreSQL may run it as
+#: part of that statement (:mod:`storage.pg_direct`), one round trip less;
+#: SQLite runs it at once, as an EXECUTE.  Its errors may surface at the next
+#: step; either way the unit fails as a whole.
+DEFER = "defer"
 #: (kind, SQL with ``?`` placeholders, parameters; for MANY a list of rows)
 Step = tuple[str, str, Sequence[Any]]
 UnitOfWork = Generator[Step, Any, T]
