@@ -323,9 +323,9 @@ async def run_node(
             if workers > 1:
                 hub = LinkHub(services.trace, services.events)
                 await nursery.start(hub.serve, os.path.join(link_dir, LINK_SOCKET))
-                if db.dialect == "sqlite":  # the secondaries' hot writes
-                    relay = WriteRelayServer(db.write_many)
-                    await nursery.start(relay.serve, os.path.join(link_dir, WRITE_SOCKET))
+                # The secondaries' hot writes (SQLite and PostgreSQL alike).
+                relay = WriteRelayServer(db.write_many)
+                await nursery.start(relay.serve, os.path.join(link_dir, WRITE_SOCKET))
                 listening = Listening(shared=True, web_socket=os.path.join(link_dir, WEB_SOCKET))
             async with trio.open_nursery() as listeners:
                 await start_listeners(listeners, services, shutdown, build_apps(services),

@@ -8,8 +8,8 @@ heartbeat, no transport listener for peers, no maintenance, webhook, import
 or image-cache workers.  It is a client of the blob layer like the primary
 (chunks to the local chunk directory, whose writes are temp file + rename
 with random temp names, and to peers over the transport), keeps its own
-metadata connections (on SQLite, its object commits go to the primary's
-writer: storage/write_relay.py; its other writes have their own writer,
+metadata connections (its object commits go to the primary's writer:
+storage/write_relay.py; its other writes have their own writer, on SQLite
 queued behind the others by SQLite's lock) and refreshes its own view
 of layout and membership from the database.
 
@@ -104,10 +104,9 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
             nursery.start_soon(_watch_parent, nursery.cancel_scope.cancel)
             link = LinkClient(services.trace, services.events, index)
             await nursery.start(link.run, os.path.join(link_dir, LINK_SOCKET))
-            if db.dialect == "sqlite":
-                relay = WriteRelayClient()
-                await nursery.start(relay.run, os.path.join(link_dir, WRITE_SOCKET))
-                db.relay_writes(relay)
+            relay = WriteRelayClient()
+            await nursery.start(relay.run, os.path.join(link_dir, WRITE_SOCKET))
+            db.relay_writes(relay)
             if services.view is not None:
                 await services.view.refresh()
             nursery.start_soon(_refresh_view, services)

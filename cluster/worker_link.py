@@ -45,7 +45,7 @@ INFLIGHT_TABLE = "inflight.table"
 # Its cross-process locks (storage/node_locks.py).
 LOCKS_DIR = "locks"
 WEB_SOCKET = "web.sock"  # the primary's web app (cluster/admin_proxy.py)
-WRITE_SOCKET = "write.sock"  # the primary's SQLite writer (storage/write_relay.py)
+WRITE_SOCKET = "write.sock"  # the primary's group-commit writer (storage/write_relay.py)
 # A secondary's outgoing queue (lines not yet written to the primary): past it
 # trace events are dropped and counted, like a slow trace subscriber's.
 OUT_QUEUE = 4096

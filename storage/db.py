@@ -322,7 +322,17 @@ class Database:
                                 dict[str, Any]]]
     ) -> list[outcome.Outcome]:
         """Run each ``fn(*args, **kwargs)`` of ``calls`` as :meth:`write`
-        would, committed together at once on SQLite; their outcomes, in order."""
+        would, committed together at once (on PostgreSQL queued for the next
+        group together, in one bridge crossing); their outcomes, in order."""
+        if self._pg is not None:
+            works = [fn(*args, **kwargs) for fn, args, kwargs in calls]
+            with trio.CancelScope(shield=True):
+                try:
+                    pg_results = await self.bridge.run(self._pg.write_many, works)
+                except Exception as exc:
+                    away = self._unavailable(exc)
+                    return [outcome.Error(away or exc)] * len(calls)
+            return [self._mapped(r) for r in pg_results]
         if self._writer is None:
             return [await outcome.acapture(self.write, fn, *args, **kwargs)
                     for fn, args, kwargs in calls]
@@ -339,7 +349,7 @@ class Database:
         if not isinstance(result, outcome.Error):
             return result
         exc = result.error
-        if isinstance(exc, sqlite3.IntegrityError):
+        if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
             return outcome.Error(IntegrityError(str(exc)))
         away = self._unavailable(exc) if isinstance(exc, Exception) else None
         return result if away is None else outcome.Error(away)

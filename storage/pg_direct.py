@@ -227,6 +227,16 @@ class PgDirect:
         # caller: its outcome must reach the caller, not be cancelled away.
         return await asyncio.shield(future)
 
+    async def write_many(self, works: list[UnitOfWork[Any]]) -> list[outcome.Outcome[Any]]:
+        """:meth:`write` for each of ``works`` at once (they may share a
+        group); their outcomes, in order."""
+        async def one(work: UnitOfWork[Any]) -> outcome.Outcome[Any]:
+            try:
+                return outcome.Value(await self.write(work))
+            except Exception as exc:
+                return outcome.Error(exc)
+        return list(await asyncio.gather(*(one(w) for w in works)))
+
     async def _write_loop(self) -> None:
         try:
             # One loop iteration lets the writes submitted alongside join.

@@ -9,6 +9,8 @@ on an advisory lock that another connection owns while the units queue.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import trio
 
@@ -181,3 +183,47 @@ async def test_a_deadlocked_unit_is_retried_and_its_group_commits(core, db_url):
     # The deadlocked attempt was rolled back to its savepoint: counted once.
     assert await _usage(core) == (used_before + 10_004, count_before + 3)
     assert await core.db.read(_refcount, chunk_id) == 2
+
+
+async def test_relayed_units_commit_on_the_primarys_writer(core, db_url, tmp_path):
+    """A secondary's commits travel to the primary's writer on PostgreSQL too
+    (storage/write_relay.py): its errors come back as themselves, a failed
+    condition rolls back alone, and usage is counted once per commit."""
+    from storage.write_relay import WriteRelayClient, WriteRelayServer
+
+    bucket = await core.buckets.create(core.account_id, "relayed")
+    await put(core, bucket, "taken", b"original")
+    used_before, count_before = await _usage(core)
+    ran: list[object] = []
+
+    async def write_many(calls):
+        ran.extend(fn for fn, _, _ in calls)
+        return await core.db.write_many(calls)
+
+    results: dict[str, object] = {}
+
+    async def attempt(name: str, key: str, data: bytes, **kw) -> None:
+        try:
+            results[name] = await put(core, bucket, key, data, **kw)
+        except Exception as exc:
+            results[name] = exc
+
+    client = WriteRelayClient()
+    async with trio.open_nursery() as nursery:
+        socket_path = str(tmp_path / "write.sock")
+        await nursery.start(WriteRelayServer(write_many).serve, socket_path)
+        await nursery.start(client.run, socket_path)
+        core.db.relay_writes(client)
+        async with trio.open_nursery() as puts:
+            for i in range(6):
+                puts.start_soon(attempt, f"new{i}", f"new{i}", b"n" * i)
+            puts.start_soon(functools.partial(
+                attempt, "taken", "taken", b"replaced",
+                condition=WriteCondition(if_none_match=True)))
+        nursery.cancel_scope.cancel()
+    assert len(ran) == 7
+    assert isinstance(results["taken"], errors.PreconditionFailed)
+    for i in range(6):
+        assert await read(core, bucket, f"new{i}") == b"n" * i
+    assert await read(core, bucket, "taken") == b"original"
+    assert await _usage(core) == (used_before + sum(range(6)), count_before + 6)
