@@ -38,7 +38,7 @@ from tortoise.transactions import in_transaction
 from storage import sql
 from storage.bridge import AsyncioBridge
 from storage.errors import ServiceUnavailable, StorageError
-from storage.pg_direct import PgDirect
+from storage.pg_direct import PgDirect, remaker
 from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
@@ -307,7 +307,9 @@ class Database:
                 # whether its write committed.
                 with trio.CancelScope(shield=True):
                     try:
-                        return await self.bridge.run(self._pg.write, fn(*args, **kwargs))
+                        return await self.bridge.run(
+                            self._pg.write, fn(*args, **kwargs),
+                            remaker(fn, args, kwargs) if is_relayable(fn) else None)
                     except asyncpg.IntegrityConstraintViolationError as exc:
                         raise IntegrityError(str(exc)) from exc
             return await self.bridge.run(
@@ -325,7 +327,9 @@ class Database:
         would, committed together at once (on PostgreSQL queued for the next
         group together, in one bridge crossing); their outcomes, in order."""
         if self._pg is not None:
-            works = [fn(*args, **kwargs) for fn, args, kwargs in calls]
+            works = [(fn(*args, **kwargs),
+                      remaker(fn, args, kwargs) if is_relayable(fn) else None)
+                     for fn, args, kwargs in calls]
             with trio.CancelScope(shield=True):
                 try:
                     pg_results = await self.bridge.run(self._pg.write_many, works)

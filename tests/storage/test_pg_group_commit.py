@@ -127,6 +127,32 @@ async def test_a_failed_condition_rolls_back_alone_in_its_group(core, db_url):
     assert await _usage(core) == (used_before + sum(range(6)), count_before + 6)
 
 
+async def test_a_failed_unit_reruns_its_group_and_events_are_not_doubled(core, db_url):
+    """A group runs without savepoints; when a unit fails the transaction
+    rolls back and the group runs again, each unit in a savepoint.  The units
+    that had run before the failure run twice: what they handed back (their
+    events) must be that of the second run only."""
+    bucket = await core.buckets.create(core.account_id, "rerun")
+    await put(core, bucket, "taken", b"original")
+    seen: list = []
+    core.objects.events.subscribe(seen.append)
+    fallbacks = core.db._pg.fallbacks
+    async with trio.open_nursery() as nursery, _Group(core, db_url, nursery) as group:
+        for i in range(2):
+            await group.queue(f"new{i}", lambda i=i: put(core, bucket, f"new{i}", b"n" * i))
+        await group.queue("taken", lambda: put(
+            core, bucket, "taken", b"replaced", condition=WriteCondition(if_none_match=True)))
+        await group.queue("new2", lambda: put(core, bucket, "new2", b"nn"))
+    assert group.queued == 4
+    assert core.db._pg.fallbacks == fallbacks + 1
+    assert isinstance(group.results["taken"], errors.PreconditionFailed)
+    keys = sorted(e.data["key"] for e in seen)
+    assert keys == ["new0", "new1", "new2"]
+    for i in range(3):
+        assert group.results[f"new{i}"].etag  # committed, and its result is the rerun's
+    assert await read(core, bucket, "new2") == b"nn"
+
+
 async def _hold_chunk_then_want_account(url: str, chunk_id: str, account_id: str,
                                         locked: trio.Event, token) -> None:
     """Lock the chunk's refcount row; once another transaction queues behind
