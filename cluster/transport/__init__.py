@@ -1,10 +1,13 @@
-"""Node-to-node chunk transport: HTTP/1.1 spoken with h11 over trio sockets.
+"""Node-to-node chunk transport: plain HTTP/1.1 with keep-alive over trio sockets.
 
 Why not hypercorn: this path moves every replica of every chunk, and the
-spike measured h11 itself as the limit when bodies are fed to it in small
-pieces.  Both sides here therefore read bodies in large ``receive_some``
-calls (``RECV_SIZE``) and hand h11 whole megabytes at a time; h11 still does
-all the framing, so the wire format stays plain HTTP/1.1 with keep-alive.
+spike measured the HTTP layer itself as the limit.  Why not h11 either: it
+cost about 120 µs of Python per exchange on each side (a replicated PUT
+makes two exchanges on the coordinator).  The server parses requests with
+protocols/http1.py (the S3 port's parser); the client writes its few known
+message shapes itself and reads Content-Length answers only (``framing``).
+Bodies bigger than what came with the head are received straight into one
+buffer (``wire.receive_rest``), bypassing any parser.
 
 Authentication: every request carries
 

@@ -10,21 +10,19 @@ import select
 import time
 from typing import Any
 
-import h11
 import trio
 
+from cluster.transport.framing import ResponseHead, parse_response_head, request_head
 from cluster.transport.wire import (
     DISK_FULL,
     HEAD_RECV,
+    MAX_HEAD,
     POOL_IDLE_SECONDS,
     PeerDiskFull,
     PeerUnreachable,
     TransportError,
     body_mac,
-    header_value,
-    next_event,
-    read_body,
-    read_body_raw,
+    receive_rest,
     sha256_async,
     sign,
     transport_key,
@@ -32,16 +30,19 @@ from cluster.transport.wire import (
 from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+# A body up to this size goes out in the same send as its head (one syscall);
+# a bigger one is sent from its own buffer rather than copied behind the head.
+_JOIN_BODY_MAX = 64 * 1024
 
 
 class _Conn:
-    __slots__ = ("h11", "idle_since", "reusable", "stream")
+    __slots__ = ("idle_since", "reusable", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=16384)
-        # False once the peer said it closes, or a body bypassed h11.
-        self.reusable = True
+        # False until an exchange ended cleanly with the peer keeping the
+        # connection open (and nothing unexpected left on it).
+        self.reusable = False
         self.idle_since = 0.0
 
     def looks_alive(self) -> bool:
@@ -115,8 +116,8 @@ class TransportClient:
                 with trio.fail_after(self.timeout):
                     status, data = await self._exchange(conn, addr, method, target, body,
                                                         body_sha)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError,
-                    TransportError, OSError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError, TransportError,
+                    OSError) as exc:
                 await trio.aclose_forcefully(conn.stream)
                 if reused and attempt == 0:
                     continue
@@ -159,12 +160,7 @@ class TransportClient:
         return None
 
     def _checkin(self, addr: str, conn: _Conn) -> None:
-        c = conn.h11
-        fresh = c.our_state is h11.IDLE and conn.reusable
-        done = c.our_state is h11.DONE and c.their_state is h11.DONE
-        if fresh or done:
-            if done:
-                c.start_next_cycle()
+        if conn.reusable:
             pool = self._idle.setdefault(addr, [])
             if len(pool) < self._max_idle:
                 conn.idle_since = trio.current_time()
@@ -175,9 +171,10 @@ class TransportClient:
     async def _exchange(
         self, conn: _Conn, addr: str, method: str, target: str, body: bytes, body_sha: str
     ) -> tuple[int, bytes]:
+        conn.reusable = False  # until this exchange ends cleanly
         date = str(int(time.time()))
         nonce = secrets.token_hex(12)
-        headers = [
+        fields = [
             ("host", addr), ("content-length", str(len(body))),
             ("x-cs-node", self.node_id), ("x-cs-date", date), ("x-cs-sha256", body_sha),
             ("x-cs-nonce", nonce),
@@ -185,36 +182,56 @@ class TransportClient:
         mac = ""
         if body:
             mac = body_mac(self._key, method, target, date, self.node_id, nonce, body)
-            headers.append(("x-cs-body-mac", mac))
-        headers.append(("authorization", "CS-HMAC " + sign(
+            fields.append(("x-cs-body-mac", mac))
+        fields.append(("authorization", "CS-HMAC " + sign(
             self._key, method, target, date, self.node_id, body_sha, nonce, mac)))
-        c = conn.h11
-        await conn.stream.send_all(c.send(h11.Request(method=method, target=target,
-                                                      headers=headers)))
-        if body:
-            for piece in c.send_with_data_passthrough(h11.Data(data=body)):
-                await conn.stream.send_all(piece)
-        await conn.stream.send_all(c.send(h11.EndOfMessage()) or b"")
-        while True:
-            event = await next_event(conn.stream, c, HEAD_RECV)
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                break
-            raise TransportError(f"unexpected {type(event).__name__}")
-        length_h = header_value(event.headers, b"content-length")
-        if method == "HEAD" or length_h is None:
-            data = await read_body(conn.stream, c, None)
+        try:
+            head = request_head(method, target, fields)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        if len(body) <= _JOIN_BODY_MAX:
+            await conn.stream.send_all(head + body)
         else:
-            raw, bypassed = await read_body_raw(conn.stream, c, int(length_h))
-            data = bytes(raw)
-            del raw
-            if bypassed:
-                # h11 missed the body's end; continue the socket with a new one.
-                conn.reusable = c.their_state is not h11.MUST_CLOSE and \
-                    header_value(event.headers, b"connection") != "close"
-                conn.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=16384)
-        return event.status_code, data
+            await conn.stream.send_all(head)
+            await conn.stream.send_all(body)
+        response, rest = await self._response_head(conn.stream)
+        length = response.length
+        if method == "HEAD" or response.status in (204, 304):
+            length = 0  # no body, whatever the Content-Length says
+        elif length is None:
+            raise TransportError(f"a {response.status} response without Content-Length")
+        if len(rest) >= length:
+            data = rest[:length] if len(rest) > length else rest
+            # Bytes after the response: the peer broke the protocol.
+            conn.reusable = not response.close and len(rest) == length
+            return response.status, data
+        buf = bytearray(length)
+        got = len(rest)
+        buf[:got] = rest
+        del rest
+        await receive_rest(conn.stream, buf, got)
+        conn.reusable = not response.close
+        return response.status, bytes(buf)
+
+    @staticmethod
+    async def _response_head(stream: trio.SocketStream) -> tuple[ResponseHead, bytes]:
+        """The final response's head (interim 1xx ones are skipped) and the
+        bytes received after it."""
+        buf = b""
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                response = parse_response_head(buf[:end])
+                buf = buf[end + 4:]
+                if 100 <= response.status < 200:
+                    continue  # 100 Continue: the real answer follows
+                return response, buf
+            if len(buf) > MAX_HEAD:
+                raise TransportError("response head too large")
+            data = await stream.receive_some(HEAD_RECV)
+            if not data:
+                raise TransportError("connection closed before the response")
+            buf = buf + data if buf else data
 
     async def aclose(self) -> None:
         """Close every idle connection."""

@@ -1,7 +1,7 @@
 """Shared parts of the node-to-node transport: limits, errors, signing, framing.
 
 Both ends use these: the request signature and its key, the DELETE nonce ledger,
-reading h11 events and bodies off a socket in big pieces, and body hashing.
+receiving bodies straight off a socket, and body hashing.
 See :mod:`cluster.transport` for the protocol.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
-import h11
 import trio
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,12 +18,12 @@ from storage.crypto import derive_key
 
 RECV_SIZE = 4 * 1024 * 1024
 MAX_BODY = 64 * 1024 * 1024 + 1024
-# Reads of a message's head: a head is at most 16 KiB (h11's limit here),
-# and whatever body comes along with it goes through h11's buffer (three
-# copies), while the rest of a known-length body is received straight into
-# its buffer (read_body_raw).  Read with RECV_SIZE, a replica's head read
-# took most of a 1 MiB chunk that way.
+# Reads of a message's head: a head is at most MAX_HEAD, and whatever body
+# comes along with it is copied once more, while the rest of a known-length
+# body is received straight into its buffer (receive_rest).  Read with
+# RECV_SIZE, a replica's head read took most of a 1 MiB chunk that way.
 HEAD_RECV = 64 * 1024
+MAX_HEAD = 16 * 1024
 CLOCK_SKEW = 300.0
 # The server closes a keep-alive connection idle this long.
 IDLE_TIMEOUT = 75.0
@@ -140,94 +138,25 @@ class NonceLedger:
         return True
 
 
-
-
-
-async def next_event(
-    stream: trio.abc.Stream, conn: h11.Connection, size: int = RECV_SIZE
-) -> Any:
-    """The next h11 event, reading from the socket in pieces of up to
-    ``size`` bytes when needed (big ones by default: see HEAD_RECV)."""
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(size)
-            conn.receive_data(data)  # b"" tells h11 the peer closed
-            continue
-        return event
-
-
-async def read_body(
-    stream: trio.abc.Stream, conn: h11.Connection, length: int | None
-) -> bytes:
-    """The whole body of the current message (bounded by MAX_BODY)."""
-    parts: list[bytes] = []
-    got = 0
-    while True:
-        event = await next_event(stream, conn)
-        if isinstance(event, h11.Data):
-            got += len(event.data)
-            if got > MAX_BODY:
-                raise h11.RemoteProtocolError("body too large")
-            parts.append(event.data)
-        elif isinstance(event, h11.EndOfMessage):
-            break
-        elif isinstance(event, h11.ConnectionClosed):
-            raise TransportError("connection closed inside a body")
-        else:
-            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
-    if length is not None and got != length:
-        raise TransportError(f"body of {got} bytes, {length} announced")
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-async def read_body_raw(
-    stream: trio.SocketStream, conn: h11.Connection, length: int
-) -> tuple[bytearray, bool]:
-    """The body of the current message, read straight off the socket.
-
-    h11 is given whatever body bytes it already buffered with the headers;
-    the rest goes from the kernel into one preallocated buffer with
-    ``recv_into`` (no per-piece allocation, copy or parsing).  Returns that
-    buffer (no final copy: the caller owns it) and whether h11 was bypassed:
-    then ``conn`` no longer knows where the message ended and the caller must
-    use a fresh h11 connection for the next exchange (peers never pipeline,
-    so nothing else is buffered).
-    """
-    if length > MAX_BODY:
-        raise h11.RemoteProtocolError("body too large")
-    buf = bytearray(length)
-    pos = 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            break
-        if isinstance(event, h11.Data):
-            buf[pos:pos + len(event.data)] = event.data
-            pos += len(event.data)
-        elif isinstance(event, h11.EndOfMessage):
-            if pos != length:
-                raise TransportError(f"body of {pos} bytes, {length} announced")
-            return buf, False
-        elif isinstance(event, h11.ConnectionClosed):
-            raise TransportError("connection closed inside a body")
-        else:
-            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+async def receive_rest(
+    stream: trio.SocketStream, buf: bytearray, pos: int
+) -> None:
+    """Fill ``buf[pos:]`` straight from the socket: the rest of a body whose
+    length is known, with ``recv_into`` (no per-piece allocation, copy or
+    parsing).  Raises TransportError if the peer closes first."""
+    length = len(buf)
     with memoryview(buf) as view:
         while pos < length:
             n = await stream.socket.recv_into(view[pos:], min(RECV_SIZE, length - pos))
             if n == 0:
                 raise TransportError("connection closed inside a body")
             pos += n
-    return buf, True
 
 
-def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The first value of header ``name`` (lower-case bytes), or None."""
-    for k, v in headers:
-        if k == name:
-            return v.decode("latin-1")
-    return None
+def header_value(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """The value of header ``name`` (lower-case bytes), or None."""
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 def sha256_hex(data: bytes | bytearray) -> str:
