@@ -15,10 +15,12 @@ Authentication: every request carries
     X-CS-Date:   unix seconds
     X-CS-Sha256: hex SHA-256 of the body (of b"" when there is none)
     X-CS-Nonce:  random, unique per request
-    X-CS-Body-Mac: hex GMAC (AES-256-GCM) tag of the body (requests with a body), under
-                 the one-time key HMAC-SHA256(K, "body mac"\\nMETHOD\\nTARGET\\nDATE\\nNODE\\nNONCE)
+    X-CS-Body-Nonce: random, unique per body (requests with a body; the same
+                 for every replica of one chunk)
+    X-CS-Body-Mac: hex GMAC (AES-256-GCM) tag of the body, under the one-time
+                 key HMAC-SHA256(K, "body mac v2"\\nBODY-NONCE)
     Authorization: CS-HMAC <hex HMAC-SHA256(K, METHOD\\nTARGET\\nDATE\\nNODE\\nSHA256
-                             \\nNONCE[\\nBODY-MAC])> (one line)
+                             \\nNONCE[\\nBODY-NONCE\\nBODY-MAC])> (one line)
 
 with ``K = HKDF(cluster secret, "transport v1")`` (storage.crypto.derive_key).  The
 signature is checked (constant time, +-5 minutes of clock skew) *before* the
@@ -27,7 +29,7 @@ is closed.  A DELETE's nonce is remembered for the skew window, so a captured
 DELETE cannot be replayed (PUTs are content-addressed and idempotent, reads
 reveal nothing a captured response did not).  The body must then match its
 signed MAC (a body without one: its signed SHA-256), and a chunk PUT's signed
-hash must be its id; why a MAC and not SHA-256 is in ``wire.body_mac``.
+hash must be its id; why a MAC and not SHA-256 is in ``wire.body_tag``.
 
 Endpoints (all under ``/v1``):
 
@@ -49,11 +51,13 @@ from cluster.transport.wire import (
     MAX_BODY,
     POOL_IDLE_SECONDS,
     RECV_SIZE,
+    BodyTag,
     NonceLedger,
     PeerDiskFull,
     PeerUnreachable,
     TransportError,
-    body_mac,
+    body_mac_ok,
+    body_tag,
     sign,
     transport_key,
 )
@@ -65,6 +69,7 @@ __all__ = [
     "MAX_BODY",
     "POOL_IDLE_SECONDS",
     "RECV_SIZE",
+    "BodyTag",
     "ControlHandler",
     "NonceLedger",
     "PeerDiskFull",
@@ -73,7 +78,8 @@ __all__ = [
     "TransportClient",
     "TransportError",
     "TransportServer",
-    "body_mac",
+    "body_mac_ok",
+    "body_tag",
     "sign",
     "transport_key",
 ]

@@ -18,10 +18,11 @@ from cluster.transport.wire import (
     HEAD_RECV,
     MAX_HEAD,
     POOL_IDLE_SECONDS,
+    BodyTag,
     PeerDiskFull,
     PeerUnreachable,
     TransportError,
-    body_mac,
+    body_tag,
     receive_rest,
     sha256_async,
     sign,
@@ -97,11 +98,19 @@ class TransportClient:
         self._max_idle = max_idle
         self.pool_idle_seconds = pool_idle_seconds
 
+    def body_tag(self, body: bytes) -> BodyTag:
+        """The tag authenticating ``body`` in transit (see wire.body_tag): made
+        once, it serves every request that sends this same ``body`` object."""
+        return body_tag(self._key, body)
+
     async def request(
         self, addr: str, method: str, target: str, body: bytes = b"", *,
-        body_sha: str | None = None,
+        body_sha: str | None = None, tag: BodyTag | None = None,
     ) -> tuple[int, bytes]:
         """Send one request to ``addr`` ("host:port"); returns (status, body).
+
+        ``tag``: the body's :meth:`body_tag`, when the caller sends the same
+        body to several peers (made here otherwise).
 
         Pooled connections are checked before reuse (see ``_pooled``); one
         that fails anyway (the peer closed it just then) is retried once on a
@@ -110,12 +119,17 @@ class TransportClient:
         idempotent, so a retry is safe.
         """
         body_sha = body_sha or (hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA)
+        if body and tag is None:
+            tag = body_tag(self._key, body)
+        elif tag is not None and tag.body is not body:
+            # One tag key must never cover two different messages.
+            raise ValueError("a body tag made for another body")
         for attempt in range(2):
             conn, reused = await self._checkout(addr, fresh=attempt > 0)
             try:
                 with trio.fail_after(self.timeout):
                     status, data = await self._exchange(conn, addr, method, target, body,
-                                                        body_sha)
+                                                        body_sha, tag)
             except (trio.BrokenResourceError, trio.ClosedResourceError, TransportError,
                     OSError) as exc:
                 await trio.aclose_forcefully(conn.stream)
@@ -169,7 +183,8 @@ class TransportClient:
         conn.stream.socket.close()
 
     async def _exchange(
-        self, conn: _Conn, addr: str, method: str, target: str, body: bytes, body_sha: str
+        self, conn: _Conn, addr: str, method: str, target: str, body: bytes, body_sha: str,
+        tag: BodyTag | None,
     ) -> tuple[int, bytes]:
         conn.reusable = False  # until this exchange ends cleanly
         date = str(int(time.time()))
@@ -179,12 +194,12 @@ class TransportClient:
             ("x-cs-node", self.node_id), ("x-cs-date", date), ("x-cs-sha256", body_sha),
             ("x-cs-nonce", nonce),
         ]
-        mac = ""
-        if body:
-            mac = body_mac(self._key, method, target, date, self.node_id, nonce, body)
-            fields.append(("x-cs-body-mac", mac))
+        tag_nonce = tag_mac = ""
+        if tag is not None:
+            tag_nonce, tag_mac = tag.nonce, tag.mac
+            fields += [("x-cs-body-nonce", tag_nonce), ("x-cs-body-mac", tag_mac)]
         fields.append(("authorization", "CS-HMAC " + sign(
-            self._key, method, target, date, self.node_id, body_sha, nonce, mac)))
+            self._key, method, target, date, self.node_id, body_sha, nonce, tag_nonce, tag_mac)))
         try:
             head = request_head(method, target, fields)
         except ValueError as exc:
@@ -242,10 +257,13 @@ class TransportClient:
 
     # -- chunk operations ----------------------------------------------------------
 
-    async def put_chunk(self, addr: str, chunk_id: str, data: bytes) -> None:
-        """Store a chunk on a peer (the chunk id is the body's signed hash)."""
+    async def put_chunk(
+        self, addr: str, chunk_id: str, data: bytes, tag: BodyTag | None = None
+    ) -> None:
+        """Store a chunk on a peer (the chunk id is the body's signed hash);
+        ``tag``: ``data``'s :meth:`body_tag` when it goes to several peers."""
         status, body = await self.request(addr, "PUT", f"/v1/chunks/{check_chunk_id(chunk_id)}",
-                                          data, body_sha=chunk_id)
+                                          data, body_sha=chunk_id, tag=tag)
         if status != 204:
             raise _status_failure(addr, "PUT chunk", status, body)
 

@@ -198,14 +198,12 @@ class TransportServer:
         declared: str,
     ) -> bool:
         """Whether the body arrived as sent: its signed MAC when it has one
-        (GMAC, ~0.1 ms a MiB: see wire.body_mac), else its signed SHA-256."""
+        (GMAC, ~0.1 ms a MiB: see wire.body_tag), else its signed SHA-256."""
         mac = header_value(headers, b"x-cs-body-mac")
         if mac is None:
             return await sha256_async(body) == declared
-        date = header_value(headers, b"x-cs-date") or ""
-        node = header_value(headers, b"x-cs-node") or ""
-        nonce = header_value(headers, b"x-cs-nonce") or ""
-        return body_mac_ok(self._key, method, target, date, node, nonce, body, mac)
+        tag_nonce = header_value(headers, b"x-cs-body-nonce") or ""
+        return body_mac_ok(self._key, tag_nonce, body, mac)
 
     def _os_error(self, exc: OSError) -> Response:
         """A local I/O failure, named so the sender can log the real cause."""
@@ -228,8 +226,9 @@ class TransportServer:
                 return False
         except ValueError:
             return False
-        mac = header_value(headers, b"x-cs-body-mac") or ""
-        expected = sign(self._key, method, target, date, node, body_sha, nonce, mac)
+        tag_nonce = header_value(headers, b"x-cs-body-nonce") or ""
+        tag_mac = header_value(headers, b"x-cs-body-mac") or ""
+        expected = sign(self._key, method, target, date, node, body_sha, nonce, tag_nonce, tag_mac)
         if not hmac.compare_digest(expected, auth.removeprefix("CS-HMAC ").strip()):
             return False
         return method != "DELETE" or self._delete_nonces.first_use(nonce, now)
@@ -247,7 +246,7 @@ class TransportServer:
                     return Response(400, b"chunk bytes do not hash to the chunk id\n")
                 # The body was checked against its signed MAC (or hashed
                 # against ``body_sha``), and the sender signed that the id is
-                # the bytes' SHA-256 (see wire.body_mac).
+                # the bytes' SHA-256 (see wire.body_tag).
                 await self.local.put_chunk(cid, body)
                 return Response(204)
             if method == "GET":

@@ -165,7 +165,7 @@ async def test_a_chunk_corrupted_in_transit_is_refused(tmp_path: Path) -> None:
 async def test_the_body_mac_is_checked_and_signed(tmp_path: Path) -> None:
     import time
 
-    from cluster.transport import body_mac, sign, transport_key
+    from cluster.transport import body_tag, sign, transport_key
 
     async with trio.open_nursery() as nursery:
         addr, local = await _serve(nursery, tmp_path)
@@ -174,26 +174,52 @@ async def test_the_body_mac_is_checked_and_signed(tmp_path: Path) -> None:
         key = transport_key(SECRET)
         target = f"/v1/chunks/{cid}"
 
-        def put(mac_of: bytes, *, tamper: bool = False) -> int:
+        def put(mac_of: bytes, *, tamper: str = "") -> int:
             date, nonce = str(int(time.time())), os.urandom(12).hex()
-            mac = body_mac(key, "PUT", target, date, "n2", nonce, mac_of)
+            tag = body_tag(key, mac_of)
             headers = {
                 "x-cs-node": "n2", "x-cs-date": date, "x-cs-sha256": cid, "x-cs-nonce": nonce,
-                "x-cs-body-mac": mac,
+                "x-cs-body-nonce": tag.nonce, "x-cs-body-mac": tag.mac,
                 "authorization": "CS-HMAC " + sign(key, "PUT", target, date, "n2", cid,
-                                                   nonce, mac),
+                                                   nonce, tag.nonce, tag.mac),
             }
-            if tamper:  # an on-path rewrite of the tag after signing
-                headers["x-cs-body-mac"] = body_mac(key, "PUT", target, date, "n2", nonce,
-                                                    data[::-1])
+            if tamper == "mac":  # an on-path rewrite of the tag after signing
+                headers["x-cs-body-mac"] = body_tag(key, data[::-1]).mac
+            elif tamper == "nonce":  # or of the nonce that picks its key
+                headers["x-cs-body-nonce"] = os.urandom(12).hex()
             return httpx.put(f"http://{addr}{target}", content=data, headers=headers,
                              timeout=5).status_code
 
         # Signed, with the right SHA-256 but a tag of other bytes: refused.
         assert await trio.to_thread.run_sync(put, data[:-1] + b"\0") == 400
-        # A tag changed after signing: the signature no longer holds.
-        assert await trio.to_thread.run_sync(lambda: put(data, tamper=True)) == 401
+        # A tag or tag nonce changed after signing: the signature no longer holds.
+        for what in ("mac", "nonce"):
+            assert await trio.to_thread.run_sync(functools.partial(put, data, tamper=what)) == 401
         assert not await local.has_chunk(cid)
         assert await trio.to_thread.run_sync(put, data) == 204
         assert await local.get_chunk(cid) == data
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_one_body_tag_serves_every_replica_of_that_body_only(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        addrs, stores = [], []
+        for name in ("a", "b"):
+            addr, local = await _serve(nursery, tmp_path / name)
+            addrs.append(addr)
+            stores.append(local)
+        client = TransportClient("n2", SECRET)
+        data = os.urandom(300_000)
+        cid = hashlib.sha256(data).hexdigest()
+        tag = client.body_tag(data)
+        for addr in addrs:
+            await client.put_chunk(addr, cid, data, tag)
+        for local in stores:
+            assert await local.get_chunk(cid) == data
+        # A tag is never sent with bytes other than those it was made for.
+        other = os.urandom(1000)
+        with pytest.raises(ValueError, match="another body"):
+            await client.put_chunk(addrs[0], hashlib.sha256(other).hexdigest(), other, tag)
+        await client.aclose()
         nursery.cancel_scope.cancel()

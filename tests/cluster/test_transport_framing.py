@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from cluster.transport import TransportClient, TransportError, TransportServer, sign, transport_key
-from cluster.transport.wire import body_mac
+from cluster.transport import (
+    TransportClient,
+    TransportError,
+    TransportServer,
+    body_tag,
+    sign,
+    transport_key,
+)
 from storage.chunkstore import LocalChunkStore
 
 SECRET = b"transport-framing-secret-0123456"
@@ -30,12 +36,13 @@ def _signed_put(addr: str, data: bytes, *, chunked: bool = False) -> tuple[str, 
     cid = hashlib.sha256(data).hexdigest()
     key, target = transport_key(SECRET), f"/v1/chunks/{cid}"
     date, nonce = str(int(time.time())), os.urandom(12).hex()
-    mac = body_mac(key, "PUT", target, date, "n2", nonce, data)
-    auth = sign(key, "PUT", target, date, "n2", cid, nonce, mac)
+    tag = body_tag(key, data)
+    auth = sign(key, "PUT", target, date, "n2", cid, nonce, tag.nonce, tag.mac)
     framing = ("transfer-encoding: chunked" if chunked else f"content-length: {len(data)}")
     head = (f"PUT {target} HTTP/1.1\r\nhost: {addr}\r\n{framing}\r\nx-cs-node: n2\r\n"
             f"x-cs-date: {date}\r\nx-cs-sha256: {cid}\r\nx-cs-nonce: {nonce}\r\n"
-            f"x-cs-body-mac: {mac}\r\nauthorization: CS-HMAC {auth}\r\n\r\n").encode()
+            f"x-cs-body-nonce: {tag.nonce}\r\nx-cs-body-mac: {tag.mac}\r\n"
+            f"authorization: CS-HMAC {auth}\r\n\r\n").encode()
     if chunked:
         half = len(data) // 2
         body = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, data[:half], len(data) - half,
