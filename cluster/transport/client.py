@@ -24,6 +24,7 @@ from cluster.transport.wire import (
     TransportError,
     body_tag,
     receive_rest,
+    send_message,
     sha256_async,
     sign,
     transport_key,
@@ -31,8 +32,8 @@ from cluster.transport.wire import (
 from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-# A body up to this size goes out in the same send as its head (one syscall);
-# a bigger one is sent from its own buffer rather than copied behind the head.
+# A body up to this size is copied behind its head into one send; a bigger one
+# goes out from its own buffer (sendmsg with the head: see wire.send_message).
 _JOIN_BODY_MAX = 64 * 1024
 
 
@@ -207,8 +208,7 @@ class TransportClient:
         if len(body) <= _JOIN_BODY_MAX:
             await conn.stream.send_all(head + body)
         else:
-            await conn.stream.send_all(head)
-            await conn.stream.send_all(body)
+            await send_message(conn.stream, head, body)
         response, rest = await self._response_head(conn.stream)
         length = response.length
         if method == "HEAD" or response.status in (204, 304):
