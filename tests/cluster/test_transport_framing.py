@@ -31,7 +31,8 @@ async def _serve(nursery: trio.Nursery, root: Path) -> tuple[str, LocalChunkStor
     return f"127.0.0.1:{listeners[0].socket.getsockname()[1]}", local
 
 
-def _signed_put(addr: str, data: bytes, *, chunked: bool = False) -> tuple[str, bytes]:
+def _signed_put(addr: str, data: bytes, *, chunked: bool = False,
+                extra: str = "") -> tuple[str, bytes]:
     """A correctly signed chunk PUT, as raw bytes (head and body)."""
     cid = hashlib.sha256(data).hexdigest()
     key, target = transport_key(SECRET), f"/v1/chunks/{cid}"
@@ -42,7 +43,7 @@ def _signed_put(addr: str, data: bytes, *, chunked: bool = False) -> tuple[str, 
     head = (f"PUT {target} HTTP/1.1\r\nhost: {addr}\r\n{framing}\r\nx-cs-node: n2\r\n"
             f"x-cs-date: {date}\r\nx-cs-sha256: {cid}\r\nx-cs-nonce: {nonce}\r\n"
             f"x-cs-body-nonce: {tag.nonce}\r\nx-cs-body-mac: {tag.mac}\r\n"
-            f"authorization: CS-HMAC {auth}\r\n\r\n").encode()
+            f"{extra}authorization: CS-HMAC {auth}\r\n\r\n").encode()
     if chunked:
         half = len(data) // 2
         body = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, data[:half], len(data) - half,
@@ -143,6 +144,29 @@ async def test_a_body_cut_short_does_not_store_anything(tmp_path: Path) -> None:
         await client.put_chunk(addr, cid, data)
         assert await local.get_chunk(cid) == data
         await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_100_continue_only_after_authentication(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        addr, local = await _serve(nursery, tmp_path)
+        host, _, port = addr.rpartition(":")
+        data = os.urandom(50_000)
+        cid, raw = _signed_put(addr, data, extra="expect: 100-continue\r\n")
+        head, body = raw[:len(raw) - len(data)], raw[len(raw) - len(data):]
+        async with await trio.open_tcp_stream(host, int(port)) as stream:
+            await stream.send_all(head)
+            with trio.fail_after(5):
+                assert await stream.receive_some(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+                await stream.send_all(body)
+                assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 204 ")
+        assert await local.get_chunk(cid) == data
+        # Unsigned: a 401 and a close, never a 100 that would invite the body.
+        answer = await _send_and_read_all(addr, [
+            b"PUT /v1/chunks/" + cid.encode() + b" HTTP/1.1\r\nhost: x\r\n"
+            b"content-length: 10\r\nexpect: 100-continue\r\n\r\n"])
+        assert answer.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in answer
         nursery.cancel_scope.cancel()
 
 
