@@ -44,7 +44,7 @@ gc_interval = {interval}
 
 
 def start_nodes(
-    root: Path, db_url: str, specs: list[tuple[str, str]], extra: str, *, workers: int = 1,
+    root: Path, db_url: str, specs: list[tuple[str, str]], extra: str, *, workers: int = 2,
 ) -> list[NodeProcess]:
     """Prepare and start one node per (node id, zone), of ``workers``
     processes each; all share DB and secret."""
