@@ -121,8 +121,11 @@ class LinkHub:
                 nursery.start_soon(self._send_watch, lines)
                 await self._receive(lines)
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ValueError) as exc:
-            log.warning("worker link closed: %s", exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, ValueError) as group:
+            # except*: trio wraps a nursery's errors in a group.  One
+            # secondary's broken link (it died while the primary wrote to
+            # it) must end that link only, never the primary.
+            log.warning("worker link closed: %s", group.exceptions[0])
         finally:
             self.connected -= 1
             await trio.aclose_forcefully(stream)
@@ -199,8 +202,8 @@ class LinkClient:
                 # The primary closed the link: it is stopping or gone, which
                 # the process learns from its signal or its stdin.
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            log.warning("worker link to the primary lost: %s", exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+            log.warning("worker link to the primary lost: %s", group.exceptions[0])
         finally:
             unsubscribe()
             await trio.aclose_forcefully(stream)
