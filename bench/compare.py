@@ -287,9 +287,18 @@ s3_lists_per_second = 0
 
 @contextlib.contextmanager
 def started(nodes: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
-    """Stop the nodes (killing any that will not stop) when the block exits."""
+    """Stop the nodes (killing any that will not stop) when the block exits;
+    if it failed, show the end of each node's log first (it lives in a temp
+    dir that goes with the run)."""
     try:
         yield nodes
+    except BaseException:
+        for node in nodes:
+            state = "running" if node.process and node.process.poll() is None else (
+                f"exited {node.process.returncode}" if node.process else "not started")
+            print(f"--- {node.node_id} ({state}), end of its log:\n"
+                  f"{node.read_log()[-4000:]}", file=sys.stderr, flush=True)
+        raise
     finally:
         stop_nodes(nodes)
 
