@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
-import shutil
 import socket
 import statistics
 import subprocess
@@ -38,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import trio
 
@@ -485,33 +483,6 @@ async def compare_nodes(clients: dict[str, S3Client], repeat: int, quick: bool,
                 f"{name} {us:.0f} us" for name, us in cpu.items()), flush=True)
 
 
-def _psql(admin_url: str, statement: str) -> None:
-    parts = urlsplit(admin_url)
-    psql = shutil.which("psql")
-    if psql is None:
-        raise SystemExit("--postgres needs the psql client")
-    subprocess.run(
-        [psql, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-         "-U", parts.username or "postgres", "-d", parts.path.lstrip("/") or "postgres",
-         "-v", "ON_ERROR_STOP=1", "-qc", statement],
-        check=True, capture_output=True, timeout=60,
-        env=dict(os.environ, PGPASSWORD=parts.password or ""),
-    )
-
-
-def create_pg_database(admin_url: str) -> tuple[str, str]:
-    """A fresh database on ``admin_url``'s server: (its name, its URL)."""
-    name = f"cs_bench_{secrets.token_hex(5)}"
-    _psql(admin_url, f'CREATE DATABASE "{name}"')
-    parts = urlsplit(admin_url)
-    return name, urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_pg_database(admin_url: str, name: str) -> None:
-    """Drop a database :func:`create_pg_database` made."""
-    _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def start_node(tmp: Path, metadata_url: str | None = None, workers: int | None = None,
                checkout: Path | None = None) -> tuple[subprocess.Popen, str, str, str]:
     """Start a single node in ``tmp`` (SQLite there unless ``metadata_url``
@@ -587,6 +558,9 @@ def main() -> None:
                         help="the PostgreSQL server (and a database to connect to) in which "
                         "to create the benchmark's database")
     args = parser.parse_args()
+    # The script's own directory is on sys.path when run (not when imported).
+    from pg_db import create_pg_database, drop_pg_database
+
     only = [o.strip().replace(" ", "") for o in args.only.split(",")] if args.only else None
     procs: list[subprocess.Popen] = []
     databases: list[str] = []
