@@ -42,6 +42,11 @@ import trio
 
 from protocols.s3.sigv4 import UNSIGNED_PAYLOAD, sign_request
 
+# Its sibling modules, however this one is reached (script, bench.s3_bench).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pg_db import create_pg_database, drop_pg_database
+from proc_cpu import tree_cpu
+
 MiB = 1024 * 1024
 RECV = 1024 * 1024
 
@@ -194,30 +199,6 @@ def unique_body(base: bytes, i: int) -> bytes:
     return bytes(body)
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its live
-    descendants (a node's worker processes), from /proc; 0 without /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    tree, total = {pid}, 0.0
-    while True:
-        grown = {p for p, (parent, _) in stats.items() if parent in tree} - tree
-        if not grown:
-            break
-        tree |= grown
-    for p in tree:
-        total += stats.get(p, (0, 0.0))[1]
-    return total
-
-
 class S3Client:
     """Just enough S3 to benchmark, signing every request."""
 
@@ -235,7 +216,7 @@ class S3Client:
 
     def node_cpu(self) -> float:
         """The node's CPU seconds so far (0 when its process is not known)."""
-        return process_tree_cpu(self.pid) if self.pid else 0.0
+        return tree_cpu(self.pid) if self.pid else 0.0
 
     def headers(self, method: str, path: str, query: str, body: bytes, signed: bool) -> dict:
         extra = {"host": self.hostport}
@@ -558,9 +539,6 @@ def main() -> None:
                         help="the PostgreSQL server (and a database to connect to) in which "
                         "to create the benchmark's database")
     args = parser.parse_args()
-    # The script's own directory is on sys.path when run (not when imported).
-    from pg_db import create_pg_database, drop_pg_database
-
     only = [o.strip().replace(" ", "") for o in args.only.split(",")] if args.only else None
     procs: list[subprocess.Popen] = []
     databases: list[str] = []

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
+from proc_cpu import process_cpu, tree_cpu  # noqa: E402
 from refs import Missing, keygen, openssh_sftp  # noqa: E402
 
 import tests.harness as harness  # noqa: E402
@@ -163,30 +164,6 @@ def workloads(client: SftpClient, target: SftpTarget, big: Path,
             "get MB/s": get_big(client, target, big),
             "small put files/s": put_small(client, target, small_dir),
             "small get files/s": get_small(client, target, small_dir)}
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its live
-    descendants (a node's worker processes)."""
-    return sum(process_cpu(pid).values())
-
-
-def process_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) used so far by ``pid`` and by each of its
-    live descendants, by process id."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, float] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            found[p] = (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue  # gone meanwhile
-    return found
 
 
 def sshd_cpu(pid: int) -> float:
