@@ -16,6 +16,7 @@ from cluster.transport.framing import ResponseHead, parse_response_head, request
 from cluster.transport.wire import (
     DISK_FULL,
     HEAD_RECV,
+    JOIN_BODY_MAX,
     MAX_HEAD,
     POOL_IDLE_SECONDS,
     BodyTag,
@@ -32,9 +33,6 @@ from cluster.transport.wire import (
 from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-# A body up to this size is copied behind its head into one send; a bigger one
-# goes out from its own buffer (sendmsg with the head: see wire.send_message).
-_JOIN_BODY_MAX = 64 * 1024
 
 
 class _Conn:
@@ -205,7 +203,7 @@ class TransportClient:
             head = request_head(method, target, fields)
         except ValueError as exc:
             raise TransportError(str(exc)) from None
-        if len(body) <= _JOIN_BODY_MAX:
+        if len(body) <= JOIN_BODY_MAX:
             await conn.stream.send_all(head + body)
         else:
             await send_message(conn.stream, head, body)

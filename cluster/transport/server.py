@@ -18,6 +18,7 @@ from cluster.transport.wire import (
     DISK_FULL,
     HEAD_RECV,
     IDLE_TIMEOUT,
+    JOIN_BODY_MAX,
     MAX_BODY,
     MAX_HEAD,
     NonceLedger,
@@ -34,8 +35,6 @@ from storage.blobs import ChunkCorrupt, ChunkNotFound, check_chunk_id
 from storage.chunkstore import LocalChunkStore
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-# A response body up to this size goes out in the same send as its head.
-_JOIN_BODY_MAX = 64 * 1024
 
 
 @dataclass
@@ -132,7 +131,7 @@ class TransportServer:
             await stream.send_all(proto.send_continue())
         body, bypassed = await self._read_body(stream, proto, req.body_length)
         declared = header_value(headers, b"x-cs-sha256") or ""
-        if body and not await self._body_intact(method, target, headers, body, declared):
+        if body and not await self._body_intact(headers, body, declared):
             response = Response(400, b"body does not match its hash\n")
         else:
             response = await self._respond(method, target, body, declared)
@@ -194,8 +193,7 @@ class TransportServer:
         return b"".join(parts), False
 
     async def _body_intact(
-        self, method: str, target: str, headers: dict[bytes, bytes], body: bytes | bytearray,
-        declared: str,
+        self, headers: dict[bytes, bytes], body: bytes | bytearray, declared: str
     ) -> bool:
         """Whether the body arrived as sent: its signed MAC when it has one
         (GMAC, ~0.1 ms a MiB: see wire.body_tag), else its signed SHA-256."""
@@ -281,7 +279,7 @@ class TransportServer:
             (b"content-type", response.content_type.encode("latin-1"))], close=close)
         # Empty for a HEAD request or a bodiless status: the parser decides.
         pieces = proto.send_body(response.body, end=True)
-        if not pieces or len(response.body) <= _JOIN_BODY_MAX:
+        if not pieces or len(response.body) <= JOIN_BODY_MAX:
             await stream.send_all(b"".join([head, *pieces]))
         else:
             await stream.send_all(head)

@@ -26,6 +26,9 @@ MAX_BODY = 64 * 1024 * 1024 + 1024
 # RECV_SIZE, a replica's head read took most of a 1 MiB chunk that way.
 HEAD_RECV = 64 * 1024
 MAX_HEAD = 16 * 1024
+# A body up to this size is copied behind its head into one send; a bigger
+# one goes out from its own buffer (see send_message).
+JOIN_BODY_MAX = 64 * 1024
 CLOCK_SKEW = 300.0
 # The server closes a keep-alive connection idle this long.
 IDLE_TIMEOUT = 75.0
