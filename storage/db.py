@@ -38,7 +38,7 @@ from tortoise.transactions import in_transaction
 from storage import sql
 from storage.bridge import AsyncioBridge
 from storage.errors import ServiceUnavailable, StorageError
-from storage.pg_direct import PgDirect, remaker
+from storage.pg_direct import PgDirect, Remake, remaker
 from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
@@ -109,6 +109,14 @@ def unavailable_reason(exc: BaseException) -> str | None:
             following = current.__context__
         current = following
     return None
+
+
+def _pg_unit(fn: Callable[..., sql.UnitOfWork[Any]], args: Sequence[Any],
+             kwargs: dict[str, Any]) -> tuple[sql.UnitOfWork[Any], Remake | None]:
+    """``fn(*args, **kwargs)`` for PostgreSQL's group commit, with the means to
+    make it anew when ``fn`` is relayable (a function of its arguments: see
+    :func:`storage.pg_direct.remaker`), so its group may skip savepoints."""
+    return fn(*args, **kwargs), remaker(fn, args, kwargs) if is_relayable(fn) else None
 
 
 class DatabaseUnavailable(Exception):
@@ -307,9 +315,8 @@ class Database:
                 # whether its write committed.
                 with trio.CancelScope(shield=True):
                     try:
-                        return await self.bridge.run(
-                            self._pg.write, fn(*args, **kwargs),
-                            remaker(fn, args, kwargs) if is_relayable(fn) else None)
+                        work, again = _pg_unit(fn, args, kwargs)
+                        return await self.bridge.run(self._pg.write, work, again)
                     except asyncpg.IntegrityConstraintViolationError as exc:
                         raise IntegrityError(str(exc)) from exc
             return await self.bridge.run(
@@ -327,9 +334,7 @@ class Database:
         would, committed together at once (on PostgreSQL queued for the next
         group together, in one bridge crossing); their outcomes, in order."""
         if self._pg is not None:
-            works = [(fn(*args, **kwargs),
-                      remaker(fn, args, kwargs) if is_relayable(fn) else None)
-                     for fn, args, kwargs in calls]
+            works = [_pg_unit(fn, args, kwargs) for fn, args, kwargs in calls]
             with trio.CancelScope(shield=True):
                 try:
                     pg_results = await self.bridge.run(self._pg.write_many, works)
