@@ -13,23 +13,15 @@ import httpx
 import pytest
 import trio
 
-from cluster.transport import TransportClient, TransportError, TransportServer
+from cluster.transport import TransportClient, TransportError
 from storage.blobs import ChunkNotFound
-from storage.chunkstore import LocalChunkStore
-
-SECRET = b"transport-test-secret-0123456789"
-
-
-async def _serve(nursery: trio.Nursery, root: Path) -> tuple[str, LocalChunkStore]:
-    local = LocalChunkStore(root)
-    listeners = await nursery.start(TransportServer("n1", SECRET, local).serve, "127.0.0.1", 0)
-    return f"127.0.0.1:{listeners[0].socket.getsockname()[1]}", local
+from tests.cluster.transport_support import SECRET, serve_transport
 
 
 @pytest.mark.trio
 async def test_put_get_has_delete_list_round_trip(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         client = TransportClient("n2", SECRET)
         blobs = [os.urandom(n) for n in (1, 70_000, 5 * 1024 * 1024 + 3)]
         ids = [hashlib.sha256(b).hexdigest() for b in blobs]
@@ -53,7 +45,7 @@ async def test_put_get_has_delete_list_round_trip(tmp_path: Path) -> None:
 @pytest.mark.trio
 async def test_unauthenticated_and_invalid_requests_are_refused(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = b"payload"
         cid = hashlib.sha256(data).hexdigest()
 
@@ -89,7 +81,7 @@ async def test_a_captured_delete_cannot_be_replayed(tmp_path: Path) -> None:
     from cluster.transport import sign, transport_key
 
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = b"keep me"
         cid = hashlib.sha256(data).hexdigest()
         empty = hashlib.sha256(b"").hexdigest()
@@ -146,7 +138,7 @@ async def _flipping_proxy(
 @pytest.mark.trio
 async def test_a_chunk_corrupted_in_transit_is_refused(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = os.urandom(1024 * 1024)
         cid = hashlib.sha256(data).hexdigest()
         # Well past the request head: a bit of the body's middle flips.
@@ -168,7 +160,7 @@ async def test_the_body_mac_is_checked_and_signed(tmp_path: Path) -> None:
     from cluster.transport import body_tag, sign, transport_key
 
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = os.urandom(200_000)
         cid = hashlib.sha256(data).hexdigest()
         key = transport_key(SECRET)
@@ -206,7 +198,7 @@ async def test_one_body_tag_serves_every_replica_of_that_body_only(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         addrs, stores = [], []
         for name in ("a", "b"):
-            addr, local = await _serve(nursery, tmp_path / name)
+            addr, local = await serve_transport(nursery, tmp_path / name)
             addrs.append(addr)
             stores.append(local)
         client = TransportClient("n2", SECRET)

@@ -15,20 +15,11 @@ import trio
 from cluster.transport import (
     TransportClient,
     TransportError,
-    TransportServer,
     body_tag,
     sign,
     transport_key,
 )
-from storage.chunkstore import LocalChunkStore
-
-SECRET = b"transport-framing-secret-0123456"
-
-
-async def _serve(nursery: trio.Nursery, root: Path) -> tuple[str, LocalChunkStore]:
-    local = LocalChunkStore(root)
-    listeners = await nursery.start(TransportServer("n1", SECRET, local).serve, "127.0.0.1", 0)
-    return f"127.0.0.1:{listeners[0].socket.getsockname()[1]}", local
+from tests.cluster.transport_support import SECRET, serve_transport
 
 
 def _signed_put(addr: str, data: bytes, *, chunked: bool = False,
@@ -92,7 +83,7 @@ MALFORMED = [
 @pytest.mark.trio
 async def test_malformed_requests_get_a_4xx_and_a_closed_connection(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, _ = await _serve(nursery, tmp_path)
+        addr, _ = await serve_transport(nursery, tmp_path)
         for raw, status in MALFORMED:
             # Whole, and split into small pieces (a head across many reads).
             step = max(7, len(raw) // 8)
@@ -110,7 +101,7 @@ async def test_malformed_requests_get_a_4xx_and_a_closed_connection(tmp_path: Pa
 @pytest.mark.trio
 async def test_split_and_chunked_requests_are_served(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = os.urandom(300_000)
         cid, raw = _signed_put(addr, data)
         # Split inside the head, between head and body, and inside the body;
@@ -135,7 +126,7 @@ async def test_split_and_chunked_requests_are_served(tmp_path: Path) -> None:
 @pytest.mark.trio
 async def test_a_body_cut_short_does_not_store_anything(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         data = os.urandom(200_000)
         cid, raw = _signed_put(addr, data)
         assert await _send_and_read_all(addr, [raw[:-1000]], eof=True) == b""
@@ -150,7 +141,7 @@ async def test_a_body_cut_short_does_not_store_anything(tmp_path: Path) -> None:
 @pytest.mark.trio
 async def test_100_continue_only_after_authentication(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        addr, local = await _serve(nursery, tmp_path)
+        addr, local = await serve_transport(nursery, tmp_path)
         host, _, port = addr.rpartition(":")
         data = os.urandom(50_000)
         cid, raw = _signed_put(addr, data, extra="expect: 100-continue\r\n")
