@@ -528,7 +528,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int,
                         help="[node] workers of the node(s) started (default: the node's own)")
     parser.add_argument("--postgres", action="store_true",
-                        help="start the node on a fresh PostgreSQL database")
+                        help="start the node (with --against: both) on a fresh "
+                        "PostgreSQL database")
     parser.add_argument("--compare-postgres", action="store_true",
                         help="a SQLite node and a PostgreSQL node, alternated, with ratios")
     parser.add_argument("--against", type=Path,
@@ -552,7 +553,9 @@ def main() -> None:
         try:
             if args.compare_postgres or args.against:
                 if args.against:
-                    nodes = {"base": (None, args.against), "this": (None, None)}
+                    # Each on a database of its own with --postgres.
+                    nodes = {"base": (pg_url() if args.postgres else None, args.against),
+                             "this": (pg_url() if args.postgres else None, None)}
                 else:
                     nodes = {"sqlite": (None, None), "postgres": (pg_url(), None)}
                 clients = {}
