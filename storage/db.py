@@ -38,7 +38,7 @@ from tortoise.transactions import in_transaction
 from storage import sql
 from storage.bridge import AsyncioBridge
 from storage.errors import ServiceUnavailable, StorageError
-from storage.pg_direct import PgDirect, Remake, remaker
+from storage.pg_direct import PgDirect, Unit, remaker
 from storage.ratelog import ThrottledLog, ThrottleFilter
 from storage.sqlite_reader import Busy, SqliteReader
 from storage.sqlite_writer import SqliteWriter
@@ -112,11 +112,14 @@ def unavailable_reason(exc: BaseException) -> str | None:
 
 
 def _pg_unit(fn: Callable[..., sql.UnitOfWork[Any]], args: Sequence[Any],
-             kwargs: dict[str, Any]) -> tuple[sql.UnitOfWork[Any], Remake | None]:
+             kwargs: dict[str, Any]) -> Unit:
     """``fn(*args, **kwargs)`` for PostgreSQL's group commit, with the means to
     make it anew when ``fn`` is relayable (a function of its arguments: see
-    :func:`storage.pg_direct.remaker`), so its group may skip savepoints."""
-    return fn(*args, **kwargs), remaker(fn, args, kwargs) if is_relayable(fn) else None
+    :func:`storage.pg_direct.remaker`), so its group may skip savepoints,
+    and its :func:`storage.sql.disjoint_key`, so it may run side by side."""
+    if not is_relayable(fn):
+        return fn(*args, **kwargs), None, None
+    return fn(*args, **kwargs), remaker(fn, args, kwargs), sql.disjoint_key(fn, args, kwargs)
 
 
 class DatabaseUnavailable(Exception):
@@ -315,8 +318,8 @@ class Database:
                 # whether its write committed.
                 with trio.CancelScope(shield=True):
                     try:
-                        work, again = _pg_unit(fn, args, kwargs)
-                        return await self.bridge.run(self._pg.write, work, again)
+                        work, again, key = _pg_unit(fn, args, kwargs)
+                        return await self.bridge.run(self._pg.write, work, again, key)
                     except asyncpg.IntegrityConstraintViolationError as exc:
                         raise IntegrityError(str(exc)) from exc
             return await self.bridge.run(

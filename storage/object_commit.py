@@ -101,7 +101,12 @@ def _row(bucket: BucketInfo, key: str, version_id: str, fields: dict[str, Any],
     }
 
 
+def _commit_key(bucket: BucketInfo, key: str, *_args: Any, **_kwargs: Any) -> tuple[int, str]:
+    return bucket.id, key
+
+
 @relayable
+@sql.disjoint_by(_commit_key)
 def commit_steps(
     bucket: BucketInfo,
     key: str,

@@ -43,7 +43,12 @@ So, fewer round trips:
   (:mod:`storage.write_relay`), so one writer per node takes the
   account's row lock.
 
-A PutObject's unit is now three round trips (four on an overwrite).
+A PutObject's unit is now three round trips (four on an overwrite).  And
+a group of PutObjects of distinct keys runs side by side
+(:mod:`storage.pg_steps`): each step of every unit in one pipelined round
+trip, so a group of any size is BEGIN, three or four round trips, COMMIT.
+Alternated A/B runs (PUT 4 KiB, c=16, 2 processes, load 6-8): 139 % of
+the PUTs/s, node CPU per PUT 1,140 us against 1,565.
 """
 
 from __future__ import annotations
@@ -51,15 +56,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 import outcome
 
-from storage.sql import DEFER, FETCH, INSERT, MANY, UnitOfWork
+from storage.pg_steps import drive, run_side_by_side
+from storage.sql import UnitOfWork
 
 T = TypeVar("T")
 
@@ -73,86 +77,6 @@ WRITERS = 1
 #: Units of work one transaction takes at most.
 MAX_GROUP = 64
 
-_QMARK = re.compile(r"\?")
-
-
-@functools.lru_cache(maxsize=2048)
-def numbered(statement: str) -> str:
-    """A statement written with ``?`` placeholders, in PostgreSQL's ``$n``."""
-    counter = iter(range(1, 10_000))
-    return _QMARK.sub(lambda _m: f"${next(counter)}", statement)
-
-
-@functools.lru_cache(maxsize=256)
-def _returning_id(statement: str) -> str:
-    return numbered(statement + " RETURNING id")
-
-
-def _rowcount(status: str) -> int:
-    # "UPDATE 3", "DELETE 0", "INSERT 0 1": the count is the last word.
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except ValueError:
-        return 0
-
-
-def _folded(deferred: list[tuple[str, Sequence[Any]]], statement: str,
-            params: Sequence[Any]) -> tuple[str, list[Any]] | None:
-    """``statement`` with the deferred writes before it as data-modifying
-    CTEs (one statement, one round trip), or None where PostgreSQL would
-    refuse that: a WITH inside a CTE may not modify data."""
-    if any(d.lstrip()[:5].upper() == "WITH " for d, _ in deferred):
-        return None
-    ctes = ", ".join(f"_deferred{i} AS ({d})" for i, (d, _) in enumerate(deferred))
-    head = statement.lstrip()
-    if head[:5].upper() == "WITH ":
-        if head[5:].lstrip()[:10].upper() == "RECURSIVE ":
-            return None
-        folded = f"WITH {ctes}, {head[5:]}"
-    else:
-        folded = f"WITH {ctes} {head}"
-    return folded, [p for _, ps in deferred for p in ps] + list(params)
-
-
-async def drive(conn: asyncpg.Connection, work: UnitOfWork[T]) -> T:
-    """Run a unit of work's steps on an asyncpg connection; its result.
-
-    A DEFER step waits and goes with the unit's next statement, as a
-    data-modifying CTE of it (PostgreSQL runs such a CTE to completion
-    whether or not the statement reads it), or alone before the unit ends:
-    a PutObject's event row rides with its charge, one round trip of five.
-    """
-    result: Any = None
-    deferred: list[tuple[str, Sequence[Any]]] = []
-    while True:
-        try:
-            kind, statement, params = work.send(result)
-        except StopIteration as stop:
-            for d, ps in deferred:
-                await conn.execute(numbered(d), *ps)
-            return stop.value
-        if kind == DEFER:
-            deferred.append((statement, params))
-            result = None
-            continue
-        if deferred:
-            folded = _folded(deferred, statement, params) if kind != MANY else None
-            if folded is None:
-                for d, ps in deferred:
-                    await conn.execute(numbered(d), *ps)
-            else:
-                statement, params = folded
-            deferred.clear()
-        if kind == FETCH:
-            result = [dict(r) for r in await conn.fetch(numbered(statement), *params)]
-        elif kind == MANY:
-            await conn.executemany(numbered(statement), [tuple(r) for r in params])
-            result = None
-        elif kind == INSERT:
-            result = await conn.fetchval(_returning_id(statement), *params)
-        else:
-            result = _rowcount(await conn.execute(numbered(statement), *params))
-
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
     """Nothing to reset: the hot path leaves no session state behind (a
@@ -164,6 +88,8 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 CAUTIOUS_GROUPS = 16
 
 Remake = Callable[[], UnitOfWork[Any]]
+#: What :meth:`PgDirect.write` takes: the unit, its remaker, its disjoint key.
+Unit = tuple[UnitOfWork[Any], Remake | None, Hashable | None]
 
 
 def remaker(fn: Callable[..., UnitOfWork[Any]], args: Sequence[Any],
@@ -181,13 +107,21 @@ def remaker(fn: Callable[..., UnitOfWork[Any]], args: Sequence[Any],
 
 
 class _Job:
-    __slots__ = ("again", "future", "work")
+    __slots__ = ("again", "future", "key", "work")
 
     def __init__(self, work: UnitOfWork[Any], future: asyncio.Future[Any],
-                 again: Remake | None) -> None:
+                 again: Remake | None, key: Hashable | None) -> None:
         self.work = work
         self.future = future
         self.again = again
+        self.key = key
+
+
+def _side_by_side(group: list[_Job]) -> bool:
+    """Whether a group's units may run in lockstep: each marked
+    :func:`storage.sql.disjoint_by`, no two with the same key."""
+    keys = {job.key for job in group}
+    return None not in keys and len(keys) == len(group)
 
 
 class PgDirect:
@@ -207,6 +141,8 @@ class PgDirect:
         self.units = 0
         #: Groups run again with savepoints after a unit failed without.
         self.fallbacks = 0
+        #: Groups whose units ran side by side (storage.pg_steps).
+        self.side_by_side = 0
         self._cautious = 0  # groups left to run with savepoints straight away
 
     @property
@@ -255,14 +191,17 @@ class PgDirect:
         finally:
             self._readers.release(conn, healthy)
 
-    async def write(self, work: UnitOfWork[T], again: Remake | None = None) -> T:
+    async def write(self, work: UnitOfWork[T], again: Remake | None = None,
+                    key: Hashable | None = None) -> T:
         """Run ``work`` in the next group transaction; its result or its error.
 
         ``again`` makes the unit anew (see :func:`remaker`): a group of such
         units runs without savepoints and, if one fails, again with them.
+        Units of such a group that all have a ``key`` (:func:`storage.sql.disjoint_key`),
+        each a different one, run side by side (:mod:`storage.pg_steps`).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(work, future, again))
+        self._queue.append(_Job(work, future, again, key))
         if self._writers < WRITERS:
             self._writers += 1
             task = asyncio.get_running_loop().create_task(self._write_loop())
@@ -272,16 +211,16 @@ class PgDirect:
         # caller: its outcome must reach the caller, not be cancelled away.
         return await asyncio.shield(future)
 
-    async def write_many(self, works: list[tuple[UnitOfWork[Any], Remake | None]]
-                         ) -> list[outcome.Outcome[Any]]:
-        """:meth:`write` for each ``(work, again)`` of ``works`` at once (they
-        may share a group); their outcomes, in order."""
-        async def one(work: UnitOfWork[Any], again: Remake | None) -> outcome.Outcome[Any]:
+    async def write_many(self, works: list[Unit]) -> list[outcome.Outcome[Any]]:
+        """:meth:`write` for each ``(work, again, key)`` of ``works`` at once
+        (they may share a group); their outcomes, in order."""
+        async def one(work: UnitOfWork[Any], again: Remake | None,
+                      key: Hashable | None) -> outcome.Outcome[Any]:
             try:
-                return outcome.Value(await self.write(work, again))
+                return outcome.Value(await self.write(work, again, key))
             except Exception as exc:
                 return outcome.Error(exc)
-        return list(await asyncio.gather(*(one(w, a) for w, a in works)))
+        return list(await asyncio.gather(*(one(*unit) for unit in works)))
 
     async def _write_loop(self) -> None:
         try:
@@ -298,6 +237,12 @@ class PgDirect:
                     _settle(job, outcome.Error(ConnectionError("the writer stopped")))
                 self._queue.clear()
 
+    async def _run_optimistic(self, conn: asyncpg.Connection, group: list[_Job]
+                              ) -> list[outcome.Outcome[Any]] | None:
+        side_by_side = _side_by_side(group)
+        self.side_by_side += side_by_side
+        return await _run_optimistic(conn, group, side_by_side)
+
     async def _commit_group(self, group: list[_Job]) -> None:
         self.groups += 1
         self.units += len(group)
@@ -309,7 +254,7 @@ class PgDirect:
                 elif self._cautious or any(job.again is None for job in group):
                     self._cautious = max(0, self._cautious - 1)
                     results = await _run_grouped(conn, group)
-                elif (optimistic := await _run_optimistic(conn, group)) is not None:
+                elif (optimistic := await self._run_optimistic(conn, group)) is not None:
                     results = optimistic
                 else:
                     # A unit failed and the group rolled back: once more,
@@ -343,19 +288,25 @@ async def _run_alone(conn: asyncpg.Connection, work: UnitOfWork[Any]) -> outcome
     return outcome.Value(value)
 
 
-async def _run_optimistic(conn: asyncpg.Connection, group: list[_Job]
+async def _run_optimistic(conn: asyncpg.Connection, group: list[_Job], side_by_side: bool
                           ) -> list[outcome.Outcome[Any]] | None:
     """Several units in one transaction without savepoints, a round trip
-    less per unit; None, with everything rolled back, if one failed."""
+    less per unit, one after another or ``side_by_side``
+    (:func:`storage.pg_steps.run_side_by_side`); None, with everything
+    rolled back, if one failed."""
     values: list[outcome.Outcome[Any]] = []
     await conn.execute("BEGIN")
     try:
-        for job in group:
-            try:
-                values.append(outcome.Value(await drive(conn, job.work)))
-            except Exception:
-                await conn.execute("ROLLBACK")
-                return None
+        try:
+            if side_by_side:
+                values = [outcome.Value(v) for v in
+                          await run_side_by_side(conn, [job.work for job in group])]
+            else:
+                for job in group:
+                    values.append(outcome.Value(await drive(conn, job.work)))
+        except Exception:
+            await conn.execute("ROLLBACK")
+            return None
         await conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -39,6 +39,32 @@ DEFER = "defer"
 #: (kind, SQL with ``?`` placeholders, parameters; for MANY a list of rows)
 Step = tuple[str, str, Sequence[Any]]
 UnitOfWork = Generator[Step, Any, T]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DISJOINT = "_unit_disjoint_key"
+
+
+def disjoint_by(key: Callable[..., Hashable]) -> Callable[[F], F]:
+    """Mark a unit-of-work function whose units, for different values of
+    ``key(*args, **kwargs)``, touch different rows but for commutative
+    increments (usage, reference counts), appended rows (events) and rows
+    they release only as their own ``DELETE ... RETURNING`` got them
+    (:mod:`storage.refs`).  PostgreSQL may then run a group of such units
+    with distinct keys step by step side by side (:mod:`storage.pg_lockstep`):
+    any interleaving of their statements ends as one after the other would.
+    """
+    def mark(fn: F) -> F:
+        setattr(fn, _DISJOINT, key)
+        return fn
+    return mark
+
+
+def disjoint_key(fn: Callable[..., Any], args: Sequence[Any],
+                 kwargs: Mapping[str, Any]) -> Hashable | None:
+    """The :func:`disjoint_by` key of ``fn(*args, **kwargs)``; None if unmarked."""
+    key = getattr(fn, _DISJOINT, None)
+    return None if key is None else key(*args, **kwargs)
 
 
 def dialect(conn: BaseDBAsyncClient) -> str:

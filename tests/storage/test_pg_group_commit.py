@@ -253,3 +253,65 @@ async def test_relayed_units_commit_on_the_primarys_writer(core, db_url, tmp_pat
         assert await read(core, bucket, f"new{i}") == b"n" * i
     assert await read(core, bucket, "taken") == b"original"
     assert await _usage(core) == (used_before + sum(range(6)), count_before + 6)
+
+
+async def test_a_group_of_distinct_keys_runs_side_by_side(core, db_url):
+    """Units of distinct keys run in lockstep (storage/pg_steps.py), each
+    round one statement for all of them; every unit still gets its own
+    results (row ids, the version it replaced, its events) and usage and
+    chunk references are counted once each."""
+    bucket = await core.buckets.create(core.account_id, "lockstep")
+    shared = b"s" * 10_000  # over the inline threshold: a chunk with a refcount row
+    (chunk_id, _), = (await put(core, bucket, "base", shared)).chunks
+    for i in range(2):
+        await put(core, bucket, f"old{i}", b"o" * (i + 1))
+    used_before, count_before = await _usage(core)
+    seen: list = []
+    core.objects.events.subscribe(seen.append)
+    pg = core.db._pg
+    side_by_side, fallbacks = pg.side_by_side, pg.fallbacks
+    async with trio.open_nursery() as nursery, _Group(core, db_url, nursery) as group:
+        for i in range(3):
+            await group.queue(f"new{i}", lambda i=i: put(core, bucket, f"new{i}", b"n" * i))
+        for i in range(2):
+            await group.queue(f"old{i}", lambda i=i: put(core, bucket, f"old{i}", b"O" * 5))
+        await group.queue("dup", lambda: put(core, bucket, "dup", shared))
+    assert group.queued == 6
+    assert (pg.side_by_side, pg.fallbacks) == (side_by_side + 1, fallbacks)
+    infos = [group.results[n] for n in ("new0", "new1", "new2", "old0", "old1", "dup")]
+    assert len({info.row_id for info in infos}) == 6
+    assert [info.version_number for info in infos] == [1, 1, 1, 2, 2, 1]
+    kinds = {e.data["key"]: str(e.type) for e in seen}
+    assert kinds == {"new0": "object.created", "new1": "object.created",
+                     "new2": "object.created", "old0": "object.updated",
+                     "old1": "object.updated", "dup": "object.created"}
+    for i in range(3):
+        assert await read(core, bucket, f"new{i}") == b"n" * i
+    assert await read(core, bucket, "old1") == b"O" * 5
+    assert await read(core, bucket, "dup") == shared
+    history = await core.db.read(_history_of, bucket.id, "old1")
+    assert [r["size"] for r in history] == [2]
+    assert await _usage(core) == (used_before + 3 + 10 + 10_000, count_before + 6)
+    assert await core.db.read(_refcount, chunk_id) == 2
+
+
+async def _history_of(fetch, dialect, bucket_id, key):
+    return await fetch("SELECT size FROM object_versions WHERE bucket_id = $1 "
+                       "AND key = $2 AND history_at IS NOT NULL", [bucket_id, key])
+
+
+async def test_units_of_one_key_run_one_after_the_other(core, db_url):
+    """Two commits of one key in a group are not run side by side: the
+    second sees the first's version, as it would in groups of their own."""
+    bucket = await core.buckets.create(core.account_id, "samekey")
+    pg = core.db._pg
+    side_by_side, fallbacks = pg.side_by_side, pg.fallbacks
+    async with trio.open_nursery() as nursery, _Group(core, db_url, nursery) as group:
+        await group.queue("first", lambda: put(core, bucket, "k", b"1"))
+        await group.queue("other", lambda: put(core, bucket, "other", b"x"))
+        await group.queue("second", lambda: put(core, bucket, "k", b"22"))
+    assert group.queued == 3
+    assert (pg.side_by_side, pg.fallbacks) == (side_by_side, fallbacks)
+    assert group.results["first"].version_number == 1
+    assert group.results["second"].version_number == 2
+    assert await read(core, bucket, "k") == b"22"
