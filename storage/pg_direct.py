@@ -222,14 +222,32 @@ class PgDirect:
                 return outcome.Error(exc)
         return list(await asyncio.gather(*(one(*unit) for unit in works)))
 
+    def _take_group(self) -> list[_Job]:
+        """The next group: the first unit queued and those after it (up to
+        MAX_GROUP) that, like it, can or cannot be made anew.
+
+        One unit that cannot (a background worker's: the search index's
+        cursor, a webhook claim) would make every unit of its group take a
+        savepoint and none run side by side; it goes in a group of its own.
+        A bench run of PUT 4 KiB had 65 such groups.
+        """
+        remakeable = self._queue[0].again is not None
+        group: list[_Job] = []
+        rest: list[_Job] = []
+        for job in self._queue:
+            if len(group) < MAX_GROUP and (job.again is not None) == remakeable:
+                group.append(job)
+            else:
+                rest.append(job)
+        self._queue = rest
+        return group
+
     async def _write_loop(self) -> None:
         try:
             # One loop iteration lets the writes submitted alongside join.
             await asyncio.sleep(0)
             while self._queue:
-                group = self._queue[:MAX_GROUP]
-                del self._queue[:MAX_GROUP]
-                await self._commit_group(group)
+                await self._commit_group(self._take_group())
         finally:
             self._writers -= 1
             if not self._writers:  # only left over if the loop is stopping

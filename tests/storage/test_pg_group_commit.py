@@ -315,3 +315,27 @@ async def test_units_of_one_key_run_one_after_the_other(core, db_url):
     assert group.results["first"].version_number == 1
     assert group.results["second"].version_number == 2
     assert await read(core, bucket, "k") == b"22"
+
+
+def _unmarked_unit(name: str):
+    """A unit that cannot be made anew (not relayable), as background workers write."""
+    yield (sql.EXECUTE, "INSERT INTO outbox_cursors (name, event_id, updated_at) "
+           "VALUES (?, 0, now())", (name,))
+    return name
+
+
+async def test_a_unit_that_cannot_be_remade_commits_in_a_group_of_its_own(core, db_url):
+    """Queued among PutObjects, a unit without a remaker would make them all
+    take savepoints: it goes in the next group, and they run side by side."""
+    bucket = await core.buckets.create(core.account_id, "mixed")
+    pg = core.db._pg
+    side_by_side = pg.side_by_side
+    async with trio.open_nursery() as nursery, _Group(core, db_url, nursery) as group:
+        await group.queue("a", lambda: put(core, bucket, "a", b"a"))
+        await group.queue("cursor", lambda: core.db.write(_unmarked_unit, "test-cursor"))
+        await group.queue("b", lambda: put(core, bucket, "b", b"bb"))
+    assert group.queued == 3
+    assert pg.groups == group.groups_before + 2
+    assert pg.side_by_side == side_by_side + 1
+    assert group.results["cursor"] == "test-cursor"
+    assert await read(core, bucket, "b") == b"bb"
