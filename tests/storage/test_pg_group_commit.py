@@ -14,13 +14,19 @@ import functools
 import pytest
 import trio
 
-from storage import errors, sql
+from storage import errors, pg_direct, sql
 from storage.objects import WriteCondition
 from tests.storage.test_objects import put, read
 
 pytestmark = [pytest.mark.trio, pytest.mark.postgres]
 
 ADVISORY_KEY = 424242
+
+
+@pytest.fixture(autouse=True)
+def one_writer(monkeypatch) -> None:
+    """One writer, so that holding it makes the units queue for one group."""
+    monkeypatch.setattr(pg_direct, "WRITERS", 1)
 
 
 @pytest.fixture
