@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 
 def _psql(admin_url: str, statement: str) -> None:
@@ -34,3 +34,14 @@ def create_pg_database(admin_url: str) -> tuple[str, str]:
 def drop_pg_database(admin_url: str, name: str) -> None:
     """Drop a database :func:`create_pg_database` made."""
     _psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def transport(url: str) -> str:
+    """How a node reaches the server of ``url``: a Unix socket when its
+    ``host`` is a directory (``postgres://user@/db?host=/var/run/postgresql``,
+    for a server on the same machine), else TCP."""
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
+    if host.startswith("/"):
+        return f"Unix socket in {host}"
+    return f"TCP to {host}:{parts.port or 5432}"

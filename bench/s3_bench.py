@@ -12,7 +12,9 @@
 
 ``--postgres`` / ``--compare-postgres`` create a database of their own on the
 server of ``--pg-admin-url`` (default: the local trust-auth server the tests
-use) with ``psql`` and drop it afterwards.
+use) with ``psql`` and drop it afterwards.  The node connects as that URL
+says: ``postgres://postgres@/test?host=/var/run/postgresql`` for a Unix
+socket (the run prints which).
 
 boto3 with threads tops out near 400 requests/s on this machine, so the client
 here is a minimal async HTTP/1.1 client on trio: keep-alive connections,
@@ -44,7 +46,7 @@ from protocols.s3.sigv4 import UNSIGNED_PAYLOAD, sign_request
 
 # Its sibling modules, however this one is reached (script, bench.s3_bench).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pg_db import create_pg_database, drop_pg_database
+from pg_db import create_pg_database, drop_pg_database, transport
 from proc_cpu import tree_cpu
 
 MiB = 1024 * 1024
@@ -546,6 +548,8 @@ def main() -> None:
 
     def pg_url() -> str:
         name, url = create_pg_database(args.pg_admin_url)
+        if not databases:
+            print(f"PostgreSQL: {transport(url)}", flush=True)
         databases.append(name)
         return url
 
