@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asyncssh.crypto.cipher import GCMCipher
+from asyncssh.encryption import GCMEncryption
+from asyncssh.packet import String, UInt32
 
-from protocols.sftp.gcm import KeptGCMCipher
+from protocols.sftp.gcm import KeptGCMCipher, reuse_gcm_ciphers
 from protocols.sftp.inbuf import InputBuffer
 from tests.sftp.conftest import SftpUser, openssh_sftp
 
@@ -75,3 +78,57 @@ def test_input_buffer_slices_as_bytes_do() -> None:
         assert buf[5:].tobytes() == ref[5:]
     assert buf[len(ref):].tobytes() == b"" and not buf[len(ref):]
     assert (buf[len(ref):] + b"xy").tobytes() == b"xy"
+
+
+class _FakeConn:
+    """The state of an asyncssh connection that its send_packet reads, after
+    a key exchange on AES-GCM (as asyncssh sets it: ETM-style header of 1)."""
+
+    def __init__(self, key: bytes, iv: bytes) -> None:
+        self._recv_encryption = None
+        self._send_encryption = GCMEncryption(GCMCipher("aes128-gcm", key, iv))
+        self._compressor = None
+        self._auth_complete = self._kex_complete = self._strict_kex = True
+        self._auth_in_progress = False
+        self._rekey_bytes, self._rekey_bytes_sent = 1 << 30, 0
+        self._rekey_seconds, self._rekey_time = 0, 0.0
+        self._deferred_packets: list[tuple[int, tuple[bytes, ...]]] = []
+        self._send_enchdrlen, self._send_blocksize = 1, 16
+        self._send_seq = 41
+        self.sent: list[bytes] = []
+        self.generic: list[int] = []
+
+    def _send(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+
+    def send_packet(self, pkttype: int, *args: bytes, handler: object = None) -> None:
+        self.generic.append(pkttype)  # asyncssh's own, for what the fast one leaves
+
+
+def test_gcm_sender_packets_open_with_asyncssh_cipher() -> None:
+    key, iv = os.urandom(16), os.urandom(12)
+    conn: Any = _FakeConn(key, iv)
+    reuse_gcm_ciphers(conn)
+    data = os.urandom(32768)
+    conn.send_packet(94, UInt32(3), String(data))
+    conn.send_packet(94, UInt32(3), String(b"tail"))
+    reader = GCMCipher("aes128-gcm", key, iv)
+    for packet, args in zip(conn.sent, ((UInt32(3), String(data)), (UInt32(3), String(b"tail"))),
+                            strict=True):
+        header, body, mac = packet[:4], packet[4:-16], packet[-16:]
+        plain = reader.verify_and_decrypt(header, body, mac)
+        assert plain is not None and int.from_bytes(header, "big") == len(plain)
+        padlen = plain[0]
+        # The packet length field excluded, the packet fills whole cipher blocks.
+        assert 4 <= padlen < 20 and len(plain) % 16 == 0
+        assert plain[1:len(plain) - padlen] == bytes((94,)) + b"".join(args)
+    # No SSH_MSG_IGNORE in between: one packet each, sequence and rekey bytes counted.
+    assert len(conn.sent) == 2 and conn._send_seq == 43 and not conn.generic
+    assert conn._rekey_bytes_sent == sum(len(p) - 20 for p in conn.sent)
+    # During a key exchange, data waits as in asyncssh; another cipher goes to asyncssh.
+    conn._kex_complete = False
+    conn.send_packet(94, UInt32(3), String(b"later"))
+    assert conn._deferred_packets == [(94, (UInt32(3), String(b"later")))]
+    conn._send_encryption = GCMEncryption(GCMCipher("aes128-gcm", key, iv))
+    conn.send_packet(20, b"kexinit")
+    assert conn.generic == [20] and len(conn.sent) == 2
