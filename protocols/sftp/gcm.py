@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from asyncssh.constants import (
+    MSG_CHANNEL_DATA,
     MSG_DEBUG,
     MSG_KEX_LAST,
     MSG_NEWKEYS,
@@ -44,6 +45,8 @@ _GCM_MAC_SIZE = 16
 _BEFORE_KEX = frozenset({MSG_DEBUG, MSG_SERVICE_REQUEST, MSG_SERVICE_ACCEPT})
 # Random padding is drawn from the OS this many bytes at a time.
 _PAD_POOL = 4096
+# From what size a decrypted channel data packet is handed on as a view.
+_VIEW_MIN = 4096
 
 
 class KeptGCMCipher(GCMCipher):
@@ -90,17 +93,31 @@ class KeptGCMEncryption(GCMEncryption):
     copied twice before decryption)."""
 
     _cipher: KeptGCMCipher
+    # Whether asyncssh logs packets (their bytes, at DEBUG): then no views.
+    _logged = False
 
     def decrypt_packet(self, seq: int, first: bytes, rest: bytes, header_len: int,
-                       mac: bytes) -> bytes | None:
-        """Verify and decrypt a packet, as ``GCMEncryption.decrypt_packet``."""
+                       mac: bytes) -> bytes | memoryview | None:
+        """Verify and decrypt a packet, as ``GCMEncryption.decrypt_packet``.
+
+        A big channel data packet comes back as a view of the plaintext:
+        asyncssh slices the payload out of it, the data out of that, and its
+        stream reader cuts the data at SFTP packet boundaries (a 32 KiB
+        write spans two SSH packets) before joining the pieces of one
+        request -- four copies of every uploaded byte made of views, one
+        join left.  Only channel data: the other messages' strings are
+        decoded as text, which a view cannot do.
+        """
         cipher = self._cipher
         try:
-            plain: bytes | None = cipher._aead.decrypt(
+            plain = cipher._aead.decrypt(
                 cipher._iv, b"".join((first[header_len:], rest, mac)), first[:header_len])
         except InvalidTag:
-            plain = None
+            cipher._update_iv()
+            return None
         cipher._update_iv()
+        if len(plain) >= _VIEW_MIN and plain[1] == MSG_CHANNEL_DATA and not self._logged:
+            return memoryview(plain)
         return plain
 
     def seal(self, header: bytes, packet: bytes) -> bytearray:
@@ -111,8 +128,10 @@ class KeptGCMEncryption(GCMEncryption):
 
 def _swap(encryption: Any) -> bool:
     if type(encryption) is GCMEncryption:
-        encryption._cipher = KeptGCMCipher(encryption._cipher)
-        encryption.__class__ = KeptGCMEncryption
+        kept: Any = encryption
+        kept._cipher = KeptGCMCipher(encryption._cipher)
+        kept.__class__ = KeptGCMEncryption
+        kept._logged = logging.getLogger("asyncssh").isEnabledFor(logging.DEBUG)
         return True
     return False
 

@@ -132,3 +132,32 @@ def test_gcm_sender_packets_open_with_asyncssh_cipher() -> None:
     conn._send_encryption = GCMEncryption(GCMCipher("aes128-gcm", key, iv))
     conn.send_packet(20, b"kexinit")
     assert conn.generic == [20] and len(conn.sent) == 2
+
+
+def test_big_packet_bodies_are_views_that_decrypt_alike() -> None:
+    # A read of two packets: asyncssh slices each body out of the buffer and
+    # hands it to the cipher with the first block and the MAC.
+    key, iv = os.urandom(16), os.urandom(12)
+    sender = KeptGCMCipher(GCMCipher("aes128-gcm", key, iv))
+    bodies = [bytes((4, 94)) + os.urandom(8190) + bytes(4), bytes((4, 21)) + os.urandom(8190)
+              + bytes(4)]
+    wire = b"".join(sender.seal(len(b).to_bytes(4, "big"), b) for b in bodies)
+    buf: Any = InputBuffer([wire[:100], wire[100:]])
+    receiver = GCMEncryption(GCMCipher("aes128-gcm", key, iv))
+    conn: Any = type("Conn", (), {"_recv_encryption": receiver, "_send_encryption": None})()
+    reuse_gcm_ciphers(conn)
+    plain, rests = [], []
+    for body in bodies:
+        n = len(body) - 12  # the body after the first block's 12 bytes
+        first, rest, mac, buf = buf[:16], buf[16:16 + n], buf[16 + n:32 + n], buf[32 + n:]
+        rests.append(rest)
+        plain.append(receiver.decrypt_packet(0, first, rest, 4, mac))
+    assert not buf
+    # The first body spans the two reads (joined), the second is inside one (a view).
+    assert [type(r) for r in rests] == [bytes, memoryview]
+    size = len(wire) // 2
+    assert [bytes(r) for r in rests] == [wire[i * size + 16:(i + 1) * size - 16] for i in (0, 1)]
+    # Channel data comes back as a view (asyncssh slices it without copies),
+    # anything else as bytes; both with the bytes sent.
+    assert isinstance(plain[0], memoryview) and isinstance(plain[1], bytes)
+    assert [bytes(p) for p in plain] == bodies  # type: ignore[arg-type]
