@@ -32,7 +32,7 @@ from protocols.sftp.gcm import reuse_gcm_ciphers
 from protocols.sftp.keepalive import lazy_keepalive
 from protocols.sftp.ops import StorageOps
 from protocols.sftp.server import BucketSFTPServer
-from protocols.sftp.session import Activity, SSHSession, quiet_packet_logs
+from protocols.sftp.session import Activity, SSHSession, no_ignore_padding, quiet_packet_logs
 from protocols.sftp.statuses import sftp_error
 from protocols.sftp.tracing import TraceBatch
 from storage.core import StorageCore
@@ -95,6 +95,7 @@ class _SSHServer(asyncssh.SSHServer):
         # keep one cipher object.
         inbuf.install(conn, reuse_gcm_ciphers)
         quiet_packet_logs(conn)  # no per-packet debug formatting
+        no_ignore_padding(conn)  # no ignore packet before each reply
         lazy_keepalive(conn)  # no timer rescheduled on every read
         peer = conn.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"

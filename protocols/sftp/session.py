@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncssh
+from asyncssh.constants import MSG_IGNORE
 from asyncssh.packet import SSHPacket
 from asyncssh.sftp import FXP_WRITE, SFTPServerHandler
 from asyncssh.stream import SSHServerStreamSession
@@ -104,6 +105,43 @@ def quiet_packet_logs(handler: Any) -> None:
     if not logging.getLogger("asyncssh").isEnabledFor(logging.DEBUG):
         handler.log_received_packet = _no_packet_log
         handler.log_sent_packet = _no_packet_log
+
+
+def no_ignore_padding(conn: Any) -> None:
+    """Stop asyncssh sending an empty ``SSH_MSG_IGNORE`` before every packet
+    on a connection whose cipher is not CBC.
+
+    asyncssh precedes each packet after the key exchange with an ignore
+    packet, whatever the cipher: RFC 4251 (9.3.1) suggests it against the
+    chosen-plaintext attack on CBC, whose next IV is the last ciphertext
+    block.  Counter mode, AES-GCM and ChaCha20-Poly1305 have no such IV
+    (RFC 4344 made CTR the fix), and OpenSSH sends none.  With one reply
+    per request, it doubled the packets a small file costs: padded,
+    encrypted and sent here, decrypted and dropped by the client.  A CBC
+    connection keeps them (the cipher is looked at for every packet, since
+    a rekey may change it).
+
+    ``send_packet`` calls itself for the ignore packet, through the
+    instance, so a wrapper that knows it is already sending drops exactly
+    that nested call (asyncssh 2.24's ``SSHConnection.send_packet``).
+    """
+    send = conn.send_packet
+    sending = False
+
+    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        nonlocal sending
+        if sending:
+            if pkttype == MSG_IGNORE and "cbc" not in conn.get_extra_info("send_cipher", ""):
+                return
+            send(pkttype, *args, handler=handler)
+            return
+        sending = True
+        try:
+            send(pkttype, *args, handler=handler)
+        finally:
+            sending = False
+
+    conn.send_packet = send_packet
 
 
 class _TrailingIgnored(SSHPacket):

@@ -1,0 +1,72 @@
+"""What a small file's requests cost the server: no ignore packet before each
+reply (protocols.sftp.session.no_ignore_padding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paramiko
+import pytest
+from paramiko.common import MSG_IGNORE
+
+from protocols.sftp.session import no_ignore_padding
+from tests.sftp.conftest import SFTP_PASSWORD, SftpUser
+
+
+class _Conn:
+    """The part of asyncssh's SSHConnection.send_packet the wrapper relies
+    on: before a packet after the key exchange, it sends an ignore packet
+    through ``self.send_packet``."""
+
+    def __init__(self, cipher: str) -> None:
+        self.cipher = cipher
+        self.sent: list[int] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.cipher if name == "send_cipher" else default
+
+    def send_packet(self, pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if pkttype > 49:  # past MSG_KEX_LAST
+            self.send_packet(MSG_IGNORE, b"\0\0\0\0")
+        self.sent.append(pkttype)
+
+
+@pytest.mark.parametrize(("cipher", "ignores"), [
+    ("aes128-gcm@openssh.com", 0), ("chacha20-poly1305@openssh.com", 0), ("aes128-ctr", 0),
+    ("aes256-cbc", 3),
+])
+def test_ignore_packets_only_precede_packets_of_cbc_ciphers(cipher: str, ignores: int) -> None:
+    conn = _Conn(cipher)
+    no_ignore_padding(conn)
+    for pkttype in (94, 94, 21, 98):  # channel data, data, NEWKEYS, channel request
+        conn.send_packet(pkttype, b"payload")
+    assert conn.sent.count(MSG_IGNORE) == ignores
+    assert [t for t in conn.sent if t != MSG_IGNORE] == [94, 94, 21, 98]
+    conn.send_packet(MSG_IGNORE, b"\0\0\0\0")  # an ignore asked for is sent
+    assert conn.sent[-1] == MSG_IGNORE
+
+
+def test_replies_come_without_ignore_packets(sftp_user: SftpUser) -> None:
+    t = paramiko.Transport(("127.0.0.1", sftp_user.port))  # AES-CTR, paramiko's default
+    t.connect(username=sftp_user.username, password=SFTP_PASSWORD)
+    received: list[int] = []
+    read = t.packetizer.read_message
+
+    def counted() -> tuple[int, Any]:
+        ptype, message = read()
+        received.append(ptype)
+        return ptype, message
+
+    t.packetizer.read_message = counted  # type: ignore[method-assign]
+    try:
+        sftp = paramiko.SFTPClient.from_transport(t)
+        assert sftp is not None
+        path = f"/{sftp_user.user.bucket}/small.txt"
+        for _ in range(5):
+            with sftp.open(path, "wb") as f:
+                f.write(b"x" * 4096)
+            assert sftp.stat(path).st_size == 4096
+        assert len(received) >= 20  # the replies came through here, 4 a file
+        assert MSG_IGNORE not in received
+    finally:
+        t.close()
