@@ -131,6 +131,19 @@ class LoopReader:
             # reports a failure in its own terms (an outage, a logged error).
             return None
 
+    async def version(self) -> int | None:
+        """SQLite's ``data_version`` as this reader sees it: another number
+        once anyone has committed since (this connection never writes), so
+        a lookup made after an unchanged version still finds the same.
+        None if this reader cannot tell."""
+        if self._reader is None:
+            return None
+        try:
+            rows = await self._reader.fetch("PRAGMA data_version", ())
+        except (Busy, sqlite3.Error):
+            return None
+        return int(rows[0]["data_version"])
+
     def close(self) -> None:
         """Disconnect (idempotent)."""
         if self._reader is not None:

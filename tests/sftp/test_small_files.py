@@ -1,8 +1,12 @@
 """What a small file's requests cost the server: no ignore packet before each
-reply (protocols.sftp.session.no_ignore_padding)."""
+reply (protocols.sftp.session.no_ignore_padding), and one path lookup for
+the LSTAT, STAT and OPEN of a download (the session's last lookup, kept
+while SQLite's data_version says nobody committed since) -- which must
+never hide a change another session made in between."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import paramiko
@@ -10,7 +14,8 @@ import pytest
 from paramiko.common import MSG_IGNORE
 
 from protocols.sftp.session import no_ignore_padding
-from tests.sftp.conftest import SFTP_PASSWORD, SftpUser
+from tests.harness import NodeProcess
+from tests.sftp.conftest import SFTP_PASSWORD, SftpUser, paramiko_client
 
 
 class _Conn:
@@ -70,3 +75,38 @@ def test_replies_come_without_ignore_packets(sftp_user: SftpUser) -> None:
         assert MSG_IGNORE not in received
     finally:
         t.close()
+
+
+def test_a_download_sees_what_another_session_changed_between_its_requests(
+        node: NodeProcess, sftp_user: SftpUser) -> None:
+    ours, theirs = paramiko_client(sftp_user), paramiko_client(sftp_user)
+    path = f"/{sftp_user.user.bucket}/changing-{os.urandom(4).hex()}.bin"
+    try:
+        with pytest.raises(FileNotFoundError):
+            ours.lstat(path)
+        first = os.urandom(4096)
+        with theirs.open(path, "wb") as f:
+            f.write(first)
+        # The same path again, as a download asks it: every answer is new.
+        assert ours.lstat(path).st_size == 4096
+        assert ours.stat(path).st_size == 4096
+        second = os.urandom(1000)
+        with theirs.open(path, "wb") as f:  # replaced between STAT and OPEN
+            f.write(second)
+        with ours.open(path, "rb") as g:
+            assert g.read() == second
+        assert ours.stat(path).st_size == 1000
+        theirs.remove(path)
+        with pytest.raises(FileNotFoundError):
+            ours.stat(path)
+        with pytest.raises(FileNotFoundError):
+            ours.open(path, "rb")
+        # Its own writes too: a put, then the stat and the read of it.
+        with ours.open(path, "wb") as f:
+            f.write(first)
+        assert ours.stat(path).st_size == 4096
+        with ours.open(path, "rb") as g:
+            assert g.read() == first
+    finally:
+        ours.close()
+        theirs.close()
