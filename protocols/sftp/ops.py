@@ -40,18 +40,31 @@ HASH_IN_THREAD = 64 * 1024
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
+# Every field of an SFTPAttrs with its default (asyncssh's Record keeps them
+# in the class's ``__slots__`` dict; its instances have a ``__dict__``).
+_ATTRS_DEFAULTS = dict(asyncssh.SFTPAttrs.__slots__)
+
+
+def _attrs(kind: int, size: int, mode: int, mtime: float) -> asyncssh.SFTPAttrs:
+    # Record.__init__ sets each of SFTPAttrs' 24 fields with setattr, then
+    # the given ones again: 26 us a reply here, against 4 us filling the
+    # instance's dict in one update.  The same object either way.
+    attrs = asyncssh.SFTPAttrs.__new__(asyncssh.SFTPAttrs)
+    fields = attrs.__dict__
+    fields.update(_ATTRS_DEFAULTS)
+    fields.update(type=kind, size=size, permissions=mode, uid=0, gid=0,
+                  atime=int(mtime), mtime=int(mtime))
+    return attrs
+
+
 def dir_attrs(mtime: float = 0) -> asyncssh.SFTPAttrs:
     """The attributes of a folder (a bucket, a key prefix or the root)."""
-    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, size=0,
-                              permissions=DIR_MODE, uid=0, gid=0,
-                              atime=int(mtime), mtime=int(mtime))
+    return _attrs(asyncssh.FILEXFER_TYPE_DIRECTORY, 0, DIR_MODE, mtime)
 
 
 def file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
     """The attributes of an object."""
-    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=size,
-                              permissions=FILE_MODE, uid=0, gid=0,
-                              atime=int(mtime), mtime=int(mtime))
+    return _attrs(asyncssh.FILEXFER_TYPE_REGULAR, size, FILE_MODE, mtime)
 
 
 def _content_type(key: str) -> str:

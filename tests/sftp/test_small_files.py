@@ -1,5 +1,6 @@
 """What a small file's requests cost the server: no ignore packet before each
-reply (protocols.sftp.session.no_ignore_padding), and one path lookup for
+reply (protocols.sftp.session.no_ignore_padding), attributes built without
+asyncssh's field-by-field constructor (protocols.sftp.ops), and one path lookup for
 the LSTAT, STAT and OPEN of a download (the session's last lookup, kept
 while SQLite's data_version says nobody committed since) -- which must
 never hide a change another session made in between."""
@@ -9,10 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import asyncssh
 import paramiko
 import pytest
 from paramiko.common import MSG_IGNORE
 
+from protocols.sftp.ops import DIR_MODE, FILE_MODE, dir_attrs, file_attrs
 from protocols.sftp.session import no_ignore_padding
 from tests.harness import NodeProcess
 from tests.sftp.conftest import SFTP_PASSWORD, SftpUser, paramiko_client
@@ -110,3 +113,18 @@ def test_a_download_sees_what_another_session_changed_between_its_requests(
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(("ours", "kind", "size", "mode", "mtime"), [
+    (file_attrs(4096, 1_700_000_000.7), asyncssh.FILEXFER_TYPE_REGULAR, 4096, FILE_MODE,
+     1_700_000_000),
+    (dir_attrs(), asyncssh.FILEXFER_TYPE_DIRECTORY, 0, DIR_MODE, 0),
+])
+def test_attributes_are_asyncssh_s_own(ours: asyncssh.SFTPAttrs, kind: int, size: int,
+                                       mode: int, mtime: int) -> None:
+    theirs = asyncssh.SFTPAttrs(type=kind, size=size, permissions=mode, uid=0, gid=0,
+                                atime=mtime, mtime=mtime)
+    assert type(ours) is asyncssh.SFTPAttrs
+    assert repr(ours) == repr(theirs) and str(ours) == str(theirs)
+    for version in (3, 4, 5, 6):
+        assert ours.encode(version) == theirs.encode(version)
