@@ -114,6 +114,7 @@ class Listening:
 
     shared: bool = False
     web_socket: str | None = None
+    sftp: bool = True  # the SFTP port too (only the primary's: cluster/secondary.py)
 
 
 async def _serve_app(
@@ -163,7 +164,7 @@ async def start_listeners(
     for name, port, app in apps:
         with _naming_listener(name, host, port):
             await nursery.start(_serve_app, settings, name, port, app, shutdown, listening)
-    if settings.sftp.enabled:
+    if settings.sftp.enabled and listening.sftp:
         from protocols.sftp.listener import serve_sftp
 
         with _naming_listener("sftp", host, settings.listen.sftp_port):

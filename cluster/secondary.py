@@ -1,9 +1,10 @@
 """A secondary worker process of a node: more cores for the client ports.
 
 Started by the node's primary (cluster/supervisor.py), it serves the same
-client listeners as the primary (S3, web, SFTP) on the same ports: every
+client listeners as the primary on the same ports, S3 and web: every
 process binds them with SO_REUSEPORT and the kernel spreads new connections
-across them.  It runs nothing that must run once per node: no membership
+across them.  Not SFTP: that port is the primary's alone (below).  It runs
+nothing that must run once per node: no membership
 heartbeat, no transport listener for peers, no maintenance, webhook, import
 or image-cache workers.  It is a client of the blob layer like the primary
 (chunks to the local chunk directory, whose writes are temp file + rename
@@ -16,6 +17,26 @@ of layout and membership from the database.
 What belongs to the node rather than the process goes to the primary:
 trace events and request counters, committed events (cluster/worker_link.py)
 and admin API requests (cluster/admin_proxy.py).
+
+Why SFTP is served by the primary only: an SSH session stays with the
+process that accepted it, and OpenSSH's ``sftp`` stores one small file per
+round trip, so a session on a secondary relays every file's commit to the
+primary (storage/write_relay.py) one at a time, never in a group.  That
+relay cost more than the rest of the commit: node CPU per 4 KiB put,
+1,000 files over one session, was 1.8-2.4 ms when a secondary served the
+session (the primary's part, the relayed commits alone, 0.6-0.85 ms)
+against 1.2-1.6 ms on the primary, which then took 748 files/s against
+470.  Which process the kernel picked was a coin toss per session.  Many
+sessions at once did not win the relay's price back either: 4 concurrent
+``sftp`` sessions on the 2-core machine (alternated, medians of 4) stored
+492 small files/s with SFTP on the primary only against 391 on both
+processes (1.41 against 1.87 ms of node CPU per file), read 722 files/s
+against 582, and 2 concurrent 64 MiB puts took 103 against 91 MiB/s.
+Those clients ran on the same two cores, so the second process had no
+idle core to use; what this costs is SFTP beyond one process's core (its
+asyncio thread bounds one big transfer) on a node with more cores and
+remote clients.  S3 and web requests commit in groups the relay carries
+as one, and keep every process.
 
 It stops on SIGTERM/SIGINT (graceful, like the primary), and at once when
 its stdin reaches end of file: the primary holds the other end, so that is
@@ -115,7 +136,7 @@ async def run_secondary(settings: Settings, index: int, link_dir: str) -> None:
                     for name, port, app in build_apps(services)]
             async with trio.open_nursery() as listeners:
                 await start_listeners(listeners, services, shutdown, apps,
-                                      Listening(shared=True))
+                                      Listening(shared=True, sftp=False))
                 print(ready_line(settings.node.id, index), flush=True)
             nursery.cancel_scope.cancel()
     finally:

@@ -198,8 +198,8 @@ class _Listener:
             server_host_keys=[host_key(settings.cluster_secret())],
             login_timeout=60, keepalive_interval=30,
             window=8 * 1024 * 1024, server_version="CloudStorage",
-            # A node's worker processes share the port (cluster/supervisor.py).
-            reuse_port=settings.node.worker_count() > 1,
+            # Not shared: only a node's primary process serves SFTP
+            # (cluster/secondary.py says why).
         )
 
     async def close_idle(self, timeout: float) -> None:

@@ -1,6 +1,6 @@
 """A node with several worker processes (``[node] workers = 2``), as run for real.
 
-The client ports are shared by the primary and a secondary process
+The client ports but SFTP's are shared by the primary and a secondary process
 (SO_REUSEPORT): these tests open many connections and check, through the live
 trace (each event names the worker that served it), that both processes
 serve, that what belongs to the node stays whole (one trace, one admin API,
@@ -10,6 +10,7 @@ processes live and die together.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import boto3
 import httpx
+import paramiko
 import pytest
 from botocore.config import Config as BotoConfig
 
@@ -184,6 +186,59 @@ def test_rate_limit_holds_across_processes(node: NodeProcess) -> None:
     # The node's limit, not each process's: each admits its half.
     assert PER_MINUTE // 2 <= allowed <= PER_MINUTE + math.ceil(PER_MINUTE * elapsed / 60), (
         allowed, elapsed)
+
+
+def listening_sockets(port: int) -> set[str]:
+    """The inodes of the TCP sockets listening on ``port`` (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds open."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(target[8:-1])
+    return found
+
+
+def test_sftp_is_served_by_the_primary_alone(node: NodeProcess) -> None:
+    # cluster/secondary.py: a session on a secondary would relay every small
+    # file's commit to the primary.
+    assert node.process is not None
+    (secondary,) = children(node.process.pid)
+    port = node.ports["sftp"]
+    assert listening_sockets(port) & sockets_of(node.process.pid)
+    assert not listening_sockets(port) & sockets_of(secondary)
+    assert listening_sockets(node.ports["s3"]) & sockets_of(secondary)  # S3 is shared
+    user = signup(node)
+    r = user.client.post("/api/sftp", json={"password": "sftp-password-1"})
+    assert r.status_code == 200, r.text
+    reader = TraceReader(node.web_url, token_of(node), protocol="sftp")
+    try:
+        for i in range(12):  # a connection each: the kernel would spread them
+            t = paramiko.Transport(("127.0.0.1", port))
+            try:
+                t.connect(username=r.json()["username"], password="sftp-password-1")
+                sftp = paramiko.SFTPClient.from_transport(t)
+                assert sftp is not None
+                sftp.mkdir(f"/{user.bucket}/d{i}")
+            finally:
+                t.close()
+        poll(lambda: sum(e["operation"] == "Mkdir" for e in reader.requests()) == 12,
+             "the trace of every SFTP session")
+        assert served_by(reader, "sftp") == {0}
+    finally:
+        reader.close()
+        user.client.close()
 
 
 def test_a_killed_secondary_is_restarted_and_shutdown_leaves_nothing(tmp_path: Path) -> None:
