@@ -141,8 +141,10 @@ def reuse_gcm_ciphers(conn: Any) -> None:
     object (a no-op for other ciphers and for ciphers already swapped), and
     the first time, the sender of :func:`_gcm_sender`."""
     _swap(conn._recv_encryption)  # asyncssh internals
-    if _swap(conn._send_encryption) and "send_packet" not in vars(conn):
-        conn.send_packet = _gcm_sender(conn)
+    if _swap(conn._send_encryption) and not getattr(conn.send_packet, "kept_gcm", False):
+        # Another cipher's packets go to what sent them before (asyncssh's
+        # own, or session.no_ignore_padding's wrapper of it).
+        conn.send_packet = _gcm_sender(conn, conn.send_packet)
 
 
 class _Padding:
@@ -163,7 +165,7 @@ class _Padding:
         return self._pool[pos:pos + n]
 
 
-def _gcm_sender(conn: Any) -> Any:
+def _gcm_sender(conn: Any, generic: Any) -> Any:
     """A ``send_packet`` for ``conn`` that sends what asyncssh's does, for
     packets under a :class:`KeptGCMEncryption`, minus two costs:
 
@@ -178,10 +180,10 @@ def _gcm_sender(conn: Any) -> Any:
       sealed data, MAC), one ``os.urandom`` call each: here one join of the
       plaintext and the encryption straight into the buffer sent.
 
-    Anything else (another cipher, compression) goes to asyncssh's own.
+    Anything else (another cipher, compression) goes to ``generic``, the
+    ``send_packet`` the connection had before.
     """
     c = conn
-    generic = type(c).send_packet.__get__(c)
     padding = _Padding()
     # The same test as quiet_packet_logs: asyncssh's packet logs only print at DEBUG.
     logged = logging.getLogger("asyncssh").isEnabledFor(logging.DEBUG)
@@ -220,4 +222,5 @@ def _gcm_sender(conn: Any) -> Any:
         if logged:
             (handler or c).log_sent_packet(pkttype, seq, plain[1:1 + size])
 
+    send_packet.kept_gcm = True  # type: ignore[attr-defined]
     return send_packet

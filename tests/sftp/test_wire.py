@@ -23,6 +23,7 @@ from asyncssh.packet import String, UInt32
 
 from protocols.sftp.gcm import KeptGCMCipher, reuse_gcm_ciphers
 from protocols.sftp.inbuf import InputBuffer
+from protocols.sftp.session import no_ignore_padding
 from tests.sftp.conftest import SftpUser, openssh_sftp
 
 
@@ -132,6 +133,28 @@ def test_gcm_sender_packets_open_with_asyncssh_cipher() -> None:
     conn._send_encryption = GCMEncryption(GCMCipher("aes128-gcm", key, iv))
     conn.send_packet(20, b"kexinit")
     assert conn.generic == [20] and len(conn.sent) == 2
+
+
+def test_gcm_sender_takes_over_from_the_ignore_wrapper() -> None:
+    # The listener wraps send_packet (no_ignore_padding) before any key
+    # exists; once AES-GCM keys are in, the fast sender must still take over,
+    # and hand other ciphers' packets to the wrapper, once per connection.
+    key, iv = os.urandom(16), os.urandom(12)
+    conn: Any = _FakeConn(key, iv)
+    conn.get_extra_info = lambda name, default=None: "aes128-ctr"
+    no_ignore_padding(conn)
+    wrapper = conn.send_packet
+    reuse_gcm_ciphers(conn)
+    sender = conn.send_packet
+    assert sender.kept_gcm and sender is not wrapper
+    conn.send_packet(94, UInt32(3), String(b"data"))
+    assert len(conn.sent) == 1 and not conn.generic
+    conn._send_encryption = GCMEncryption(GCMCipher("aes128-gcm", key, iv))  # a rekey
+    reuse_gcm_ciphers(conn)
+    assert conn.send_packet is sender
+    conn._send_encryption = None  # another cipher: through the wrapper to asyncssh's
+    conn.send_packet(98, b"request")
+    assert conn.generic == [98]
 
 
 def test_big_packet_bodies_are_views_that_decrypt_alike() -> None:
