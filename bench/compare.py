@@ -90,6 +90,7 @@ from sftp_bench import (  # noqa: E402
     node_target,
     put_big,
     put_small,
+    vary,
 )
 
 from tests.cluster.replication_support import start_nodes, stop_nodes  # noqa: E402
@@ -406,6 +407,7 @@ def run_sftp(root: Path, node: NodeProcess, args: argparse.Namespace) -> None:
                      (f"{n_small:,} x 4 KiB puts (one session)", "files/s", put_small, small_dir),
                      (f"{n_small:,} x 4 KiB gets (one session)", "files/s", get_small, small_dir)]
         for run in range(args.repeat):
+            vary(big)
             for name, unit, fn, src in workloads:
                 for side in sides("ours", run):
                     rows.add(name, unit, side, fn(client, targets[side], src))

@@ -112,6 +112,17 @@ def make_inputs(work: Path, size_mib: int, n_small: int, small_bytes: int) -> tu
     return big, small_dir
 
 
+def vary(big: Path) -> None:
+    """New random bytes at the start of every MiB of ``big``, before each
+    repeat: the node stores chunks by content, so a repeated upload of the
+    same file would only find its chunks already stored (no write, no fsync)
+    while OpenSSH's sftp-server writes the file again."""
+    with big.open("r+b") as f:
+        for offset in range(0, big.stat().st_size, 1 << 20):
+            f.seek(offset)
+            f.write(os.urandom(16))
+
+
 def node_target(web_url: str, sftp_port: int, key_pub: Path) -> SftpTarget:
     """Sign up an account on a node, register ``key_pub`` for SFTP; the
     target is its bucket."""
@@ -254,6 +265,7 @@ def main() -> None:
                 sshd = find_sshd(root / "openssh" / "sshd_config")
                 order = list(targets)
                 for run in range(args.repeat):
+                    vary(big)
                     for name, fn, src in WORKLOADS:
                         shift = run % len(order)
                         for side in order[shift:] + order[:shift]:
