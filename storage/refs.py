@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage import errors, sql
+from storage.sqlite_writer import sqlite_form
 
 #: What to return from a ``DELETE FROM object_versions`` for :func:`dropped`.
 VERSION_RETURNING = "size, is_delete_marker, chunks"
@@ -83,18 +84,28 @@ def release_steps(account_id: str, versions: Sequence[Dropped]) -> sql.UnitOfWor
                (sum(v.size for v in live), len(live), account_id))
 
 
+_CHARGE_SET = ("UPDATE accounts SET used_bytes = used_bytes + ?, object_count = object_count + ? "
+               "WHERE id = ? AND used_bytes + ? <= quota_bytes")
+_CHARGE = _CHARGE_SET + " RETURNING used_bytes, quota_bytes"
+
+
+@sqlite_form(_CHARGE)
+def _charge_sqlite(conn: Any, params: Sequence[Any]) -> list[dict[str, Any]]:
+    # Every commit charges: without RETURNING, SQLite's cheaper form.
+    if conn.execute(_CHARGE_SET, params).rowcount == 0:
+        return []
+    row = conn.execute("SELECT used_bytes, quota_bytes FROM accounts WHERE id = ?",
+                       (params[2],)).fetchone()
+    return [{"used_bytes": row[0], "quota_bytes": row[1]}]
+
+
 def charge_steps(account_id: str, size: int, count: int) -> sql.UnitOfWork[tuple[int, int]]:
     """Add usage, refusing (and so rolling back) anything over the quota.
 
     Returns the account's usage after the charge and its quota (for the
     quota.warning event).
     """
-    rows = yield (sql.FETCH,
-                  "UPDATE accounts SET used_bytes = used_bytes + ?, "
-                  "object_count = object_count + ? "
-                  "WHERE id = ? AND used_bytes + ? <= quota_bytes "
-                  "RETURNING used_bytes, quota_bytes",
-                  (size, count, account_id, size))
+    rows = yield (sql.FETCH, _CHARGE, (size, count, account_id, size))
     if not rows:
         raise errors.QuotaExceeded()
     return int(rows[0]["used_bytes"]), int(rows[0]["quota_bytes"])
