@@ -9,7 +9,7 @@ this transaction's own ``DELETE ... RETURNING`` removed.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from storage.object_types import (
     WriteCondition,
     new_version_id,
 )
+from storage.sqlite_writer import rows_of, sqlite_form
 from storage.write_relay import relayable
 
 DEFAULT_RETENTION = versions.Retention()
@@ -68,6 +69,35 @@ _DEMOTE_AND_HIDE = (
     "RETURNING id, history_at, is_delete_marker, size, chunks, etag, content_type, "
     "version_number"
 )
+_HIDE_CANDIDATES = (
+    "SELECT id, version_id, history_at, is_delete_marker, size, chunks, etag, content_type, "
+    'version_number FROM object_versions WHERE bucket_id = ? AND "key" = ? '
+    "AND (is_latest = ? OR version_id = ?)"
+)
+_HIDE_BY_ID = (
+    "UPDATE object_versions SET is_latest = NULL, "
+    "history_at = CASE WHEN version_id = ? THEN ? ELSE history_at END, "
+    "version_id = CASE WHEN version_id = ? THEN ? ELSE version_id END WHERE id IN "
+)
+
+
+@sqlite_form(_DEMOTE_AND_HIDE)
+def _demote_and_hide_sqlite(conn: Any, params: Sequence[Any]) -> list[dict[str, Any]]:
+    """_DEMOTE_AND_HIDE as a SELECT of the rows and an UPDATE of them by id:
+    the writer holds the write lock, so nothing comes between the two."""
+    null, now, _, _, bucket_id, key, latest, _ = params
+    rows = rows_of(conn.execute(_HIDE_CANDIDATES, (bucket_id, key, latest, null)))
+    if not rows:
+        return rows
+    conn.execute(_HIDE_BY_ID + "(" + ", ".join("?" for _ in rows) + ")",
+                 [*params[:4], *(r["id"] for r in rows)])
+    for r in rows:
+        # RETURNING's values: the statement's new history_at for the null version.
+        if r.pop("version_id") == null:
+            r["history_at"] = now
+    return rows
+
+
 # The key's history, newest first, each row with the account's own retention
 # (NULLs for none): the policy costs no statement of its own.  No history
 # row means nothing to prune, whatever the policy.
