@@ -114,7 +114,7 @@ def _json(value: Any, empty: str) -> str:
 
 
 def _row(bucket: BucketInfo, key: str, version_id: str, fields: dict[str, Any],
-         chunks: list[tuple[str, int]], created_at: datetime) -> dict[str, Any]:
+         chunks: Sequence[tuple[str, int]], created_at: datetime) -> dict[str, Any]:
     """The column values of a new version row (version_number filled in later)."""
     return {
         "bucket_id": bucket.id, "key": key, "version_id": version_id, "is_latest": True,
@@ -135,18 +135,58 @@ def _commit_key(bucket: BucketInfo, key: str, *_args: Any, **_kwargs: Any) -> tu
     return bucket.id, key
 
 
-@relayable
-@sql.disjoint_by(_commit_key)
+# What a commit made, beside what its caller gave: (version id, creation
+# time, row id, version number).  A secondary process's commit comes back
+# over the write relay (storage/write_relay.py) as this, not as the
+# ObjectInfo with the object's inline data, which the primary would pickle
+# and the secondary unpickle for every small PUT.
+Committed = tuple[str, datetime, int, int]
+
+
 def commit_steps(
     bucket: BucketInfo,
     key: str,
     fields: dict[str, Any],
-    chunks: list[tuple[str, int]],
+    chunks: Sequence[tuple[str, int]],
     condition: WriteCondition | None = None,
     emitted: list[Event] | None = None,
     origin: str = "",
     retention: versions.Retention = DEFAULT_RETENTION,
 ) -> sql.UnitOfWork[ObjectInfo]:
+    """:func:`commit_row_steps`, answering the new version's ObjectInfo."""
+    committed = yield from commit_row_steps(bucket, key, fields, chunks, condition, emitted,
+                                            origin, retention)
+    return object_info(bucket, key, fields, chunks, committed)
+
+
+def object_info(bucket: BucketInfo, key: str, fields: dict[str, Any],
+                chunks: Sequence[tuple[str, int]], committed: Committed) -> ObjectInfo:
+    """The ObjectInfo of the version :func:`commit_row_steps` made."""
+    version_id, created_at, row_id, version_number = committed
+    return ObjectInfo(
+        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
+        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
+        user_metadata=dict(fields.get("user_metadata") or {}),
+        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
+        is_delete_marker=bool(fields.get("is_delete_marker")), is_latest=True,
+        chunks=tuple(chunks), inline_data=fields.get("inline_data"),
+        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
+        row_id=row_id, version_number=version_number,
+    )
+
+
+@relayable
+@sql.disjoint_by(_commit_key)
+def commit_row_steps(
+    bucket: BucketInfo,
+    key: str,
+    fields: dict[str, Any],
+    chunks: Sequence[tuple[str, int]],
+    condition: WriteCondition | None = None,
+    emitted: list[Event] | None = None,
+    origin: str = "",
+    retention: versions.Retention = DEFAULT_RETENTION,
+) -> sql.UnitOfWork[Committed]:
     """Make a new version (or delete marker) the latest one, if ``condition`` holds.
 
     Records the change's events (object.created / updated / deleted, and
@@ -161,7 +201,6 @@ def commit_steps(
     versioned = bucket.versioning == "Enabled"
     version_id = new_version_id() if versioned else NULL_VERSION
     created_at = _now()
-    is_marker = bool(fields.get("is_delete_marker"))
     row = _row(bucket, key, version_id, fields, chunks, created_at)
     # The first statement writes, so SQLite takes its write lock up front
     # instead of failing to upgrade a read snapshot later.  Its row lock is
@@ -189,16 +228,7 @@ def commit_steps(
     changes = yield from _record_and_charge(bucket, key, fields, latest, origin)
     if emitted is not None:
         emitted.extend(changes)
-    return ObjectInfo(
-        bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
-        etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
-        user_metadata=dict(fields.get("user_metadata") or {}),
-        headers=dict(fields.get("headers") or {}), checksums=dict(fields.get("checksums") or {}),
-        is_delete_marker=is_marker, is_latest=True, chunks=tuple(chunks),
-        inline_data=fields.get("inline_data"),
-        part_sizes=tuple(fields.get("part_sizes") or ()), tags=dict(fields.get("tags") or {}),
-        row_id=row_id, version_number=row["version_number"],
-    )
+    return version_id, created_at, row_id, row["version_number"]
 
 
 def _demote_and_hide_steps(bucket: BucketInfo, key: str, now: datetime

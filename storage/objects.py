@@ -42,12 +42,13 @@ from storage.db import Database
 from storage.events import Event, EventBus
 from storage.object_commit import (
     CommitHook,
-    commit_steps,
+    commit_row_steps,
     commit_version_after,
     delete_unversioned_steps,
     delete_version_steps,
     find_row,
     find_version,
+    object_info,
     set_tags_steps,
 )
 from storage.object_types import (
@@ -406,8 +407,12 @@ class ObjectService:
         async def attempt() -> tuple[ObjectInfo, list[Event]]:
             emitted: list[Event] = []  # afresh for each try: a rolled-back one emitted nothing
             if before is None:
-                info = await self._db.write(commit_steps, bucket, key, fields, chunks,
-                                            condition, emitted, origin, self.retention)
+                # The chunks as a tuple: the write relay sends a list
+                # argument's contents back (an out-parameter).
+                committed = await self._db.write(commit_row_steps, bucket, key, fields,
+                                                 tuple(chunks), condition, emitted, origin,
+                                                 self.retention)
+                info = object_info(bucket, key, fields, chunks, committed)
             else:
                 info = await self._db.run(commit_version_after, before, bucket, key, fields,
                                           chunks, condition, emitted, origin, self.retention)
