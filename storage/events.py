@@ -141,6 +141,18 @@ class Event:
     actor: str = ""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Every PutObject of a secondary process gets its events back over the
+        # write relay (storage/write_relay.py) in a pickle.  By default one
+        # names four classes (the event's, its type's, its origin's, and its
+        # time's timezone), and each name a pickle carries costs an import
+        # lookup to write.  As plain values, a list of one event pickled and
+        # unpickled in 77,000 instructions instead of 106,000 (cachegrind).
+        origin = self.origin
+        client = (origin.ip, origin.user_agent) if isinstance(origin, Origin) else None
+        return (_unpickle_event, (str(self.type), self.account_id, self.data, str(origin),
+                                  client, self.actor, self.at.isoformat()))
+
     def payload(self) -> dict[str, Any]:
         """The document webhooks send: ``{event, timestamp, data}``."""
         return {
@@ -148,6 +160,13 @@ class Event:
             "timestamp": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "data": dict(self.data),
         }
+
+
+def _unpickle_event(etype: str, account_id: str, data: Mapping[str, Any], origin: str,
+                    client: tuple[str, str] | None, actor: str, at: str) -> Event:
+    return Event(EventType(etype), account_id, data,
+                 Origin(origin, *client) if client is not None else origin, actor,
+                 datetime.fromisoformat(at))
 
 
 def object_data(bucket: str, key: str, size: int, content_type: str) -> dict[str, Any]:
