@@ -43,6 +43,7 @@ MAX_LENGTH_DIGITS = 19  # more is no real body (and past what a 64-bit length ho
 _REQUEST_SPECIAL = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"host"})
 _HOST_ONLY = {b"host"}
+_HOST_AND_LENGTH = {b"host", b"content-length"}
 _RESPONSE_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"connection", b"date"})
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii"))
                  for s in HTTPStatus}
@@ -169,9 +170,12 @@ class ServerConnection:
         headers = [(name.lower(), value) for name, value in fields]
         version = "1.1" if line[3] == b"1" else "1.0"
         named = dict(headers)
-        if (version == "1.1" and len(named) == len(headers)
-                and named.keys() & _REQUEST_SPECIAL == _HOST_ONLY):
-            # The usual bodiless request (C-level set and dict work only): no more to check.
+        special = named.keys() & _REQUEST_SPECIAL
+        if version == "1.1" and len(named) == len(headers) and (
+                special == _HOST_ONLY
+                or (special == _HOST_AND_LENGTH and named[b"content-length"] == b"0")):
+            # The usual bodiless request, also as clients that always send a
+            # Content-Length send it (C-level set and dict work only): no more to check.
             self._framing, self.request_done = _NONE, True
             return Request(line[1], line[2], version, headers, 0, True, False)
         length, keep_alive, expect = self._framing_fields(headers, version)

@@ -225,8 +225,15 @@ class _Socket:
         self.sock = sock
         self.waited = False  # whether a call had to wait (and so yielded)
 
-    async def receive_some(self, size: int) -> bytes:
-        """Up to ``size`` bytes (b"" at the end of the stream)."""
+    async def receive_some(self, size: int, *, wait_first: bool = False) -> bytes:
+        """Up to ``size`` bytes (b"" at the end of the stream).
+
+        ``wait_first``: wait for readiness before the first ``recv``, for a
+        read that would almost surely fail (see _Connection._wait_for_request).
+        """
+        if wait_first:
+            self.waited = True
+            await trio.lowlevel.wait_readable(self.sock)
         while True:
             try:
                 return self.sock.recv(size)
@@ -240,6 +247,19 @@ class _Socket:
         """Send ``parts`` in order: gathered into one system call when the
         kernel takes them all (the usual case), waiting for room as needed."""
         sock = self.sock
+        if len(parts) == 1 and len(parts[0]):
+            # One piece (a small response: head and body joined), which the
+            # kernel nearly always takes whole: no views to make and slice.
+            data = parts[0]
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+            if sent == len(data):
+                return
+            parts = (memoryview(data)[sent:],)
         views = [memoryview(p) for p in parts if len(p)]
         while views:
             try:
@@ -269,15 +289,17 @@ class _Connection:
         self.idle_since = 0.0
         # When the first byte of the head being waited for arrived (None: none yet).
         self.head_since: float | None = None
+        # Whether a request was answered on this connection (see _wait_for_request).
+        self.served = False
         try:
             self.client = _address(stream.sock.getpeername())
             self.local = _address(stream.sock.getsockname())
         except OSError:
             self.client = self.local = None
 
-    async def receive_into_proto(self, size: int) -> bool:
+    async def receive_into_proto(self, size: int, *, wait_first: bool = False) -> bool:
         """Read once and hand the bytes to the protocol; False if the client closed."""
-        data = await self.stream.receive_some(size)
+        data = await self.stream.receive_some(size, wait_first=wait_first)
         if not data:
             return False
         self.proto.feed(data)
@@ -303,6 +325,7 @@ class _Connection:
             if not await _Exchange(self, request).run():
                 return
             proto.start_next()
+            self.served = True
             if not self.stream.waited:
                 # Served without waiting once: yield, so that a client
                 # pipelining requests cannot starve the other connections.
@@ -316,8 +339,14 @@ class _Connection:
         self.idle_since = trio.current_time()
         self.head_since = self.idle_since if self.proto.buffered else None
         idle.add(self)
+        # Right after a response the client has rarely sent its next request
+        # yet: a recv would fail with EAGAIN (a system call and an exception,
+        # ~2 us a request), so wait for readiness first.  A new connection's
+        # first read tries at once (the head often came with the connect).
+        wait_first = self.served
         try:
-            while await self.receive_into_proto(HEAD_RECV):
+            while await self.receive_into_proto(HEAD_RECV, wait_first=wait_first):
+                wait_first = False
                 request = self.proto.next_request()
                 if request is not None:
                     return request
@@ -366,7 +395,10 @@ class _Exchange:
         self.head_sent = False
         self.refused_continue = False
         self.complete = False
-        self.finished = trio.Event()  # the response is over (for late receive() calls)
+        # Whether the app returned, and the event late receive() calls wait
+        # on until then (made only for them: most exchanges never need it).
+        self.over = False
+        self.finished: trio.Event | None = None
         length = request.body_length
         self.recv_size = BODY_RECV if length is None or length > HEAD_RECV else HEAD_RECV
 
@@ -408,7 +440,9 @@ class _Exchange:
             await conn._refuse(500, "Internal Server Error")
             return False
         finally:
-            self.finished.set()
+            self.over = True
+            if self.finished is not None:
+                self.finished.set()
         if not self.complete:
             if self.head_sent:
                 return False
@@ -444,7 +478,12 @@ class _Exchange:
     async def receive(self) -> Message:
         if self.body_done:
             # ASGI: once the body is read, receive() waits for the disconnect.
-            await self.finished.wait()
+            if self.over:
+                await trio.lowlevel.checkpoint()
+            else:
+                if self.finished is None:
+                    self.finished = trio.Event()
+                await self.finished.wait()
             return {"type": "http.disconnect"}
         conn = self.conn
         proto = conn.proto
