@@ -10,7 +10,9 @@ trio thread).
 Because the key is read from the database on every request, a revoked key,
 a suspended account or a deleted bucket take effect at once on every node:
 no cache can serve a stale answer.  Only the secret's decryption is cached
-(by its sealed value, which changes with the key).
+(by its sealed value, which changes with the key), and the Python values
+built from the account's and the bucket's columns, by those columns' values
+(a row that changed in any column is a new key, so a hit is never stale).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from storage import errors
 from storage.accounts import AccountInfo
@@ -99,6 +101,30 @@ class Loaded:
     obj: ObjectInfo | errors.StorageError | None
 
 
+T = TypeVar("T")
+
+# The values built from an account's and a bucket's columns, by those
+# columns (content-keyed: see the module docstring).  Building them cost
+# ~4 us a request (frozen dataclasses set each field through
+# object.__setattr__, and two ISO dates are parsed).
+_KEYS: dict[tuple[Any, ...], KeyRecord] = {}
+_BUCKETS: dict[tuple[Any, ...], BucketInfo] = {}
+# A cache past this many entries is emptied (bounded memory, refilled at once).
+_CACHE_ENTRIES = 4096
+# SQLite binds a bool through its adapter lookup (~0.4 us); 1 is the same value.
+_TRUE = {"sqlite": 1, "postgres": True}
+
+
+def _frozen(cls: type[T], fields: dict[str, Any]) -> T:
+    """``cls(**fields)`` for a frozen dataclass given every field (no
+    ``__post_init__``): its ``__init__`` sets each field through
+    ``object.__setattr__``, 4.1 us for ObjectInfo's 18 fields against
+    0.4 us filling ``__dict__`` at once."""
+    made: T = object.__new__(cls)
+    made.__dict__.update(fields)
+    return made
+
+
 def _dt(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -109,7 +135,7 @@ def _dt(value: Any) -> datetime:
 
 def _object(bucket: str, r: Mapping[str, Any]) -> ObjectInfo:
     inline = r["o_inline"]
-    return ObjectInfo(
+    return _frozen(ObjectInfo, dict(
         bucket=bucket, key=r["o_key"], version_id=r["o_version"], size=r["o_size"],
         etag=r["o_etag"], content_type=r["o_type"], last_modified=_dt(r["o_created"]),
         user_metadata=json_column(r["o_meta"], {}), headers=json_column(r["o_headers"], {}),
@@ -118,7 +144,48 @@ def _object(bucket: str, r: Mapping[str, Any]) -> ObjectInfo:
         chunks=tuple((c, s) for c, s in json_column(r["o_chunks"], ())),
         inline_data=bytes(inline) if inline is not None else None,
         part_sizes=tuple(json_column(r["o_parts"], ())), tags=json_column(r["o_tags"], {}),
-    )
+        row_id=None, version_number=None,
+    ))
+
+
+def _loaded(key: KeyRecord | None, bucket: BucketInfo | None, bucket_missing: bool,
+            obj: ObjectInfo | errors.StorageError | None) -> Loaded:
+    return _frozen(Loaded, {"key": key, "bucket": bucket, "bucket_missing": bucket_missing,
+                            "obj": obj})
+
+
+def _key_record(r: Mapping[str, Any]) -> KeyRecord:
+    raw = (r["k_secret"], r["a_id"], r["a_email"], r["a_plan"], r["a_quota"], r["a_used"],
+           r["a_objects"], r["a_admin"], r["a_status"], r["a_created"])
+    record = _KEYS.get(raw)
+    if record is None:
+        record = KeyRecord(
+            AccountInfo(
+                id=r["a_id"], email=r["a_email"], plan=r["a_plan"], quota_bytes=r["a_quota"],
+                used_bytes=r["a_used"], object_count=r["a_objects"],
+                is_admin=bool(r["a_admin"]), status=r["a_status"],
+                created_at=_dt(r["a_created"]),
+            ),
+            r["k_secret"],
+        )
+        if len(_KEYS) >= _CACHE_ENTRIES:
+            _KEYS.clear()
+        _KEYS[raw] = record
+    return record
+
+
+def _bucket(r: Mapping[str, Any]) -> BucketInfo:
+    raw = (r["b_id"], r["b_name"], r["b_account"], r["b_region"], r["b_versioning"],
+           r["b_created"])
+    info = _BUCKETS.get(raw)
+    if info is None:
+        info = BucketInfo(id=r["b_id"], name=r["b_name"], account_id=r["b_account"],
+                          region=r["b_region"], versioning=r["b_versioning"],
+                          created_at=_dt(r["b_created"]))
+        if len(_BUCKETS) >= _CACHE_ENTRIES:
+            _BUCKETS.clear()
+        _BUCKETS[raw] = info
+    return info
 
 
 async def load(
@@ -139,28 +206,16 @@ async def load(
     elif not want_object:
         rows = await fetch(sql["bucket"], [access_key, bucket])
     elif version_id is None:
-        rows = await fetch(sql["latest"], [access_key, bucket, key, True])
+        rows = await fetch(sql["latest"], [access_key, bucket, key, _TRUE[dialect]])
     else:
         rows = await fetch(sql["version"], [access_key, bucket, key, version_id])
     r = rows[0]
-    record: KeyRecord | None = None
-    if r["a_id"] is not None:
-        record = KeyRecord(
-            AccountInfo(
-                id=r["a_id"], email=r["a_email"], plan=r["a_plan"], quota_bytes=r["a_quota"],
-                used_bytes=r["a_used"], object_count=r["a_objects"],
-                is_admin=bool(r["a_admin"]), status=r["a_status"],
-                created_at=_dt(r["a_created"]),
-            ),
-            r["k_secret"],
-        )
+    record = _key_record(r) if r["a_id"] is not None else None
     if not bucket:
-        return Loaded(record, None, False, None)
+        return _loaded(record, None, False, None)
     if r["b_id"] is None:
-        return Loaded(record, None, True, None)
-    info = BucketInfo(id=r["b_id"], name=r["b_name"], account_id=r["b_account"],
-                      region=r["b_region"], versioning=r["b_versioning"],
-                      created_at=_dt(r["b_created"]))
+        return _loaded(record, None, True, None)
+    info = _bucket(r)
     obj: ObjectInfo | errors.StorageError | None = None
     if want_object:
         if r["o_version"] is None:
@@ -170,4 +225,4 @@ async def load(
             obj = errors.NoSuchKey(delete_marker=True, version_id=r["o_version"])
         else:
             obj = _object(info.name, r)
-    return Loaded(record, info, False, obj)
+    return _loaded(record, info, False, obj)

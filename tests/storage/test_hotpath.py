@@ -59,3 +59,47 @@ async def test_load_matches_services(core):
     assert await core.accounts.delete_access_key(core.account_id, creds.access_key)
     got = await core.db.read(load, creds.access_key, "hot")
     assert got.key is None and got.bucket is not None
+
+
+async def test_built_values_follow_every_change_of_their_rows(core):
+    """The account and bucket values are reused only while their columns are
+    the same: a suspension, a charge or a versioning change shows at once."""
+    from storage.admin_queries import update_account
+
+    creds = await core.accounts.create_access_key(core.account_id, "k")
+    bucket = await core.buckets.create(core.account_id, "cached")
+    first = await core.db.read(load, creds.access_key, "cached")
+    again = await core.db.read(load, creds.access_key, "cached")
+    assert again.key is first.key and again.bucket is first.bucket  # reused
+
+    await update_account(core.db, core.account_id, status="suspended")
+    got = await core.db.read(load, creds.access_key, "cached")
+    assert got.key is not None and got.key.account.status == "suspended"
+    await update_account(core.db, core.account_id, status="active")
+
+    await core.objects.put_object(bucket, "k", _body(b"12345"))
+    got = await core.db.read(load, creds.access_key, "cached")
+    assert got.key is not None and got.key.account.used_bytes == 5
+    assert got.key.account == await core.accounts.get(core.account_id)
+
+    bucket = await core.buckets.set_versioning(bucket, "Enabled")
+    got = await core.db.read(load, creds.access_key, "cached")
+    assert got.bucket == bucket and got.bucket.versioning == "Enabled"
+
+
+async def test_object_values_are_whole_dataclasses(core):
+    """ObjectInfo is built without its __init__: every field is set, and it
+    equals, compares and repr()s like one built the usual way."""
+    import dataclasses
+
+    from storage.objects import ObjectInfo
+
+    creds = await core.accounts.create_access_key(core.account_id, "k")
+    bucket = await core.buckets.create(core.account_id, "whole")
+    await core.objects.put_object(bucket, "k", _body(b"hello"), user_metadata={"a": "b"})
+    got = await core.db.read(load, creds.access_key, "whole", "k", want_object=True)
+    assert isinstance(got.obj, ObjectInfo)
+    usual = ObjectInfo(**{f.name: getattr(got.obj, f.name) for f in dataclasses.fields(ObjectInfo)})
+    assert vars(got.obj) == vars(usual) and got.obj == usual and repr(got.obj) == repr(usual)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.obj.size = 1  # type: ignore[misc]
