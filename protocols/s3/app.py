@@ -168,8 +168,7 @@ class S3App:
     async def _authenticate(self, ctx: Ctx) -> None:
         """Verify the request's SigV4 signature and record the requester in ``ctx``."""
         req = ctx.req
-        header_pairs = [(n.decode("latin-1"), v) for n, v in req.raw_headers]
-        auth = parse_request_auth(req.method, req.raw_path, req.query_string, header_pairs)
+        auth = parse_request_auth(req.method, req.raw_path, req.query_string, req.wire_headers)
         if auth is None:
             raise access_denied("Anonymous access is not allowed; sign your requests (SigV4).")
         # One round trip: the key and its account, the request's bucket and,

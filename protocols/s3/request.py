@@ -19,6 +19,7 @@ import trio
 from protocols.s3.errors import S3Error, invalid_argument
 from protocols.s3.names import refuse_nul
 from protocols.s3.router import Op, split_address
+from protocols.s3.sigv4.canonical import WireHeaders
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -76,15 +77,6 @@ def from_mail_safe(value: str) -> str:
         return value
 
 
-def _decode_header(value: bytes) -> str:
-    # Header bytes are UTF-8 when a client sends non-ASCII metadata; anything
-    # else is kept byte for byte through latin-1.
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
 class Request:
     """One S3 request: addressing, headers, query and the body's receive channel."""
 
@@ -96,11 +88,25 @@ class Request:
         self.raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
         self.receive = receive
         headers: dict[str, str] = {}
+        # SigV4's view of the same headers (every value, as wire text), made
+        # in this pass rather than in a second one over the raw headers.
+        wire = WireHeaders()
+        # Header bytes are UTF-8 when a client sends non-ASCII metadata; anything
+        # else is kept byte for byte through latin-1.
         for name, value in self.raw_headers:
             n = name.decode("latin-1").lower()
-            v = _decode_header(value)
-            headers[n] = f"{headers[n]},{v}" if n in headers else v
+            try:
+                v = w = value.decode("utf-8")
+            except UnicodeDecodeError:
+                v, w = value.decode("latin-1"), value.decode("utf-8", "surrogateescape")
+            if n in headers:
+                headers[n] = f"{headers[n]},{v}"
+                wire[n].append(w)
+            else:
+                headers[n] = v
+                wire[n] = [w]
         self.headers = headers
+        self.wire_headers = wire
         self.query: dict[str, str] = {}
         try:
             # A name or parameter S3 cannot read as UTF-8 is an unparseable URI,

@@ -30,6 +30,7 @@ from __future__ import annotations
 from protocols.s3.sigv4.canonical import (
     HeaderInput,
     QueryInput,
+    WireHeaders,
     canonical_header_value,
     canonical_query_string,
     canonical_request,
@@ -91,6 +92,7 @@ __all__ = [
     "QueryInput",
     "SignedRequest",
     "SigningContext",
+    "WireHeaders",
     "canonical_header_value",
     "canonical_query_string",
     "canonical_request",

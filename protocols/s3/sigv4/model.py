@@ -56,7 +56,7 @@ _UNSIGNABLE_HEADERS = frozenset(
 )
 
 _AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_DIGITS = "0123456789abcdef"
 
 _CREDENTIAL_FORMAT = '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request"'
 
@@ -101,7 +101,8 @@ def payload_mode(payload_hash: str) -> PayloadMode:
     mode = _LITERAL_MODES.get(payload_hash)
     if mode is not None:
         return mode
-    if _SHA256_RE.fullmatch(payload_hash):
+    # [0-9a-f]{64}, by C string methods: the regex cost ~3,000 instructions.
+    if len(payload_hash) == 64 and not payload_hash.strip(_HEX_DIGITS):
         return PayloadMode.SHA256
     if payload_hash.startswith("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"):
         raise S3Error("NotImplemented", "SigV4a (AWS4-ECDSA-P256-SHA256) is not implemented")

@@ -5,6 +5,7 @@ presigned query (``X-Amz-*`` parameters).
 import datetime as dt
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from protocols.s3.errors import (
     S3Error,
@@ -13,6 +14,7 @@ from protocols.s3.errors import (
 from protocols.s3.sigv4.canonical import (
     HeaderInput,
     QueryInput,
+    WireHeaders,
     canonical_query_string,
     canonical_request,
     canonical_uri,
@@ -52,7 +54,31 @@ def _query_error(message: str) -> S3Error:
     return S3Error("AuthorizationQueryParametersError", message)
 
 
+# Credentials and SignedHeaders already parsed (the same few values come
+# with every request of a client: ~1.5 us a request).  Only values that
+# parsed are kept, as the immutable results they gave; a bounded dict.
+_PARSED_CREDENTIALS: dict[tuple[str, str], tuple[str, CredentialScope]] = {}
+_PARSED_SIGNED_HEADERS: dict[str, tuple[str, ...]] = {}
+_PARSED_MAX = 1024
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _PARSED_MAX:
+        cache.clear()
+    cache[key] = value
+
+
 def _parse_credential(
+    value: str, service: str, on_error: Callable[[str], S3Error]
+) -> tuple[str, CredentialScope]:
+    parsed = _PARSED_CREDENTIALS.get((value, service))
+    if parsed is None:
+        parsed = _parse_credential_anew(value, service, on_error)
+        _remember(_PARSED_CREDENTIALS, (value, service), parsed)
+    return parsed
+
+
+def _parse_credential_anew(
     value: str, service: str, on_error: Callable[[str], S3Error]
 ) -> tuple[str, CredentialScope]:
     parts = value.rsplit("/", 4)
@@ -72,6 +98,15 @@ def _parse_credential(
 
 
 def _parse_signed_headers(value: str, on_error: Callable[[str], S3Error]) -> tuple[str, ...]:
+    parsed = _PARSED_SIGNED_HEADERS.get(value)
+    if parsed is None:
+        parsed = _parse_signed_headers_anew(value, on_error)
+        _remember(_PARSED_SIGNED_HEADERS, value, parsed)
+    return parsed
+
+
+def _parse_signed_headers_anew(value: str,
+                               on_error: Callable[[str], S3Error]) -> tuple[str, ...]:
     names = tuple(n.strip().lower() for n in value.split(";"))
     if not value or any(not n for n in names):
         raise on_error("the SignedHeaders are mal-formed.")
@@ -81,16 +116,16 @@ def _parse_signed_headers(value: str, on_error: Callable[[str], S3Error]) -> tup
 
 
 def _check_unsigned_amz_headers(headers: Mapping[str, list[str]], signed: tuple[str, ...]) -> None:
-    signed_set = set(signed)
-    missing = sorted(
+    missing = [
         name
         for name in headers
         if name.startswith("x-amz-")
-        and name not in signed_set
+        and name not in signed
         and name not in _UNSIGNED_AMZ_ALLOWED
         and not name.startswith("x-amz-checksum-")
-    )
+    ]
     if missing:
+        missing.sort()
         raise S3Error(
             "AccessDenied",
             "There were headers present in the request which were not signed",
@@ -109,7 +144,7 @@ def parse_request_auth(
     method: str,
     raw_path: str | bytes,
     query: QueryInput,
-    headers: HeaderInput,
+    headers: HeaderInput | WireHeaders,
     *,
     service: str = "s3",
     body_sha256: str | None = None,
