@@ -46,7 +46,7 @@ from protocols.s3.storage_errors import from_storage_error
 from storage import errors as serr
 from storage.blobs import ChunkError
 from storage.core import StorageCore
-from storage.events import set_origin
+from storage.events import MAX_IP, MAX_USER_AGENT, current_origin, set_origin
 
 __all__ = ["DEFAULT_RATE_LIMITS", "S3App", "create_s3_app"]
 
@@ -57,6 +57,28 @@ _NOT_PLAIN_OBJECT_READ = UNSUPPORTED_SUBRESOURCES | {"uploadId"}
 # Operations that come without SigV4 headers: a preflight is never signed, a
 # form upload's credentials are form fields.
 _UNSIGNED_OPS = frozenset({Op.PREFLIGHT, Op.POST_OBJECT})
+
+
+class _RequestIds:
+    """S3's ``x-amz-request-id``: 16 random upper-case hex digits a request.
+
+    Drawn from a pool of random bytes filled 512 ids at a time: one
+    ``secrets.token_hex`` a request was a ``getrandom`` system call each.
+    """
+
+    _BATCH = 512
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = secrets.token_hex(8 * self._BATCH).upper()
+            at = 0
+        self._at = at + 16
+        return self._pool[at:at + 16]
 
 
 class _BodyFailedFirst(Exception):
@@ -72,6 +94,7 @@ class S3App:
         self.node = S3Services(core, rate_limits)
         self.max_header_bytes = core.settings.listen.max_header_bytes
         self.vhost_domains = vhost_domains(core)
+        self.request_ids = _RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -89,9 +112,14 @@ class S3App:
         # The changes this request makes are S3's (storage.events), by this
         # client; a connection's task serves only this port, so setting it is enough.
         client = scope.get("client")
-        agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
-        set_origin("s3", str(client[0]) if client else "", agent.decode("latin-1"))
-        request_id = secrets.token_hex(8).upper()
+        ip = str(client[0])[:MAX_IP] if client else ""
+        agent = next((v for k, v in scope["headers"] if k == b"user-agent"),
+                     b"").decode("latin-1")[:MAX_USER_AGENT]
+        now = current_origin()
+        if now != "s3" or now.ip != ip or now.user_agent != agent:
+            # Set once per connection, as a rule (its task serves this port only).
+            set_origin("s3", ip, agent)
+        request_id = self.request_ids.next()
         req: Request | None = None
         try:
             req = Request(scope, receive, self.vhost_domains)

@@ -1,7 +1,10 @@
-"""The S3 request parser's header views."""
+"""The S3 request parser's header views, and the request ids the app hands out."""
 
 from __future__ import annotations
 
+import re
+
+from protocols.s3.app import _RequestIds
 from protocols.s3.request import Request
 from protocols.s3.sigv4 import header_multimap
 
@@ -27,3 +30,10 @@ def test_wire_headers_are_sigv4s_multimap_of_the_same_headers() -> None:
     assert req.headers["x-amz-meta-b"] == "\xff\xfe latin"
     assert req.headers["content-type"] == "text/plain"
     assert (req.bucket, req.key) == ("b", "b/k")
+
+
+def test_request_ids_are_16_hex_digits_and_do_not_repeat() -> None:
+    ids = _RequestIds()
+    made = [ids.next() for _ in range(3 * _RequestIds._BATCH + 5)]
+    assert all(re.fullmatch(r"[0-9A-F]{16}", i) for i in made)
+    assert len(set(made)) == len(made)

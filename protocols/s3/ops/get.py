@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from protocols.s3 import xml as s3xml
 from protocols.s3.conditions import evaluate_conditions, http_date, parse_range
 from protocols.s3.context import Ctx
@@ -29,19 +31,37 @@ RESPONSE_OVERRIDES = {
 }
 
 
+# Last-Modified values already formatted, by the second they name (objects
+# written in the same second share one; bounded, emptied when full).
+_HTTP_DATES: dict[float, str] = {}
+_HTTP_DATES_MAX = 4096
+
+
+def _last_modified(moment: datetime) -> str:
+    second = moment.timestamp() // 1  # what an HTTP date keeps of it
+    text = _HTTP_DATES.get(second)
+    if text is None:
+        if len(_HTTP_DATES) >= _HTTP_DATES_MAX:
+            _HTTP_DATES.clear()
+        text = _HTTP_DATES[second] = http_date(moment)
+    return text
+
+
 def object_headers(
     req: Request, bucket: BucketInfo, info: ObjectInfo
 ) -> list[tuple[str, str]]:
     headers: dict[str, str] = {
         "content-type": info.content_type or "binary/octet-stream",
         "etag": s3xml.quote_etag(info.etag),
-        "last-modified": http_date(info.last_modified),
+        "last-modified": _last_modified(info.last_modified),
         "accept-ranges": "bytes",
     }
-    headers.update(info.headers)
-    for name, header in RESPONSE_OVERRIDES.items():
-        if name in req.query:
-            headers[header] = req.query[name]
+    if info.headers:
+        headers.update(info.headers)
+    if req.query:
+        for name, header in RESPONSE_OVERRIDES.items():
+            if name in req.query:
+                headers[header] = req.query[name]
     out = list(headers.items())
     out += [(f"x-amz-meta-{k}", mail_safe(v)) for k, v in info.user_metadata.items()]
     out += version_headers(bucket, info)
