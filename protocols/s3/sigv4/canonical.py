@@ -29,10 +29,26 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     return hmac.new(k_service, TERMINATOR.encode(), hashlib.sha256).digest()
 
 
+# HMAC states keyed with a signing key, by that key (as secret as the
+# signing keys signing_key() keeps; bounded, emptied when full).
+_KEYED: dict[bytes, hmac.HMAC] = {}
+_KEYED_MAX = 1024
+
+
 def hmac_hex(key: bytes, message: str) -> str:
     """Hex HMAC-SHA256 of ``message`` under ``key``: the signature of a string to sign."""
-    # hmac.digest is OpenSSL's one-shot: 1.4 us less per request than hmac.new.
-    return hmac.digest(key, message.encode("utf-8", "surrogateescape"), "sha256").hex()
+    # A copy of a state already keyed: OpenSSL's one-shot hmac.digest looks
+    # the digest up by name and pads the key every time (cachegrind: 28,400
+    # against 21,600 instructions).  A signing key serves a client all day,
+    # and a streaming upload's every chunk.
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(_KEYED) >= _KEYED_MAX:
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = keyed.copy()
+    mac.update(message.encode("utf-8", "surrogateescape"))
+    return mac.hexdigest()
 
 
 # The last timestamp parsed: requests signed in the same second share it.
