@@ -136,11 +136,15 @@ def _commit_key(bucket: BucketInfo, key: str, *_args: Any, **_kwargs: Any) -> tu
 
 
 # What a commit made, beside what its caller gave: (version id, creation
-# time, row id, version number).  A secondary process's commit comes back
-# over the write relay (storage/write_relay.py) as this, not as the
-# ObjectInfo with the object's inline data, which the primary would pickle
-# and the secondary unpickle for every small PUT.
-Committed = tuple[str, datetime, int, int]
+# time in microseconds since the epoch, row id, version number).  A
+# secondary process's commit comes back over the write relay
+# (storage/write_relay.py) as this, not as the ObjectInfo with the object's
+# inline data, which the primary would pickle and the secondary unpickle for
+# every small PUT; the time as an int, not an aware datetime (whose pickle
+# reduces its timezone through a timedelta).
+Committed = tuple[str, int, int, int]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def commit_steps(
@@ -162,7 +166,8 @@ def commit_steps(
 def object_info(bucket: BucketInfo, key: str, fields: dict[str, Any],
                 chunks: Sequence[tuple[str, int]], committed: Committed) -> ObjectInfo:
     """The ObjectInfo of the version :func:`commit_row_steps` made."""
-    version_id, created_at, row_id, version_number = committed
+    version_id, created_us, row_id, version_number = committed
+    created_at = _EPOCH + timedelta(microseconds=created_us)
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
         etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
@@ -228,7 +233,8 @@ def commit_row_steps(
     changes = yield from _record_and_charge(bucket, key, fields, latest, origin)
     if emitted is not None:
         emitted.extend(changes)
-    return version_id, created_at, row_id, row["version_number"]
+    return (version_id, (created_at - _EPOCH) // _MICROSECOND, row_id,
+            row["version_number"])
 
 
 def _demote_and_hide_steps(bucket: BucketInfo, key: str, now: datetime

@@ -57,6 +57,11 @@ class Retention:
         """Earlier versions kept beside the current one."""
         return max(self.max_versions - 1, 0)
 
+    def __reduce__(self) -> tuple[Any, tuple[int, int]]:
+        # Every relayed write sends one: a constructor call, not the
+        # dataclass's default copyreg reconstructor and state dict.
+        return Retention, (self.max_versions, self.max_age_days)
+
 
 def as_datetime(value: Any) -> datetime:
     """A timestamp column as an aware datetime (SQLite hands back text)."""
