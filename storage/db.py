@@ -282,7 +282,11 @@ class Database:
         try:
             if self._reader is not None:
                 try:
-                    return await fn(self._reader.fetch, "sqlite", *args, **kwargs)
+                    # A unit of work that reads rows by position (its
+                    # ``positional`` attribute) is spared the rows' dicts.
+                    fetch = (self._reader.fetch_values if getattr(fn, "positional", False)
+                             else self._reader.fetch)
+                    return await fn(fetch, "sqlite", *args, **kwargs)  # type: ignore[arg-type]
                 except Busy:
                     pass
             if self._pg is not None:

@@ -62,6 +62,17 @@ class SqliteReader:
                 raise Busy(str(exc)) from None
             raise
 
+    async def fetch_values(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one statement as tuples, in the statement's column order."""
+        if self._conn is None:
+            raise Busy("the reader is closed")
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy(str(exc)) from None
+            raise
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         if self._conn is not None:
