@@ -17,6 +17,7 @@ built from the account's and the bucket's columns, by those columns' values
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,11 +32,17 @@ from storage.sql import json_column
 
 # One statement, always exactly one row: a single execute costs far less
 # than three, and the LEFT JOINs leave NULLs for whatever does not exist.
-_ACCOUNT_COLUMNS = (
-    "k.secret_enc AS k_secret, a.id AS a_id, a.email AS a_email, a.plan AS a_plan, "
-    "a.quota_bytes AS a_quota, a.used_bytes AS a_used, a.object_count AS a_objects, "
-    "a.is_admin AS a_admin, a.status AS a_status, a.created_at AS a_created"
+# The account's and the bucket's columns come packed as one JSON array each
+# (NULL when there is none): Python's sqlite3 costs ~1k instructions a
+# column (it releases the GIL around each column's type), and the packed
+# text is the key of the values built from it (see _KEYS), parsed only on
+# a miss.
+_ACCOUNT_VALUES = (
+    "k.secret_enc, a.id, a.email, a.plan, a.quota_bytes, a.used_bytes, a.object_count, "
+    "a.is_admin, a.status, a.created_at"
 )
+_BUCKET_VALUES = "b.id, b.name, b.account_id, b.region, b.versioning, b.created_at"
+# (kept with names for storage/path_lookup.py)
 _BUCKET_COLUMNS = (
     ", b.id AS b_id, b.name AS b_name, b.account_id AS b_account, b.region AS b_region, "
     "b.versioning AS b_versioning, b.created_at AS b_created"
@@ -55,15 +62,22 @@ _FROM_KEY = (
 _JOIN_BUCKET = " LEFT JOIN buckets b ON b.name = ?"
 _JOIN_OBJECT = ' LEFT JOIN object_versions o ON o.bucket_id = b.id AND o."key" = ? AND '
 
-_STATEMENTS = {
-    "key": "SELECT " + _ACCOUNT_COLUMNS + _FROM_KEY,
-    "bucket": "SELECT " + _ACCOUNT_COLUMNS + _BUCKET_COLUMNS + _FROM_KEY + _JOIN_BUCKET,
-    "latest": "SELECT " + _ACCOUNT_COLUMNS + _BUCKET_COLUMNS + _OBJECT_COLUMNS + _FROM_KEY
-    + _JOIN_BUCKET + _JOIN_OBJECT + "o.is_latest = ?",
-    "version": "SELECT " + _ACCOUNT_COLUMNS + _BUCKET_COLUMNS + _OBJECT_COLUMNS + _FROM_KEY
-    # Time Machine history rows (storage/versions.py) are not S3 versions.
-    + _JOIN_BUCKET + _JOIN_OBJECT + "o.version_id = ? AND o.history_at IS NULL",
-}
+
+def _statements(array: str) -> dict[str, str]:
+    """The statements, packing with the dialect's ``array`` (a format string)."""
+    account = ("SELECT CASE WHEN a.id IS NOT NULL THEN " + array.format(_ACCOUNT_VALUES)
+               + " END AS a_row")
+    bucket = (account + ", CASE WHEN b.id IS NOT NULL THEN " + array.format(_BUCKET_VALUES)
+              + " END AS b_row")
+    return {
+        "key": account + _FROM_KEY,
+        "bucket": bucket + _FROM_KEY + _JOIN_BUCKET,
+        "latest": bucket + _OBJECT_COLUMNS + _FROM_KEY + _JOIN_BUCKET + _JOIN_OBJECT
+        + "o.is_latest = ?",
+        "version": bucket + _OBJECT_COLUMNS + _FROM_KEY
+        # Time Machine history rows (storage/versions.py) are not S3 versions.
+        + _JOIN_BUCKET + _JOIN_OBJECT + "o.version_id = ? AND o.history_at IS NULL",
+    }
 
 
 def _numbered(sql: str) -> str:
@@ -72,8 +86,9 @@ def _numbered(sql: str) -> str:
 
 
 _DIALECT_SQL = {
-    "sqlite": _STATEMENTS,
-    "postgres": {name: _numbered(sql) for name, sql in _STATEMENTS.items()},
+    "sqlite": _statements("json_array({})"),
+    "postgres": {name: _numbered(sql)
+                 for name, sql in _statements("json_build_array({})::text").items()},
 }
 
 
@@ -107,8 +122,8 @@ T = TypeVar("T")
 # columns (content-keyed: see the module docstring).  Building them cost
 # ~4 us a request (frozen dataclasses set each field through
 # object.__setattr__, and two ISO dates are parsed).
-_KEYS: dict[tuple[Any, ...], KeyRecord] = {}
-_BUCKETS: dict[tuple[Any, ...], BucketInfo] = {}
+_KEYS: dict[str, KeyRecord] = {}
+_BUCKETS: dict[str, BucketInfo] = {}
 # A cache past this many entries is emptied (bounded memory, refilled at once).
 _CACHE_ENTRIES = 4096
 # SQLite binds a bool through its adapter lookup (~0.4 us); 1 is the same value.
@@ -166,41 +181,42 @@ def _loaded(key: KeyRecord | None, bucket: BucketInfo | None, bucket_missing: bo
                             "obj": obj})
 
 
-def _key_record(raw: tuple[Any, ...]) -> KeyRecord:
-    """The key of ``_ACCOUNT_COLUMNS``' values, in their order."""
-    record = _KEYS.get(raw)
+def _key_record(packed: str) -> KeyRecord:
+    """The key of ``_ACCOUNT_VALUES`` packed as a JSON array."""
+    record = _KEYS.get(packed)
     if record is None:
-        secret, a_id, email, plan, quota, used, objects, admin, status, created = raw
+        secret, a_id, email, plan, quota, used, objects, admin, status, created = (
+            json.loads(packed))
         record = KeyRecord(
             AccountInfo(
                 id=a_id, email=email, plan=plan, quota_bytes=quota, used_bytes=used,
                 object_count=objects, is_admin=bool(admin), status=status,
-                created_at=_dt(created),
+                created_at=_dt(created).astimezone(UTC),
             ),
             secret,
         )
         if len(_KEYS) >= _CACHE_ENTRIES:
             _KEYS.clear()
-        _KEYS[raw] = record
+        _KEYS[packed] = record
     return record
 
 
-def _bucket(raw: tuple[Any, ...]) -> BucketInfo:
-    """The bucket of ``_BUCKET_COLUMNS``' values, in their order."""
-    info = _BUCKETS.get(raw)
+def _bucket(packed: str) -> BucketInfo:
+    """The bucket of ``_BUCKET_VALUES`` packed as a JSON array."""
+    info = _BUCKETS.get(packed)
     if info is None:
-        b_id, name, account, region, versioning, created = raw
+        b_id, name, account, region, versioning, created = json.loads(packed)
         info = BucketInfo(id=b_id, name=name, account_id=account, region=region,
-                          versioning=versioning, created_at=_dt(created))
+                          versioning=versioning, created_at=_dt(created).astimezone(UTC))
         if len(_BUCKETS) >= _CACHE_ENTRIES:
             _BUCKETS.clear()
-        _BUCKETS[raw] = info
+        _BUCKETS[packed] = info
     return info
 
 
 # Where each part of a row starts (its columns are read by position: a dict
 # of the 41 columns and a lookup by name per field cost ~20 % of a load).
-_A, _B, _O = 0, 10, 16
+_A, _B, _O = 0, 1, 2
 
 
 async def load(
@@ -231,12 +247,12 @@ async def load(
         rows = await fetch(sql["version"], [access_key, bucket, key, version_id])
     row = rows[0]
     r: tuple[Any, ...] = row if type(row) is tuple else tuple(row.values())
-    record = _key_record(r[_A:_B]) if r[_A + 1] is not None else None
+    record = _key_record(r[_A]) if r[_A] is not None else None
     if not bucket:
         return _loaded(record, None, False, None)
     if r[_B] is None:
         return _loaded(record, None, True, None)
-    info = _bucket(r[_B:_O])
+    info = _bucket(r[_B])
     obj: ObjectInfo | errors.StorageError | None = None
     if want_object:
         version = r[_O + 1]
