@@ -320,7 +320,17 @@ async def seed_keys(client: S3Client, bucket: str, prefix: str, n: int) -> None:
     """Upload ``n`` one-byte objects ``prefix00000``... for the LIST run."""
 
     async def put(cn: HttpConnection, i: int) -> None:
-        await client.call(cn, "PUT", f"/{bucket}/{prefix}{i:05d}", body=b"x")
+        # Untimed set-up, so a server error is retried (rclone serve s3 1.75
+        # sometimes answers 500 "Dir.Rename error" to concurrent PUTs into a
+        # new directory), and said.
+        for attempt in range(3):
+            try:
+                await client.call(cn, "PUT", f"/{bucket}/{prefix}{i:05d}", body=b"x")
+                return
+            except RuntimeError as e:
+                if attempt == 2 or "HTTP 5" not in str(e):
+                    raise
+                print(f"    seeding {client.host}:{client.port}: {e}; retrying", flush=True)
 
     await run_parallel(client, 16, n, put)
 
