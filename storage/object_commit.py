@@ -147,22 +147,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def commit_steps(
-    bucket: BucketInfo,
-    key: str,
-    fields: dict[str, Any],
-    chunks: Sequence[tuple[str, int]],
-    condition: WriteCondition | None = None,
-    emitted: list[Event] | None = None,
-    origin: str = "",
-    retention: versions.Retention = DEFAULT_RETENTION,
-) -> sql.UnitOfWork[ObjectInfo]:
-    """:func:`commit_row_steps`, answering the new version's ObjectInfo."""
-    committed = yield from commit_row_steps(bucket, key, fields, chunks, condition, emitted,
-                                            origin, retention)
-    return object_info(bucket, key, fields, chunks, committed)
-
-
 def object_info(bucket: BucketInfo, key: str, fields: dict[str, Any],
                 chunks: Sequence[tuple[str, int]], committed: Committed) -> ObjectInfo:
     """The ObjectInfo of the version :func:`commit_row_steps` made."""
@@ -335,11 +319,13 @@ async def commit_version_after(
     origin: str,
     retention: versions.Retention = DEFAULT_RETENTION,
 ) -> ObjectInfo:
-    """:func:`commit_steps` in an ORM transaction that ``before`` opens."""
+    """:func:`commit_row_steps` in an ORM transaction that ``before`` opens,
+    answering the new version's ObjectInfo."""
     async with in_transaction() as conn:
         await before(conn)
-        return await sql.drive(conn, commit_steps(bucket, key, fields, chunks, condition,
-                                                   emitted, origin, retention))
+        committed = await sql.drive(conn, commit_row_steps(bucket, key, fields, chunks,
+                                                           condition, emitted, origin, retention))
+    return object_info(bucket, key, fields, chunks, committed)
 
 
 async def find_version(bucket: BucketInfo, key: str, version_id: str | None) -> ObjectVersion:
