@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -18,6 +18,7 @@ from storage import errors, events, names, refs, sql
 from storage.db import Database
 from storage.events import Event, EventBus, EventType
 from storage.models import Account, Bucket
+from storage.object_types import from_utc_micros, utc_micros
 
 
 @dataclass(frozen=True)
@@ -38,19 +39,15 @@ class BucketInfo:
         # timezone reduced through a timedelta) cost several times as much.
         created: datetime | int = self.created_at
         if created.tzinfo is UTC:  # type: ignore[union-attr]
-            created = (self.created_at - _EPOCH) // _MICROSECOND
+            created = utc_micros(self.created_at)
         return _bucket_info, (self.id, self.name, self.account_id, self.region,
                               self.versioning, created)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def _bucket_info(id: int, name: str, account_id: str, region: str, versioning: str,
                  created: datetime | int) -> BucketInfo:
     if type(created) is int:
-        created = _EPOCH + timedelta(microseconds=created)
+        created = from_utc_micros(created)
     return BucketInfo(id, name, account_id, region, versioning, created)  # type: ignore[arg-type]
 
 

@@ -24,7 +24,9 @@ from storage.object_types import (
     DeleteResult,
     ObjectInfo,
     WriteCondition,
+    from_utc_micros,
     new_version_id,
+    utc_micros,
 )
 from storage.sqlite_writer import rows_of, sqlite_form
 from storage.write_relay import relayable
@@ -143,15 +145,13 @@ def _commit_key(bucket: BucketInfo, key: str, *_args: Any, **_kwargs: Any) -> tu
 # every small PUT; the time as an int, not an aware datetime (whose pickle
 # reduces its timezone through a timedelta).
 Committed = tuple[str, int, int, int]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def object_info(bucket: BucketInfo, key: str, fields: dict[str, Any],
                 chunks: Sequence[tuple[str, int]], committed: Committed) -> ObjectInfo:
     """The ObjectInfo of the version :func:`commit_row_steps` made."""
     version_id, created_us, row_id, version_number = committed
-    created_at = _EPOCH + timedelta(microseconds=created_us)
+    created_at = from_utc_micros(created_us)
     return ObjectInfo(
         bucket=bucket.name, key=key, version_id=version_id, size=fields["size"],
         etag=fields["etag"], content_type=fields["content_type"], last_modified=created_at,
@@ -217,7 +217,7 @@ def commit_row_steps(
     changes = yield from _record_and_charge(bucket, key, fields, latest, origin)
     if emitted is not None:
         emitted.extend(changes)
-    return (version_id, (created_at - _EPOCH) // _MICROSECOND, row_id,
+    return (version_id, utc_micros(created_at), row_id,
             row["version_number"])
 
 

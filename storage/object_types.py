@@ -10,11 +10,26 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage import errors
 from storage.models import ObjectVersion
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_micros(at: datetime) -> int:
+    """An aware time as microseconds since the epoch: what the write relay
+    sends instead of a datetime, whose pickle reduces its timezone through
+    a timedelta."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def from_utc_micros(micros: int) -> datetime:
+    """The UTC time :func:`utc_micros` gave ``micros`` for."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 NULL_VERSION = "null"
 

@@ -51,7 +51,7 @@ def disjoint_by(key: Callable[..., Hashable]) -> Callable[[F], F]:
     increments (usage, reference counts), appended rows (events) and rows
     they release only as their own ``DELETE ... RETURNING`` got them
     (:mod:`storage.refs`).  PostgreSQL may then run a group of such units
-    with distinct keys step by step side by side (:mod:`storage.pg_lockstep`):
+    with distinct keys step by step side by side (:mod:`storage.pg_steps`):
     any interleaving of their statements ends as one after the other would.
     """
     def mark(fn: F) -> F:

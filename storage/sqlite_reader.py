@@ -44,30 +44,29 @@ class SqliteReader:
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         """The rows of one statement (async only to match the bridge's fetch)."""
+        cursor, rows = self._run(sql, params)
+        names = self._names.get(sql)
+        if names is None or (rows and len(rows[0]) != len(names)):  # new, or `*` changed
+            if len(self._names) >= 256:  # callers with ever-new statements
+                self._names.clear()
+            names = self._names[sql] = [d[0] for d in cursor.description]
+        # Plain dicts: sqlite3.Row finds a column by name with a linear,
+        # case-insensitive scan, on every access.
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def fetch_values(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one statement as tuples, in the statement's column order."""
+        return self._run(sql, params)[1]
+
+    def _run(self, sql: str, params: Sequence[Any]
+             ) -> tuple[sqlite3.Cursor, list[tuple[Any, ...]]]:
+        """Run one statement: its cursor and rows; Busy for a lock or a
+        closed reader."""
         if self._conn is None:
             raise Busy("the reader is closed")
         try:
             cursor = self._conn.execute(sql, params)
-            rows = cursor.fetchall()
-            names = self._names.get(sql)
-            if names is None or (rows and len(rows[0]) != len(names)):  # new, or `*` changed
-                if len(self._names) >= 256:  # callers with ever-new statements
-                    self._names.clear()
-                names = self._names[sql] = [d[0] for d in cursor.description]
-            # Plain dicts: sqlite3.Row finds a column by name with a linear,
-            # case-insensitive scan, on every access.
-            return [dict(zip(names, row, strict=True)) for row in rows]
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise Busy(str(exc)) from None
-            raise
-
-    async def fetch_values(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """The rows of one statement as tuples, in the statement's column order."""
-        if self._conn is None:
-            raise Busy("the reader is closed")
-        try:
-            return self._conn.execute(sql, params).fetchall()
+            return cursor, cursor.fetchall()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise Busy(str(exc)) from None
