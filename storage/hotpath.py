@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from storage import errors
 from storage.accounts import AccountInfo
+from storage.bounded import BoundedMemo
 from storage.buckets import BucketInfo
 from storage.db import Fetch
 from storage.objects import ObjectInfo
@@ -122,10 +123,8 @@ T = TypeVar("T")
 # columns (content-keyed: see the module docstring).  Building them cost
 # ~4 us a request (frozen dataclasses set each field through
 # object.__setattr__, and two ISO dates are parsed).
-_KEYS: dict[str, KeyRecord] = {}
-_BUCKETS: dict[str, BucketInfo] = {}
-# A cache past this many entries is emptied (bounded memory, refilled at once).
-_CACHE_ENTRIES = 4096
+_KEYS: BoundedMemo[str, KeyRecord] = BoundedMemo(4096)
+_BUCKETS: BoundedMemo[str, BucketInfo] = BoundedMemo(4096)
 # SQLite binds a bool through its adapter lookup (~0.4 us); 1 is the same value.
 _TRUE = {"sqlite": 1, "postgres": True}
 
@@ -195,9 +194,7 @@ def _key_record(packed: str) -> KeyRecord:
             ),
             secret,
         )
-        if len(_KEYS) >= _CACHE_ENTRIES:
-            _KEYS.clear()
-        _KEYS[packed] = record
+        _KEYS.keep(packed, record)
     return record
 
 
@@ -208,9 +205,7 @@ def _bucket(packed: str) -> BucketInfo:
         b_id, name, account, region, versioning, created = json.loads(packed)
         info = BucketInfo(id=b_id, name=name, account_id=account, region=region,
                           versioning=versioning, created_at=_dt(created).astimezone(UTC))
-        if len(_BUCKETS) >= _CACHE_ENTRIES:
-            _BUCKETS.clear()
-        _BUCKETS[packed] = info
+        _BUCKETS.keep(packed, info)
     return info
 
 

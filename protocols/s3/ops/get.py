@@ -18,6 +18,7 @@ from protocols.s3.ops.common import (
     version_headers,
 )
 from protocols.s3.request import Request, Response, mail_safe
+from storage.bounded import BoundedMemo
 from storage.buckets import BucketInfo
 from storage.objects import ObjectInfo
 
@@ -33,17 +34,14 @@ RESPONSE_OVERRIDES = {
 
 # Last-Modified values already formatted, by the second they name (objects
 # written in the same second share one; bounded, emptied when full).
-_HTTP_DATES: dict[float, str] = {}
-_HTTP_DATES_MAX = 4096
+_HTTP_DATES: BoundedMemo[float, str] = BoundedMemo(4096)
 
 
 def _last_modified(moment: datetime) -> str:
     second = moment.timestamp() // 1  # what an HTTP date keeps of it
     text = _HTTP_DATES.get(second)
     if text is None:
-        if len(_HTTP_DATES) >= _HTTP_DATES_MAX:
-            _HTTP_DATES.clear()
-        text = _HTTP_DATES[second] = http_date(moment)
+        text = _HTTP_DATES.keep(second, http_date(moment))
     return text
 
 

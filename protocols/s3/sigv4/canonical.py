@@ -14,6 +14,7 @@ from protocols.s3.sigv4.model import (
     _AMZ_DATE_RE,
     TERMINATOR,
 )
+from storage.bounded import BoundedMemo
 
 # ====================================================================================
 # Primitives
@@ -31,8 +32,7 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
 
 # HMAC states keyed with a signing key, by that key (as secret as the
 # signing keys signing_key() keeps; bounded, emptied when full).
-_KEYED: dict[bytes, hmac.HMAC] = {}
-_KEYED_MAX = 1024
+_KEYED: BoundedMemo[bytes, hmac.HMAC] = BoundedMemo(1024)
 
 
 def hmac_hex(key: bytes, message: str) -> str:
@@ -43,9 +43,7 @@ def hmac_hex(key: bytes, message: str) -> str:
     # and a streaming upload's every chunk.
     keyed = _KEYED.get(key)
     if keyed is None:
-        if len(_KEYED) >= _KEYED_MAX:
-            _KEYED.clear()
-        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+        keyed = _KEYED.keep(key, hmac.new(key, digestmod=hashlib.sha256))
     mac = keyed.copy()
     mac.update(message.encode("utf-8", "surrogateescape"))
     return mac.hexdigest()

@@ -5,7 +5,6 @@ presigned query (``X-Amz-*`` parameters).
 import datetime as dt
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from protocols.s3.errors import (
     S3Error,
@@ -35,6 +34,7 @@ from protocols.s3.sigv4.model import (
     CredentialScope,
     payload_mode,
 )
+from storage.bounded import BoundedMemo
 
 # ====================================================================================
 # Parsing the request's authentication
@@ -57,15 +57,9 @@ def _query_error(message: str) -> S3Error:
 # Credentials and SignedHeaders already parsed (the same few values come
 # with every request of a client: ~1.5 us a request).  Only values that
 # parsed are kept, as the immutable results they gave; a bounded dict.
-_PARSED_CREDENTIALS: dict[tuple[str, str], tuple[str, CredentialScope]] = {}
-_PARSED_SIGNED_HEADERS: dict[str, tuple[str, ...]] = {}
-_PARSED_MAX = 1024
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _PARSED_MAX:
-        cache.clear()
-    cache[key] = value
+_PARSED_CREDENTIALS: BoundedMemo[tuple[str, str], tuple[str, CredentialScope]] = (
+    BoundedMemo(1024))
+_PARSED_SIGNED_HEADERS: BoundedMemo[str, tuple[str, ...]] = BoundedMemo(1024)
 
 
 def _parse_credential(
@@ -74,7 +68,7 @@ def _parse_credential(
     parsed = _PARSED_CREDENTIALS.get((value, service))
     if parsed is None:
         parsed = _parse_credential_anew(value, service, on_error)
-        _remember(_PARSED_CREDENTIALS, (value, service), parsed)
+        _PARSED_CREDENTIALS.keep((value, service), parsed)
     return parsed
 
 
@@ -101,7 +95,7 @@ def _parse_signed_headers(value: str, on_error: Callable[[str], S3Error]) -> tup
     parsed = _PARSED_SIGNED_HEADERS.get(value)
     if parsed is None:
         parsed = _parse_signed_headers_anew(value, on_error)
-        _remember(_PARSED_SIGNED_HEADERS, value, parsed)
+        _PARSED_SIGNED_HEADERS.keep(value, parsed)
     return parsed
 
 
